@@ -1,0 +1,85 @@
+"""Settings as plain dataclasses, saved to and rebuilt from JSON.
+
+The CLI builds these; the library never parses arguments. A model directory's
+``model.json`` holds an ``ImageConfig`` and a ``ModelConfig`` so that a model
+rebuilds itself and the runtime never guesses its input size or alphabet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ImageConfig", "ModelConfig", "TrainConfig", "from_dict"]
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How an image becomes a model input.
+
+    Attributes:
+        height: input height in pixels (the tutorial: 50).
+        width: input width in pixels (the tutorial: 200); width becomes time.
+        channels: 1 for grey (the tutorial), 3 for RGB.
+    """
+
+    height: int = 50
+    width: int = 200
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if self.height < 8 or self.width < 8:
+            raise ValueError(f"image size {self.width}x{self.height} is too small (min 8x8)")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey) or 3 (RGB), not {self.channels}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network architecture: its name and the sizes that rebuild it.
+
+    Attributes:
+        arch: architecture name (see ``captcha_ocr.model.ARCHS``).
+        n_classes: alphabet size + 1 (the CTC blank, index 0).
+        params: architecture hyper-parameters (widths, dropout, ...).
+    """
+
+    arch: str = "fast"
+    n_classes: int = 20
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults are the tutorial's; recipes override them.
+
+    Attributes:
+        epochs: maximum number of epochs.
+        patience: epochs without val-loss improvement before stopping (0: never stop early).
+        batch_size: images per optimisation step.
+        lr: peak learning rate (Adam).
+        schedule: "constant" (the tutorial) or "onecycle".
+        weight_decay: AdamW weight decay (0: plain Adam).
+        augment: random affine jitter / noise / line occlusion on training images.
+        val_fraction: share of the labeled images held out for early stopping and metrics.
+        seed: fixes the split, the initialisation, the batch order and the augmentation.
+        threads: torch intra-op threads (0: all cores).
+    """
+
+    epochs: int = 100
+    patience: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    augment: bool = False
+    val_fraction: float = 0.1
+    seed: int = 2021
+    threads: int = 0
+
+
+def from_dict(cls: type, data: dict[str, Any]):
+    """Build dataclass ``cls`` from ``data``, ignoring unknown keys (forward compatible)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})

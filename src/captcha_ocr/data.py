@@ -1,0 +1,160 @@
+"""Labeled datasets on disk: find the images, their labels, a split, a fingerprint.
+
+A dataset is a folder of images (png, jpg, gif, bmp, webp); an image's label is its
+file stem, unless an optional ``labels.csv`` (header ``file,label``) in the folder
+gives it. No torch here: evaluation uses this module too.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import ImageConfig
+from .preprocess import IMAGE_SUFFIXES, ImageError, preprocess
+
+__all__ = [
+    "DatasetError",
+    "LoadedImages",
+    "Sample",
+    "discover",
+    "fingerprint",
+    "list_images",
+    "load_images",
+    "split_indices",
+]
+
+LABELS_FILE = "labels.csv"
+
+
+class DatasetError(ValueError):
+    """A dataset folder cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One labeled image file."""
+
+    path: Path
+    label: str
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name.
+
+    Raises:
+        DatasetError: ``folder`` is not a directory.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _read_labels_csv(path: Path) -> dict[str, str]:
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["file", "label"]:
+        raise DatasetError(f"{path}: the first line must be the header 'file,label'")
+    labels = {}
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != 2 or not row[0]:
+            raise DatasetError(f"{path}:{n}: expected two columns 'file,label', got {row!r}")
+        labels[row[0]] = row[1]
+    return labels
+
+
+def discover(folder: str | Path) -> list[Sample]:
+    """All labeled images of a dataset folder.
+
+    Args:
+        folder: the dataset folder.
+
+    Returns:
+        Samples sorted by file name; labels from ``labels.csv`` where it names the file,
+        else the file stem.
+
+    Raises:
+        DatasetError: no such folder, no images in it, a malformed ``labels.csv``,
+            a file named in ``labels.csv`` that is missing, or an empty label.
+    """
+    folder = Path(folder)
+    paths = list_images(folder)
+    overrides = _read_labels_csv(folder / LABELS_FILE) if (folder / LABELS_FILE).is_file() else {}
+    names = {p.name for p in paths}
+    missing = [name for name in overrides if name not in names]
+    if missing:
+        raise DatasetError(f"{folder / LABELS_FILE}: names {missing[0]!r}, which is not an "
+                           f"image in {folder}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if not paths:
+        raise DatasetError(f"{folder}: no images found (expected {', '.join(IMAGE_SUFFIXES)})")
+    samples = [Sample(p, overrides.get(p.name, p.stem)) for p in paths]
+    empty = [s.path.name for s in samples if not s.label]
+    if empty:
+        raise DatasetError(f"{folder}: {empty[0]} has an empty label")
+    return samples
+
+
+@dataclass
+class LoadedImages:
+    """Decoded images kept in memory, and the files that could not be read."""
+
+    images: np.ndarray  # (N, C, H, W) float32 in [0, 1]
+    samples: list[Sample]
+    skipped: list[tuple[Path, str]]  # (file, one-line reason)
+
+
+def load_images(samples: list[Sample], cfg: ImageConfig, workers: int = 4) -> LoadedImages:
+    """Decode and preprocess every sample; unreadable files are skipped, not fatal.
+
+    Args:
+        samples: from ``discover``.
+        cfg: the model's input size.
+        workers: decoding threads (PIL releases the GIL while decoding).
+    """
+
+    def one(sample: Sample) -> np.ndarray | str:
+        try:
+            return preprocess(sample.path, cfg)
+        except ImageError as e:
+            return str(e)
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(one, samples))
+    kept = [(s, r) for s, r in zip(samples, results) if not isinstance(r, str)]
+    skipped = [(s.path, r) for s, r in zip(samples, results) if isinstance(r, str)]
+    images = (np.stack([r for _, r in kept]) if kept
+              else np.zeros((0, cfg.channels, cfg.height, cfg.width), np.float32))
+    return LoadedImages(images, [s for s, _ in kept], skipped)
+
+
+def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded random split of ``range(n)`` into (train, validation) index arrays.
+
+    ``val_fraction`` 0 gives an empty validation set; otherwise it holds at least one item.
+    """
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = 0 if val_fraction == 0 else max(1, round(n * val_fraction))
+    if n - n_val < 1:
+        raise DatasetError(f"{n} images are too few to hold out {val_fraction:.0%} for validation")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def fingerprint(paths: Iterable[Path]) -> str:
+    """SHA-256 over the files' contents and names, independent of how they are packed.
+
+    Equal to ``sha256sum *.png | LC_ALL=C sort -k2 | sha256sum`` run in the folder.
+    """
+    lines = sorted(
+        (p.name.encode(), f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n".encode())
+        for p in paths
+    )
+    return hashlib.sha256(b"".join(line for _, line in lines)).hexdigest()

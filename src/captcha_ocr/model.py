@@ -1,0 +1,153 @@
+"""The CRNN: convolutional features -> sequence model -> per-step class logits.
+
+One network class built from named stages (features, sequence, head), sized by a
+``ModelConfig``; ``ARCHS`` holds the named architectures. ``forward`` returns
+log-probabilities ``(B, T, n_classes)``, T = width / 4; loss and decoding live
+elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ImageConfig, ModelConfig
+
+__all__ = ["ARCHS", "CRNN", "build_model", "count_flops", "count_params"]
+
+# Each stage of ``convs`` is [out_channels, conv_stride, pool_h, pool_w]; the strides
+# and pools multiply to 4 along the width (the tutorial's downsampling factor).
+ARCHS: dict[str, dict[str, Any]] = {
+    # The Keras tutorial's network, layer for layer (LSTM "dropout" = dropout on its inputs).
+    "seed": dict(convs=[[32, 1, 2, 2], [64, 1, 2, 2]], batch_norm=False, proj=64,
+                 proj_dropout=0.2, seq="lstm", hidden=[128, 64], seq_dropout=0.25),
+    # Compact default: narrow CNN with batch norm, height pooled away, 1-D conv sequence head.
+    "fast": dict(convs=[[16, 1, 2, 2], [32, 1, 2, 2], [48, 1, 2, 1]], batch_norm=True,
+                 proj=96, proj_dropout=0.1, seq="conv", hidden=[96, 96], kernel=5,
+                 seq_dropout=0.1),
+}
+
+
+def _conv_stage(c_in: int, c_out: int, stride: int, pool: tuple[int, int], bn: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=not bn)]
+    if bn:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.ReLU(inplace=True))
+    if pool != (1, 1):
+        layers.append(nn.MaxPool2d(pool))
+    return nn.Sequential(*layers)
+
+
+class BiLSTMStack(nn.Module):
+    """Stacked bidirectional LSTMs with input dropout: (B, T, D) -> (B, T, 2 * hidden[-1])."""
+
+    def __init__(self, d_in: int, hidden: list[int], dropout: float) -> None:
+        super().__init__()
+        self.drop = nn.Dropout(dropout)
+        dims = [d_in] + [2 * h for h in hidden[:-1]]
+        self.lstms = nn.ModuleList(
+            nn.LSTM(d, h, batch_first=True, bidirectional=True) for d, h in zip(dims, hidden)
+        )
+        self.d_out = 2 * hidden[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for lstm in self.lstms:
+            x, _ = lstm(self.drop(x))
+        return x
+
+
+class ConvSequence(nn.Module):
+    """1-D convolutions over time with residual connections: (B, T, D) -> (B, T, hidden[-1])."""
+
+    def __init__(self, d_in: int, hidden: list[int], kernel: int, dropout: float) -> None:
+        super().__init__()
+        dims = [d_in] + hidden
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(a, b, kernel, padding=kernel // 2, bias=False),
+                          nn.BatchNorm1d(b), nn.ReLU(inplace=True), nn.Dropout(dropout))
+            for a, b in zip(dims, dims[1:])
+        )
+        self.d_out = hidden[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)  # (B, T, D) -> (B, D, T)
+        for block in self.blocks:
+            y = block(x)
+            x = x + y if y.shape == x.shape else y
+        return x.transpose(1, 2)  # (B, D, T) -> (B, T, D)
+
+
+class CRNN(nn.Module):
+    """Image ``(B, C, H, W)`` in [0, 1] -> log-probabilities ``(B, W / 4, n_classes)``.
+
+    Args:
+        image: input size and channels.
+        cfg: architecture name, number of classes (blank at 0) and hyper-parameters.
+    """
+
+    def __init__(self, image: ImageConfig, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.arch not in ARCHS:
+            raise ValueError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCHS)}")
+        p = {**ARCHS[cfg.arch], **cfg.params}
+        stages, c, h, w = [], image.channels, image.height, image.width
+        for c_out, stride, ph, pw in p["convs"]:
+            stages.append(_conv_stage(c, c_out, stride, (ph, pw), p["batch_norm"]))
+            c, h, w = c_out, (h + stride - 1) // stride // ph, (w + stride - 1) // stride // pw
+        if image.width // w != 4:
+            raise ValueError(f"architecture {cfg.arch!r} downsamples width {image.width} to {w} "
+                             "steps; the convention is a factor of 4")
+        self.features = nn.Sequential(*stages)
+        self.proj = nn.Sequential(nn.Linear(c * h, p["proj"]), nn.ReLU(inplace=True),
+                                  nn.Dropout(p["proj_dropout"]))
+        if p["seq"] == "lstm":
+            self.sequence = BiLSTMStack(p["proj"], p["hidden"], p["seq_dropout"])
+        elif p["seq"] == "conv":
+            self.sequence = ConvSequence(p["proj"], p["hidden"], p["kernel"], p["seq_dropout"])
+        else:
+            raise ValueError(f"unknown sequence model {p['seq']!r}")
+        self.head = nn.Linear(self.sequence.d_out, cfg.n_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Conv1d)):  # he_normal, as the tutorial's convs
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)  # (B, C, H, W) -> (B, C', H', W')
+        b, c, h, w = f.shape
+        f = f.permute(0, 3, 1, 2).reshape(b, w, c * h)  # (B, C', H', W') -> (B, T=W', C'*H')
+        s = self.sequence(self.proj(f))  # (B, T, D)
+        return self.head(s).log_softmax(-1)  # (B, T, n_classes)
+
+
+def build_model(image: ImageConfig, cfg: ModelConfig) -> CRNN:
+    """A fresh model (use ``torch.manual_seed`` first for a repeatable initialisation)."""
+    return CRNN(image, cfg)
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model: CRNN, image: ImageConfig) -> int:
+    """Multiply-adds x 2 for one image, counted with torch's FLOP counter (eval mode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, image.channels, image.height, image.width)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    model.train(was_training)
+    # The counter does not see fused LSTM kernels: add 2 x (4 gates x h x (d_in + h)) per step.
+    steps = image.width // 4
+    lstm = sum(2 * 4 * m.hidden_size * (m.input_size + m.hidden_size) * steps * 2
+               for m in model.modules() if isinstance(m, nn.LSTM))
+    return counter.get_total_flops() + lstm

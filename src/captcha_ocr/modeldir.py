@@ -1,0 +1,136 @@
+"""The model directory: file names, ``model.json`` metadata, and atomic writes.
+
+A model directory holds ``model.safetensors`` (weights), ``model.onnx`` (the exported
+network), ``model.json`` (everything needed to rebuild and run it: alphabet, input
+size, architecture, blank index, file checksums, how it was trained and its metrics),
+``history.csv``, ``curves.png`` and ``predictions.png``. No pickle anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .charset import BLANK, Charset
+from .config import ImageConfig, ModelConfig, from_dict
+
+__all__ = ["FILES", "ModelError", "ModelInfo", "atomic_write", "sha256_file"]
+
+FORMAT = 1
+
+
+class FILES:
+    """Names inside a model directory."""
+
+    weights = "model.safetensors"
+    info = "model.json"
+    onnx = "model.onnx"
+    history = "history.csv"
+    curves = "curves.png"
+    grid = "predictions.png"
+
+
+class ModelError(ValueError):
+    """A model directory is missing, incomplete or inconsistent (one-line message)."""
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class ModelInfo:
+    """Contents of ``model.json``."""
+
+    alphabet: str
+    image: ImageConfig
+    model: ModelConfig
+    blank: int = BLANK
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format: int = FORMAT
+
+    @property
+    def charset(self) -> Charset:
+        return Charset(self.alphabet)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+    def save(self, model_dir: str | Path) -> None:
+        atomic_write(Path(model_dir) / FILES.info, self.to_json())
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> ModelInfo:
+        """Read ``model_dir/model.json``.
+
+        Raises:
+            ModelError: missing, not JSON, or a format this version cannot read.
+        """
+        path = Path(model_dir) / FILES.info
+        if not path.is_file():
+            raise ModelError(f"{model_dir}: not a model directory (no {FILES.info}); "
+                             "train one with 'captcha-ocr train' or pass --model")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            if d.get("format") != FORMAT:
+                raise ModelError(f"{path}: model format {d.get('format')!r} is not supported "
+                                 f"(this version reads format {FORMAT})")
+            if d.get("blank", BLANK) != BLANK:
+                raise ModelError(f"{path}: blank index {d['blank']} is not supported (expected {BLANK})")
+            return cls(
+                alphabet=d["alphabet"], image=from_dict(ImageConfig, d["image"]),
+                model=from_dict(ModelConfig, d["model"]), blank=d.get("blank", BLANK),
+                files=d.get("files", {}), training=d.get("training", {}),
+                metrics=d.get("metrics", {}),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            if isinstance(e, ModelError):
+                raise
+            raise ModelError(f"{path}: malformed model metadata ({e})") from None
+
+    def verify(self, model_dir: str | Path, name: str) -> Path:
+        """The path of file ``name`` in ``model_dir`` after checking its recorded SHA-256.
+
+        Raises:
+            ModelError: the file is missing, unrecorded, or does not match its checksum.
+        """
+        path = Path(model_dir) / name
+        if not path.is_file():
+            raise ModelError(f"{path}: missing; re-create it with 'captcha-ocr export {model_dir}'")
+        expected = self.files.get(name)
+        if expected is None:
+            raise ModelError(f"{model_dir}/{FILES.info} records no checksum for {name}; "
+                             f"re-create it with 'captcha-ocr export {model_dir}'")
+        if sha256_file(path) != expected:
+            raise ModelError(f"{path}: SHA-256 does not match {FILES.info}; the file was changed "
+                             f"or damaged: re-create it with 'captcha-ocr export {model_dir}'")
+        return path
