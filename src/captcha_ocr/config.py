@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ImageConfig", "ModelConfig", "TrainConfig", "from_dict"]
+__all__ = ["ARCHS", "DEFAULT_ARCH", "RECIPES", "ImageConfig", "ModelConfig", "TrainConfig", "from_dict"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +83,27 @@ def from_dict(cls: type, data: dict[str, Any]):
     """Build dataclass ``cls`` from ``data``, ignoring unknown keys (forward compatible)."""
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# ---------------------------------------------------------------- named architectures
+# Each stage of ``convs`` is [out_channels, conv_stride, pool_h, pool_w]; the strides
+# and pools multiply to 4 along the width (the tutorial's downsampling factor).
+ARCHS: dict[str, dict[str, Any]] = {
+    # The Keras tutorial's network, layer for layer (LSTM "dropout" = dropout on its inputs).
+    "seed": dict(convs=[[32, 1, 2, 2], [64, 1, 2, 2]], batch_norm=False, proj=64,
+                 proj_dropout=0.2, seq="lstm", hidden=[128, 64], seq_dropout=0.25),
+    # Compact default: narrow CNN with batch norm, height pooled away, 1-D conv sequence head.
+    "fast": dict(convs=[[16, 1, 2, 2], [32, 1, 2, 2], [48, 1, 2, 1]], batch_norm=True,
+                 proj=96, proj_dropout=0.1, seq="conv", hidden=[96, 96], kernel=5,
+                 seq_dropout=0.1),
+}
+
+# Per-architecture training recipes: what ``captcha-ocr train --arch A`` uses unless told.
+RECIPES: dict[str, dict] = {
+    "seed": dict(epochs=100, patience=10, batch_size=16, lr=1e-3, schedule="constant",
+                 augment=False),
+    "fast": dict(epochs=40, patience=0, batch_size=32, lr=3e-3, schedule="onecycle",
+                 weight_decay=1e-4, augment=True),
+}
+
+DEFAULT_ARCH = "fast"

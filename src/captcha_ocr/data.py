@@ -90,8 +90,9 @@ def discover(folder: str | Path) -> list[Sample]:
     names = {p.name for p in paths}
     missing = [name for name in overrides if name not in names]
     if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DatasetError(f"{folder / LABELS_FILE}: names {missing[0]!r}, which is not an "
-                           f"image in {folder}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+                           f"image in {folder}{more}")
     if not paths:
         raise DatasetError(f"{folder}: no images found (expected {', '.join(IMAGE_SUFFIXES)})")
     samples = [Sample(p, overrides.get(p.name, p.stem)) for p in paths]

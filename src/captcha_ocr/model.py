@@ -8,27 +8,12 @@ elsewhere.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from .config import ImageConfig, ModelConfig
+from .config import ARCHS, ImageConfig, ModelConfig
 
 __all__ = ["ARCHS", "CRNN", "build_model", "count_flops", "count_params"]
-
-# Each stage of ``convs`` is [out_channels, conv_stride, pool_h, pool_w]; the strides
-# and pools multiply to 4 along the width (the tutorial's downsampling factor).
-ARCHS: dict[str, dict[str, Any]] = {
-    # The Keras tutorial's network, layer for layer (LSTM "dropout" = dropout on its inputs).
-    "seed": dict(convs=[[32, 1, 2, 2], [64, 1, 2, 2]], batch_norm=False, proj=64,
-                 proj_dropout=0.2, seq="lstm", hidden=[128, 64], seq_dropout=0.25),
-    # Compact default: narrow CNN with batch norm, height pooled away, 1-D conv sequence head.
-    "fast": dict(convs=[[16, 1, 2, 2], [32, 1, 2, 2], [48, 1, 2, 1]], batch_norm=True,
-                 proj=96, proj_dropout=0.1, seq="conv", hidden=[96, 96], kernel=5,
-                 seq_dropout=0.1),
-}
-
 
 def _conv_stage(c_in: int, c_out: int, stride: int, pool: tuple[int, int], bn: bool) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=not bn)]
@@ -80,7 +65,9 @@ class ConvSequence(nn.Module):
 
 
 class CRNN(nn.Module):
-    """Image ``(B, C, H, W)`` in [0, 1] -> log-probabilities ``(B, W / 4, n_classes)``.
+    """Image ``(B, C, H, W)`` in [0, 1] -> log-probabilities ``(B, T, n_classes)``.
+
+    T is the width over the architecture's width downsampling factor (4 for the seed).
 
     Args:
         image: input size and channels.
@@ -96,9 +83,10 @@ class CRNN(nn.Module):
         for c_out, stride, ph, pw in p["convs"]:
             stages.append(_conv_stage(c, c_out, stride, (ph, pw), p["batch_norm"]))
             c, h, w = c_out, (h + stride - 1) // stride // ph, (w + stride - 1) // stride // pw
-        if image.width // w != 4:
-            raise ValueError(f"architecture {cfg.arch!r} downsamples width {image.width} to {w} "
-                             "steps; the convention is a factor of 4")
+        if w < 1 or h < 1:
+            raise ValueError(f"architecture {cfg.arch!r} downsamples a {image.width}x{image.height} "
+                             "input to nothing; use a larger input size")
+        self.steps = w  # time steps T: the input width over the width downsampling factor
         self.features = nn.Sequential(*stages)
         self.proj = nn.Sequential(nn.Linear(c * h, p["proj"]), nn.ReLU(inplace=True),
                                   nn.Dropout(p["proj_dropout"]))
@@ -112,11 +100,30 @@ class CRNN(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        """Keras's initialisers, as the tutorial trained with: torch's defaults are smaller
+        and lengthen the CTC plateau (the flat loss before the model starts to read)."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Conv1d)):  # he_normal, as the tutorial's convs
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):  # glorot_uniform
+                nn.init.xavier_uniform_(m.weight)
+            elif isinstance(m, nn.LSTM):
+                for name, w in m.named_parameters():
+                    if name.startswith("weight_ih"):
+                        nn.init.xavier_uniform_(w)
+                    elif name.startswith("weight_hh"):
+                        for gate in w.chunk(4):  # orthogonal per gate
+                            nn.init.orthogonal_(gate)
+                    elif name.startswith("bias_ih"):  # gates i, f, g, o: forget bias 1
+                        nn.init.zeros_(w)
+                        w.data[m.hidden_size : 2 * m.hidden_size] = 1.0
+                    else:
+                        nn.init.zeros_(w)
+                continue
+            else:
+                continue
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)  # (B, C, H, W) -> (B, C', H', W')
@@ -147,7 +154,7 @@ def count_flops(model: CRNN, image: ImageConfig) -> int:
         model(x)
     model.train(was_training)
     # The counter does not see fused LSTM kernels: add 2 x (4 gates x h x (d_in + h)) per step.
-    steps = image.width // 4
+    steps = model.steps
     lstm = sum(2 * 4 * m.hidden_size * (m.input_size + m.hidden_size) * steps * 2
                for m in model.modules() if isinstance(m, nn.LSTM))
     return counter.get_total_flops() + lstm

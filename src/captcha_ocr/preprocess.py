@@ -25,7 +25,7 @@ __all__ = ["IMAGE_SUFFIXES", "ImageError", "ImageSource", "open_image", "preproc
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 DEFAULT_MAX_PIXELS = 4_000_000
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]  # noqa: UP007
 
 
 class ImageError(ValueError):

@@ -24,23 +24,14 @@ from torch import nn
 
 from .augment import augment_batch
 from .charset import Charset
-from .config import ImageConfig, ModelConfig, TrainConfig
+from .config import ARCHS, RECIPES, ImageConfig, ModelConfig, TrainConfig
 from .data import DatasetError, LoadedImages, discover, fingerprint, load_images, split_indices
 from .decoding import greedy_decode
 from .metrics import cer, sequence_accuracy
-from .model import ARCHS, CRNN, build_model, count_flops, count_params
+from .model import CRNN, build_model, count_flops, count_params
 from .modeldir import FILES, ModelError, ModelInfo, atomic_write, sha256_file
 
 __all__ = ["EpochStats", "TrainResult", "Split", "load_checkpoint", "prepare", "train"]
-
-# Per-architecture training recipes: what ``captcha-ocr train --arch A`` uses unless told.
-RECIPES: dict[str, dict] = {
-    "seed": dict(epochs=100, patience=10, batch_size=16, lr=1e-3, schedule="constant",
-                 augment=False),
-    "fast": dict(epochs=40, patience=0, batch_size=32, lr=3e-3, schedule="onecycle",
-                 weight_decay=1e-4, augment=True),
-}
-
 
 def recipe(arch: str, **overrides) -> TrainConfig:
     """The ``TrainConfig`` for ``arch``'s recipe, with explicit ``overrides`` (None: keep)."""
@@ -88,21 +79,28 @@ def prepare(data_dir: str | Path, image: ImageConfig, val_fraction: float, seed:
     """Load a dataset folder into memory and split it.
 
     Raises:
-        DatasetError: no usable images, or a label too long for the model's time steps.
+        DatasetError: no usable images.
     """
     data = load_images(discover(data_dir), image)
     if not data.samples:
         raise DatasetError(f"{data_dir}: none of the {len(data.skipped)} image files could be read")
     labels = [s.label for s in data.samples]
     charset = charset or Charset.from_labels(labels)
-    steps = image.width // 4
-    for s in data.samples:
+    tr, va = split_indices(len(labels), val_fraction, seed)
+    return Split(data, charset, tr, va)
+
+
+def check_label_lengths(split: Split, steps: int, width: int) -> None:
+    """CTC needs a time step per character plus one between repeated characters.
+
+    Raises:
+        DatasetError: naming the first label too long for ``steps`` time steps.
+    """
+    for s in split.data.samples:
         need = len(s.label) + sum(a == b for a, b in zip(s.label, s.label[1:]))
         if need > steps:
             raise DatasetError(f"{s.path}: label {s.label!r} needs {need} time steps but a "
-                               f"{image.width}-pixel-wide input gives {steps}; use a larger --width")
-    tr, va = split_indices(len(labels), val_fraction, seed)
-    return Split(data, charset, tr, va)
+                               f"{width}-pixel-wide input gives {steps}; use a larger --width")
 
 
 def _targets(labels: list[str], charset: Charset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -246,7 +244,7 @@ def _write_history(history: list[EpochStats], path: Path) -> None:
 
 
 def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "fast",
-          image: ImageConfig | None = None, cfg: TrainConfig | None = None,
+          params: dict | None = None, image: ImageConfig | None = None, cfg: TrainConfig | None = None,
           command: str = "", export: bool = True,
           on_epoch: Callable[[EpochStats], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
@@ -256,6 +254,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "fast",
         data_dir: folder of labeled images.
         out_dir: the model directory to write (created; existing files replaced).
         arch: a key of ``model.ARCHS``.
+        params: overrides of the architecture's hyper-parameters.
         image: input size and channels (default: 200x50 grey).
         cfg: training settings (default: ``arch``'s recipe).
         command: the command line, recorded in ``model.json``.
@@ -268,14 +267,16 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "fast",
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)
-    model = build_model(image, ModelConfig(arch, split.charset.n_classes, dict(ARCHS[arch])))
+    model_cfg = ModelConfig(arch, split.charset.n_classes, {**ARCHS[arch], **(params or {})})
+    model = build_model(image, model_cfg)
+    check_label_lengths(split, model.steps, image.width)
     history, best_epoch = fit(model, split, cfg, on_epoch, on_batch)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
     val_loss, acc, val_cer, preds = evaluate(model, split, split.val, loss_fn)
     info = ModelInfo(
-        alphabet=split.charset.alphabet, image=image, model=model_config(model, arch, split),
+        alphabet=split.charset.alphabet, image=image, model=model_cfg,
         training=dict(
             command=command, data_dir=str(data_dir),
             data_fingerprint=fingerprint(s.path for s in split.data.samples),
@@ -305,7 +306,3 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "fast",
     return TrainResult(out, info, history, best_epoch, info.training["seconds"],
                        split.data.skipped)
 
-
-def model_config(model: CRNN, arch: str, split: Split) -> ModelConfig:
-    """The config that rebuilds ``model``: the architecture's full parameter set."""
-    return ModelConfig(arch, split.charset.n_classes, dict(ARCHS[arch]))

@@ -1,0 +1,283 @@
+"""The ``captcha-ocr`` command: parse arguments, call the library, print results.
+
+Torch-side modules are imported inside the subcommands that need them, so reading
+commands start fast and work in an install without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .charset import UnknownCharacterError
+from .config import ARCHS, DEFAULT_ARCH
+from .data import DatasetError, discover, list_images
+from .metrics import cer, sequence_accuracy
+from .modeldir import FILES, ModelError
+from .preprocess import IMAGE_SUFFIXES, ImageError
+
+EXIT_ERROR = 1
+
+
+class CLIError(Exception):
+    """A one-line error for the user."""
+
+
+def _err_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+# ---------------------------------------------------------------- train
+
+
+def cmd_train(a: argparse.Namespace) -> None:
+    from .config import ImageConfig
+    from .download import resolve_data
+    from .train import recipe, train
+
+    data = resolve_data(a.data_dir)
+    cfg = recipe(a.arch, epochs=a.epochs, patience=a.patience, batch_size=a.batch_size, lr=a.lr,
+                 val_fraction=a.val_fraction, seed=a.seed, threads=a.threads, augment=a.augment)
+    image = ImageConfig(a.height, a.width, a.channels)
+    console = _err_console()
+    console.print(f"training [bold]{a.arch}[/] on {data} -> {a.out} "
+                  f"(up to {cfg.epochs} epochs, patience {cfg.patience or 'off'})")
+    with _EpochProgress(console, cfg.epochs, quiet=a.quiet) as progress:
+        result = train(data, a.out, arch=a.arch, image=image, cfg=cfg,
+                       command=shlex.join(["captcha-ocr", *sys.argv[1:]]),
+                       on_epoch=progress.epoch, on_batch=progress.batch)
+    for path, reason in result.skipped:
+        console.print(f"skipped {path}: {reason}")
+    m, t = result.info.metrics, result.info.training
+    best = result.history[result.best_epoch - 1]
+    print(f"epochs: {len(result.history)} (kept epoch {result.best_epoch}), "
+          f"{t['n_train']} train / {t['n_val']} validation images"
+          + (f", {len(result.skipped)} unreadable skipped" if result.skipped else ""))
+    print(f"best validation loss: {best.val_loss:.4f}")
+    print(f"validation sequence accuracy: {m['val_sequence_accuracy']:.4f}  CER: {m['val_cer']:.4f}")
+    print(f"time: {result.seconds:.1f} s")
+    print(f"model: {result.model_dir}")
+    print(f"plots: {result.model_dir / FILES.curves}, {result.model_dir / FILES.grid}")
+
+
+class _EpochProgress:
+    """A rich progress bar per epoch (batches), then one summary line per epoch."""
+
+    def __init__(self, console, epochs: int, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.console, self.epochs, self.quiet = console, epochs, quiet
+        self.progress = Progress(TextColumn("epoch {task.fields[epoch]}/{task.fields[of]}"),
+                                 BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[msg]}"),
+                                 console=console, transient=True, disable=quiet)
+        self.task = None
+        self.n = 1
+
+    def __enter__(self):
+        self.progress.__enter__()
+        self.task = self.progress.add_task("", total=None, epoch=1, of=self.epochs, msg="")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def batch(self, k: int, total: int) -> None:
+        self.progress.update(self.task, completed=k, total=total, epoch=self.n)
+
+    def epoch(self, s) -> None:
+        self.n = s.epoch + 1
+        line = (f"epoch {s.epoch:3d}/{self.epochs}  train loss {s.train_loss:.4f}  "
+                f"val loss {s.val_loss:.4f}  val acc {s.val_sequence_accuracy:.3f}  "
+                f"val CER {s.val_cer:.4f}  {s.seconds:.1f}s")
+        if not self.quiet:
+            self.progress.console.print(line)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _reader(a: argparse.Namespace):
+    from .runtime import Reader
+
+    return Reader.load(a.model, threads=getattr(a, "threads", 0) or 0)
+
+
+def cmd_eval(a: argparse.Namespace) -> None:
+    reader = _reader(a)
+    samples = discover(a.data_dir)
+    for s in samples:
+        bad = reader.charset.unknown(s.label)
+        if bad:
+            raise UnknownCharacterError(f"{s.path}: label {s.label!r} has characters {bad!r} "
+                                        "the model does not know; it cannot be read correctly")
+    readings = reader.read_many([s.path for s in samples], batch_size=a.batch_size)
+    labels = [s.label for s in samples]
+    preds = [r.text for r in readings]
+    errors = [dict(file=str(s.path), label=s.label, prediction=r.text)
+              | ({"error": r.error} if r.error else {})
+              for s, r in zip(samples, readings) if r.text != s.label]
+    report = dict(n=len(samples), sequence_accuracy=sequence_accuracy(labels, preds),
+                  cer=cer(labels, preds), errors=errors)
+    if a.json:
+        print(json.dumps(report, ensure_ascii=False))
+        return
+    print(f"images: {report['n']}  correct: {report['n'] - len(errors)}  wrong: {len(errors)}")
+    print(f"sequence accuracy: {report['sequence_accuracy']:.4f}")
+    print(f"CER: {report['cer']:.4f}")
+    for e in errors:
+        why = f"  ({e['error']})" if "error" in e else ""
+        print(f"{e['file']}  {e['label']} -> {e['prediction']}{why}")
+
+
+def _expand(paths: Sequence[str]) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += list_images(p)
+        elif p.exists() or p.suffix.lower() in IMAGE_SUFFIXES:
+            out.append(p)  # a missing file still gets its own error line
+        else:
+            raise CLIError(f"{p}: no such file or folder")
+    return out
+
+
+def cmd_predict(a: argparse.Namespace) -> None:
+    reader = _reader(a)
+    paths = _expand(a.paths)
+    from rich.progress import Progress
+
+    failed = 0
+    console = _err_console()
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("reading", total=len(paths))
+        for path, r in zip(paths, reader.iter_read(paths, batch_size=a.batch_size)):
+            failed += not r.ok
+            if a.json:
+                row = dict(path=str(path), text=r.text, confidence=round(r.confidence, 6))
+                print(json.dumps(row | ({"error": r.error} if r.error else {}), ensure_ascii=False),
+                      flush=True)
+            elif r.ok:
+                print(f"{path}\t{r.text}", flush=True)
+            else:
+                console.print(f"error: {r.error}", markup=False)
+            bar.advance(task)
+    if failed:
+        raise CLIError(f"{failed} of {len(paths)} images could not be read")
+
+
+# ---------------------------------------------------------------- export, download
+
+
+def cmd_export(a: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .export import export_onnx, onnx_parity
+    from .train import load_checkpoint
+
+    model, info = load_checkpoint(a.model_dir)
+    path = export_onnx(model, info, a.model_dir)
+    x = np.random.default_rng(0).random((4, info.image.channels, info.image.height,
+                                         info.image.width), dtype=np.float32)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); "
+          f"max |ONNX - PyTorch| log-prob difference: {onnx_parity(model, path, x):.2e}")
+
+
+def cmd_download(a: argparse.Namespace) -> None:
+    from .download import download
+
+    t0 = time.perf_counter()
+    folder = download(a.name, a.dest)
+    print(f"{folder}: {len(list_images(folder))} images, content check passed "
+          f"({time.perf_counter() - t0:.1f} s)")
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="captcha-ocr",
+                                description="Train a captcha reader and read captchas with it.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    model_help = "model directory (default: the bundled captcha_images_v2 model)"
+
+    t = sub.add_parser("train", help="train a model on a folder of labeled images",
+                       description="Train on a folder of images labeled by file name (or labels.csv).")
+    t.add_argument("data_dir", nargs="?", help="dataset folder (default: $CAPTCHA_OCR_DATA, "
+                   "the cache ~/.cache/captcha-ocr, or a download of captcha_images_v2)")
+    t.add_argument("--out", required=True, help="model directory to write")
+    t.add_argument("--arch", choices=list(ARCHS), default=DEFAULT_ARCH,
+                   help=f"architecture and its training recipe (default: {DEFAULT_ARCH}; "
+                   "seed: the tutorial's network and settings)")
+    t.add_argument("--epochs", type=int, help="maximum epochs (recipe default)")
+    t.add_argument("--patience", type=int, help="early-stopping patience in epochs, 0: off")
+    t.add_argument("--batch-size", type=int, help="batch size (recipe default)")
+    t.add_argument("--lr", type=float, help="peak learning rate (recipe default)")
+    t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="random jitter/noise/lines on training images (recipe default)")
+    t.add_argument("--val-fraction", type=float, default=0.1,
+                   help="share held out for validation (default: 0.1)")
+    t.add_argument("--seed", type=int, default=2021, help="split/initialisation seed (default: 2021)")
+    t.add_argument("--height", type=int, default=50, help="model input height (default: 50)")
+    t.add_argument("--width", type=int, default=200, help="model input width (default: 200)")
+    t.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1: grey, 3: colour")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    t.add_argument("-q", "--quiet", action="store_true", help="no per-epoch output")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="measure accuracy on a labeled folder",
+                       description="Read every image of a labeled folder and compare with its label.")
+    e.add_argument("data_dir", help="labeled dataset folder")
+    e.add_argument("--model", help=model_help)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("predict", help="read images or folders of images",
+                       description="Print PATH<TAB>TEXT per image (or JSON lines with --json).")
+    r.add_argument("paths", nargs="+", metavar="PATH", help="image file or folder")
+    r.add_argument("--model", help=model_help)
+    r.add_argument("--json", action="store_true",
+                   help='one JSON object per line: {"path", "text", "confidence"}')
+    r.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    r.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all cores)")
+    r.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("export", help="(re)write model.onnx from a model directory's weights",
+                       description="Export the weights to ONNX and check it against PyTorch.")
+    x.add_argument("model_dir", help="model directory")
+    x.set_defaults(func=cmd_export)
+
+    d = sub.add_parser("download", help="download and check a public dataset",
+                       description="Download a public dataset, check its content, unpack it.")
+    d.add_argument("name", nargs="?", default="captcha_images_v2", choices=["captcha_images_v2"])
+    d.add_argument("--dest", help="parent folder (default: ~/.cache/captcha-ocr)")
+    d.set_defaults(func=cmd_download)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CLIError, DatasetError, ModelError, ImageError, UnknownCharacterError) as e:
+        print(f"captcha-ocr {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"captcha-ocr {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Train briefly on real images through the CLI, then eval and predict the result."""
+
+import json
+
+from captcha_ocr.cli import main
+from captcha_ocr.modeldir import FILES
+
+
+def test_train_eval_predict(subset, tmp_path, capsys):
+    out = tmp_path / "m"
+    rc = main(["train", str(subset), "--out", str(out), "--epochs", "3", "--seed", "5", "-q"])
+    summary = capsys.readouterr().out
+    assert rc == 0, summary
+    assert "validation sequence accuracy" in summary and str(out) in summary
+    for name in (FILES.weights, FILES.info, FILES.onnx, FILES.history, FILES.curves, FILES.grid):
+        assert (out / name).stat().st_size > 0, name
+    info = json.loads((out / FILES.info).read_text())
+    assert info["alphabet"] == "2345678bcdefgmnpwxy"
+    assert info["image"] == {"height": 50, "width": 200, "channels": 1}
+    assert info["training"]["command"].startswith("captcha-ocr train")
+    rows = (out / FILES.history).read_text().splitlines()
+    assert rows[0].split(",")[:3] == ["epoch", "train_loss", "val_loss"]
+    losses = [float(r.split(",")[1]) for r in rows[1:]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+
+    assert main(["eval", str(subset), "--model", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"n", "sequence_accuracy", "cer", "errors"}
+    assert report["n"] == 240 and 0 <= report["sequence_accuracy"] <= 1
+    assert len(report["errors"]) == round(240 * (1 - report["sequence_accuracy"]))
+    assert all(set(e) == {"file", "label", "prediction"} for e in report["errors"])
+
+    files = sorted(subset.glob("*.png"))[:3]
+    assert main(["predict", *map(str, files), "--model", str(out), "--json"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["path"] for x in lines] == [str(f) for f in files]
+    assert all(set(x) == {"path", "text", "confidence"} and 0 <= x["confidence"] <= 1 for x in lines)
