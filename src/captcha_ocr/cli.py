@@ -199,6 +199,16 @@ def cmd_download(a: argparse.Namespace) -> None:
           f"({time.perf_counter() - t0:.1f} s)")
 
 
+# ---------------------------------------------------------------- serve
+
+
+def cmd_serve(a: argparse.Namespace) -> None:
+    from .service import serve
+
+    serve(a.model, a.host, a.port, max_body=int(a.max_body_mb * 1024 * 1024), max_batch=a.max_batch,
+          max_wait_ms=a.max_wait_ms, max_pixels=a.max_pixels, threads=a.threads)
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -261,6 +271,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name", nargs="?", default="captcha_images_v2", choices=["captcha_images_v2"])
     d.add_argument("--dest", help="parent folder (default: ~/.cache/captcha-ocr)")
     d.set_defaults(func=cmd_download)
+
+    v = sub.add_parser("serve", help="serve a model over HTTP, with a web page",
+                       description="Serve POST /v1/read, /v1/read-batch, /v1/model, /healthz and a "
+                       "web page at / with uvicorn; Ctrl-C or SIGTERM stops it.")
+    v.add_argument("--model", help=model_help)
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    v.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    v.add_argument("--max-body-mb", type=float, default=2.0,
+                   help="largest request body in MiB, 413 above (default: 2)")
+    v.add_argument("--max-batch", type=int, default=64,
+                   help="most images per inference batch and per /v1/read-batch (default: 64)")
+    v.add_argument("--max-pixels", type=int, default=4_000_000,
+                   help="largest image in pixels, 422 above, checked before decoding (default: 4000000)")
+    v.add_argument("--max-wait-ms", type=float, default=2.0,
+                   help="how long a request waits for others to batch with (default: 2)")
+    v.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default: 1)")
+    v.set_defaults(func=cmd_serve)
     return p
 
 

@@ -1,0 +1,518 @@
+"""The HTTP service: one Reader loaded at startup, micro-batched inference, a web page.
+
+Endpoints (all answers are JSON except the page and the docs):
+
+- ``POST /v1/read``: one image, as multipart field ``image`` or as the raw body with an
+  ``image/*`` (or ``application/octet-stream``) content type.
+- ``POST /v1/read-batch``: up to ``max_batch`` images, as multipart fields ``images`` or
+  JSON ``{"images": [base64, ...]}``; answers a list in the same order, where a bad item
+  carries its own ``error`` and the others are read.
+- ``GET /healthz``, ``GET /v1/model``, ``GET /docs``, and ``GET /`` (the page).
+
+Every refused request gets ``{"error": "one line"}`` with its status: 400 empty or
+malformed, 413 body or batch over its limit, 415 wrong content type, 422 not an image,
+truncated or over the pixel limit.
+
+Concurrency: the event loop only parses HTTP. Each image is decoded in a small thread
+pool, then queued; one inference thread takes what is queued (waiting at most
+``max_wait_ms`` after the oldest item arrived, up to ``max_batch`` items) and runs the
+ONNX session on the stacked batch.
+
+Imports the runtime and leaves only (never torch); only ``captcha-ocr serve`` imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .preprocess import DEFAULT_MAX_PIXELS
+from .runtime import ImageError, Reader, Reading
+
+__all__ = ["MicroBatcher", "create_app", "serve"]
+
+log = logging.getLogger("captcha_ocr.service")
+
+STATIC = Path(__file__).with_name("static")
+MiB = 1024 * 1024
+
+# Defaults, one place.
+MAX_BODY = 2 * MiB          # bytes in one request body (413 above)
+MAX_BATCH = 64              # images per inference batch and per /v1/read-batch request
+MAX_WAIT_MS = 2.0           # how long the oldest queued image waits for company
+BATCH_BODY_FACTOR = 8       # /v1/read-batch bodies may be this many times max_body
+DECODE_THREADS = 2          # threads decoding and resizing images
+
+
+class Refused(Exception):
+    """A request the service answers with ``{"error": message}`` and ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)
+
+
+# ---------------------------------------------------------------- micro-batching
+
+
+class MicroBatcher:
+    """Gathers concurrent single-image inputs into batches for one inference thread.
+
+    ``read(x)`` queues one ``(C, H, W)`` array and waits for its Reading. A background
+    task takes up to ``max_batch`` queued arrays once the batch is full or the oldest
+    has waited ``max_wait_ms``, and runs ``reader.read_arrays`` on them in its thread.
+    ``sizes`` counts batches by size (a Counter: size -> number of batches).
+    """
+
+    def __init__(self, reader: Reader, max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS) -> None:
+        self.reader = reader
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.sizes: Counter[int] = Counter()
+        self._queue: list[tuple[np.ndarray, asyncio.Future[Reading], float]] = []
+        self._arrived = asyncio.Event()  # something is queued
+        self._full = asyncio.Event()     # a whole batch is queued
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="captcha-infer")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        """Stop taking batches, fail whatever is still queued, and join the thread."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for _, fut, _ in self._queue:
+            if not fut.done():
+                fut.set_exception(Refused(503, "the server is shutting down"))
+        self._queue.clear()
+        self._thread.shutdown(wait=True)
+
+    async def read(self, x: np.ndarray) -> Reading:
+        """Queue one preprocessed image ``(C, H, W)`` and wait for its reading."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Reading] = loop.create_future()
+        self._queue.append((x, fut, loop.time()))
+        self._arrived.set()
+        if len(self._queue) >= self.max_batch:
+            self._full.set()
+        return await fut
+
+    async def _take(self) -> list[tuple[np.ndarray, asyncio.Future[Reading], float]]:
+        """Wait for a batch: full, or its oldest item has waited ``max_wait``."""
+        loop = asyncio.get_running_loop()
+        await self._arrived.wait()
+        left = self._queue[0][2] + self.max_wait - loop.time()
+        if len(self._queue) < self.max_batch and left > 0:
+            try:
+                await asyncio.wait_for(self._full.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+        batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+        if len(self._queue) < self.max_batch:
+            self._full.clear()
+        if not self._queue:
+            self._arrived.clear()
+        return [item for item in batch if not item[1].done()]
+
+    def _infer(self, xs: list[np.ndarray]) -> list[Reading]:
+        return self.reader.read_arrays(np.stack(xs))  # (N, C, H, W)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._take()
+            if not batch:
+                continue
+            self.sizes[len(batch)] += 1
+            try:
+                readings = await loop.run_in_executor(self._thread, self._infer, [x for x, _, _ in batch])
+            except Exception as e:  # an inference failure fails this batch, not the server
+                log.exception("inference failed on a batch of %d", len(batch))
+                for _, fut, _ in batch:
+                    if not fut.done():
+                        fut.set_exception(Refused(503, f"inference failed: {type(e).__name__}"))
+                continue
+            for (_, fut, _), reading in zip(batch, readings):
+                if not fut.done():
+                    fut.set_result(reading)
+
+
+# ---------------------------------------------------------------- request bodies
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (413) from Content-Length or as soon as it grows past ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Refused(400, f"bad Content-Length {declared!r}")
+        if int(declared) > limit:
+            raise Refused(413, f"body is {int(declared):,} bytes, over the limit of {limit:,}")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Refused(413, f"body is over the limit of {limit:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise Refused(400, "client disconnected before sending the whole body") from None
+    if size == 0:
+        raise Refused(400, "empty body: send an image")
+    return b"".join(chunks)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def _check_type(request: Request, media: str, ok: bool, hint: str) -> None:
+    """400 for a declared empty body, 415 for a wrong type (a missing one is judged after reading)."""
+    if request.headers.get("content-length") == "0":
+        raise Refused(400, "empty body: send an image")
+    if media and not ok:
+        raise Refused(415, f"content type {media!r} is not accepted: {hint}")
+
+
+def _image_error(e: ImageError) -> Refused:
+    return Refused(422, str(e).removeprefix("bytes: "))
+
+
+def _is_image_type(media: str) -> bool:
+    return media.startswith("image/") or media == "application/octet-stream"
+
+
+async def _multipart_files(request: Request, body: bytes, field: str, max_files: int) -> list[bytes | str]:
+    """The files sent as ``field`` in a multipart body (a text value becomes an error string)."""
+    async def once() -> AsyncIterator[bytes]:
+        yield body
+
+    parser = MultiPartParser(request.headers, once(), max_files=max_files, max_fields=max_files)
+    try:
+        form = await parser.parse()
+    except MultiPartException as e:
+        if e.message.startswith("Too many files"):
+            raise Refused(413, f"more than {max_files} images in one request") from None
+        raise Refused(400, f"malformed multipart body: {e.message}") from None
+    try:
+        return [await v.read() if isinstance(v, UploadFile) else f"field {field!r} must be a file, not text"
+                for v in form.getlist(field)]
+    finally:
+        await form.close()
+
+
+def _b64(item: Any) -> bytes | str:
+    """Decode one base64 item of a JSON batch (an optional data: URL prefix is allowed)."""
+    if not isinstance(item, str):
+        return f"item is {type(item).__name__}, expected a base64 string"
+    if item.startswith("data:") and "," in item:
+        item = item.split(",", 1)[1]
+    try:
+        return base64.b64decode(item, validate=True)
+    except (binascii.Error, ValueError):
+        return "not valid base64"
+
+
+def _json_images(body: bytes) -> list[Any]:
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise Refused(400, f"body is not valid JSON ({e})") from None
+    images = doc.get("images") if isinstance(doc, dict) else None
+    if not isinstance(images, list):
+        raise Refused(400, 'expected a JSON object {"images": [base64, ...]}')
+    return images
+
+
+# ---------------------------------------------------------------- responses
+
+
+class ReadResult(BaseModel):
+    """One reading (schema for the docs; responses are built directly)."""
+
+    text: str
+    confidence: float
+    char_confidences: list[float]
+    model: str
+    ms: float
+
+
+class BatchItem(BaseModel):
+    """One item of a batch answer: a reading, or ``error`` alone."""
+
+    text: str | None = None
+    confidence: float | None = None
+    char_confidences: list[float] | None = None
+    model: str | None = None
+    error: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: str
+
+
+def _reading(r: Reading, model: str) -> dict[str, Any]:
+    return {"text": r.text, "confidence": round(r.confidence, 6),
+            "char_confidences": [round(c, 6) for c in r.char_confidences], "model": model}
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody, "description": d} for s, d in [
+        (400, "empty or malformed request"), (413, "body or batch over its limit"),
+        (415, "wrong content type"), (422, "not an image, truncated, or over the pixel limit")]}
+
+_READ_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
+        "image": {"type": "string", "format": "binary"}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+
+_BATCH_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
+        "images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
+    "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
+        "images": {"type": "array", "items": {"type": "string", "format": "byte"}}}}}}}}
+
+
+# ---------------------------------------------------------------- logging
+
+
+class AccessLog:
+    """ASGI middleware: one log line per HTTP request: method, path, status, ms."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_logged(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_logged)
+        finally:
+            log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status,
+                     (time.perf_counter() - t0) * 1000)
+
+
+# ---------------------------------------------------------------- the app
+
+
+def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX_BATCH,
+               max_wait_ms: float = MAX_WAIT_MS) -> FastAPI:
+    """Build the service around a loaded Reader.
+
+    Args:
+        reader: the model; its ``max_pixels`` is the pixel limit (422 above).
+        max_body: most bytes in a ``/v1/read`` body (413 above); batch bodies may be
+            ``BATCH_BODY_FACTOR`` times larger.
+        max_batch: most images per inference batch and per ``/v1/read-batch`` request.
+        max_wait_ms: how long a queued image waits for others before its batch runs.
+
+    Returns:
+        The FastAPI app. ``app.state.batcher.sizes`` counts inference batches by size.
+    """
+    decode_pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="captcha-decode")
+    model = reader.name
+    batch_body = max_body * BATCH_BODY_FACTOR
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.batcher = MicroBatcher(reader, max_batch, max_wait_ms)
+        app.state.batcher.start()
+        log.info("model %s ready: %s, max body %d bytes, batches of up to %d",
+                 model, reader.model_dir, max_body, max_batch)
+        try:
+            yield
+        finally:
+            await app.state.batcher.stop()
+            decode_pool.shutdown(wait=True)
+
+    app = FastAPI(title="captcha-ocr", summary="Read text captchas.", lifespan=lifespan,
+                  docs_url="/docs", redoc_url=None)
+    app.add_middleware(AccessLog)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _add_error_handlers(app)
+
+    async def run_decode(fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(decode_pool, fn, *args)
+
+    async def read_one(data: bytes) -> Reading:
+        x = await run_decode(reader.preprocess, data)  # ImageError -> 422
+        return await app.state.batcher.read(x)
+
+    def try_preprocess(items: list[bytes | str]) -> list[np.ndarray | str]:
+        out: list[np.ndarray | str] = []
+        for item in items:
+            if isinstance(item, str):
+                out.append(item)
+                continue
+            try:
+                out.append(reader.preprocess(item))
+            except ImageError as e:
+                out.append(_image_error(e).message)
+        return out
+
+    async def read_items(items: list[bytes | str]) -> list[dict[str, Any]]:
+        xs = await run_decode(try_preprocess, items)
+        good = [x for x in xs if not isinstance(x, str)]
+        readings = iter(await asyncio.gather(*(app.state.batcher.read(x) for x in good)))
+        return [{"error": x} if isinstance(x, str) else _reading(next(readings), model) for x in xs]
+
+    @app.post("/v1/read", response_model=ReadResult, responses=_ERRORS, openapi_extra=_READ_BODY,
+              summary="Read one captcha image")
+    async def read(request: Request) -> Response:
+        t0 = time.perf_counter()
+        media = _media_type(request)
+        _check_type(request, media, media == "multipart/form-data" or _is_image_type(media),
+                    "send image/* bytes or multipart/form-data with a file field 'image'")
+        body = await _read_body(request, max_body)
+        if not media:
+            raise Refused(415, "no content type: send image/* bytes or multipart/form-data")
+        if media == "multipart/form-data":
+            files = await _multipart_files(request, body, "image", max_files=4)
+            if not files:
+                raise Refused(400, "multipart body has no file field 'image'")
+            if isinstance(files[0], str):
+                raise Refused(400, files[0])
+            body = files[0]
+            if not body:
+                raise Refused(400, "the 'image' file is empty")
+        try:
+            r = await read_one(body)
+        except ImageError as e:
+            raise _image_error(e) from None
+        out = _reading(r, model) | {"ms": round((time.perf_counter() - t0) * 1000, 3)}
+        return JSONResponse(out)
+
+    @app.post("/v1/read-batch", response_model=list[BatchItem], responses=_ERRORS,
+              openapi_extra=_BATCH_BODY, summary="Read several captcha images")
+    async def read_batch(request: Request) -> Response:
+        media = _media_type(request)
+        _check_type(request, media, media in ("multipart/form-data", "application/json"),
+                    "send multipart/form-data with file fields 'images', or JSON "
+                    '{"images": [base64, ...]}')
+        body = await _read_body(request, batch_body)
+        if not media:
+            raise Refused(415, "no content type: send multipart/form-data or JSON")
+        if media == "multipart/form-data":
+            items = await _multipart_files(request, body, "images", max_files=max_batch)
+        else:
+            items = [_b64(i) for i in _json_images(body)]
+        if not items:
+            raise Refused(400, "no images in the request")
+        if len(items) > max_batch:
+            raise Refused(413, f"{len(items)} images, over the batch limit of {max_batch}")
+        return JSONResponse(await read_items(items))
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/model", summary="The loaded model")
+    async def model_info() -> dict[str, Any]:
+        info = reader.info
+        return {"name": model, "alphabet": info.alphabet,
+                "image": {"height": info.image.height, "width": info.image.width,
+                          "channels": info.image.channels},
+                "arch": info.model.arch, "metrics": info.metrics,
+                "limits": {"max_body": max_body, "max_batch_body": batch_body, "max_batch": max_batch,
+                           "max_pixels": reader.max_pixels}}
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error becomes ``{"error": "one line"}``; nothing leaks a traceback."""
+
+    @app.exception_handler(Refused)
+    async def refused(request: Request, e: Refused) -> JSONResponse:
+        return _error(e.status, e.message)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException) -> Response:
+        if e.status_code in (204, 304):
+            return Response(status_code=e.status_code, headers=e.headers)
+        return JSONResponse({"error": " ".join(str(e.detail).split())}, status_code=e.status_code,
+                            headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        return _error(400, f"invalid request: {first.get('msg', 'bad input')}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, e: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, f"internal error ({type(e).__name__})")
+
+
+# ---------------------------------------------------------------- running it
+
+
+def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, *,
+          max_body: int = MAX_BODY, max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
+          max_pixels: int | None = DEFAULT_MAX_PIXELS, threads: int = 1,
+          log_level: str = "info") -> None:
+    """Load a model and serve it with uvicorn until SIGINT/SIGTERM.
+
+    Args:
+        model_dir: a model directory (None: the bundled model).
+        host, port: where to listen.
+        max_body, max_batch, max_wait_ms: see ``create_app``.
+        max_pixels: images with more pixels are refused (422) before decoding.
+        threads: ONNX Runtime threads for inference (1 leaves the other cores to HTTP
+            and decoding, which serves more requests than more inference threads).
+        log_level: uvicorn's and the request log's level.
+    """
+    import uvicorn
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    reader = Reader.load(model_dir, threads=threads, max_pixels=max_pixels)
+    app = create_app(reader, max_body=max_body, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level=log_level,
+                server_header=False, timeout_graceful_shutdown=10, backlog=2048)
