@@ -48,8 +48,9 @@ def cmd_train(a: argparse.Namespace) -> None:
                  val_fraction=a.val_fraction, seed=a.seed, threads=a.threads, augment=a.augment)
     image = ImageConfig(a.height, a.width, a.channels)
     console = _err_console()
-    console.print(f"training [bold]{a.arch}[/] on {data} -> {a.out} "
-                  f"(up to {cfg.epochs} epochs, patience {cfg.patience or 'off'})")
+    if not a.quiet:
+        console.print(f"training [bold]{a.arch}[/] on {data} -> {a.out} (up to {cfg.epochs} "
+                      f"epochs, patience {cfg.patience or 'off'})", soft_wrap=True)
     with _EpochProgress(console, cfg.epochs, quiet=a.quiet) as progress:
         result = train(data, a.out, arch=a.arch, image=image, cfg=cfg,
                        command=shlex.join(["captcha-ocr", *sys.argv[1:]]),

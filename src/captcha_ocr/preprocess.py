@@ -67,9 +67,13 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             raise ImageError("empty image data")
         fp = io.BytesIO(source)
     else:
-        fp = Path(source)
-        if not fp.is_file():
-            raise ImageError(f"{fp}: no such file")
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"{path}: no such file")
+        try:
+            fp = io.BytesIO(path.read_bytes())  # no open file left behind by a failed decode
+        except OSError as e:
+            raise ImageError(f"{path}: cannot read ({e.strerror})") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL warns on odd chunks; we report failures ourselves

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import csv
 import io
+import math
 import os
 import time
 from collections.abc import Callable
@@ -117,6 +118,23 @@ def _ctc(log_probs: torch.Tensor, labels: list[str], charset: Charset, loss_fn: 
     return loss_fn(lp, targets, torch.full((b,), t, dtype=torch.long), lengths)
 
 
+def _ace(log_probs: torch.Tensor, labels: list[str], charset: Charset) -> torch.Tensor:
+    """Aggregation cross-entropy (Xie et al., CVPR 2019): the per-class share of the time
+    steps, summed over time, should match the label's character counts (blank: the rest).
+
+    It needs no alignment, so it teaches the features which characters are present from
+    the first steps; added to CTC it shortens the plateau where CTC predicts only blanks.
+    """
+    b, t, c = log_probs.shape
+    target = torch.zeros(b, c)
+    for i, text in enumerate(labels):  # (B, C) character counts; blank gets T - len
+        target[i].index_add_(0, torch.tensor(charset.encode(text), dtype=torch.long),
+                             torch.ones(len(text)))
+        target[i, 0] = t - len(text)
+    aggregated = log_probs.exp().mean(1).clamp_min(1e-10)  # (B, T, C) -> (B, C)
+    return -(target / t * aggregated.log()).sum(1).mean()
+
+
 def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.optim.Optimizer,
                     sched, g: torch.Generator, loss_fn: nn.CTCLoss,
                     on_batch: Callable[[int, int], None] | None = None) -> float:
@@ -131,7 +149,10 @@ def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.opti
         x = images[idx]
         if cfg.augment:
             x = augment_batch(x, g)
-        loss = _ctc(model(x), split.labels(idx), split.charset, loss_fn)
+        log_probs = model(x)
+        loss = _ctc(log_probs, split.labels(idx), split.charset, loss_fn)
+        if cfg.ace_weight:
+            loss = loss + cfg.ace_weight * _ace(log_probs, split.labels(idx), split.charset)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -168,11 +189,19 @@ def _optimizer(model: CRNN, cfg: TrainConfig, steps_per_epoch: int):
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     if cfg.schedule == "constant":
         return opt, None
+    total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
-        return opt, torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
-            pct_start=0.25)
-    raise ValueError(f"unknown schedule {cfg.schedule!r} (constant, onecycle)")
+        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total,
+                                                        pct_start=0.25)
+    if cfg.schedule == "flatcos":
+        # Full rate through the CTC plateau (a warm-up only lengthens it), then a cosine
+        # decay to zero over the second half to settle.
+        def factor(step: int) -> float:
+            x = max(0.0, (step / total - 0.5) / 0.5)
+            return 0.5 * (1 + math.cos(math.pi * min(x, 1.0)))
+
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    raise ValueError(f"unknown schedule {cfg.schedule!r} (constant, onecycle, flatcos)")
 
 
 def fit(model: CRNN, split: Split, cfg: TrainConfig,

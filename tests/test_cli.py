@@ -1,0 +1,85 @@
+"""The command line in-process: exit codes, one-line errors, output formats."""
+
+import json
+import shutil
+
+import pytest
+
+from captcha_ocr.cli import main
+
+
+def run(capsys, *args):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("train", "eval", "predict", "export", "download"):
+        assert cmd in out
+
+
+def assert_one_line_error(rc, err, *needles):
+    assert rc == 1
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    for n in needles:
+        assert n in err
+
+
+def test_train_empty_folder(capsys, tmp_path):
+    rc, _, err = run(capsys, "train", tmp_path, "--out", tmp_path / "m", "-q")
+    assert_one_line_error(rc, err, "no images", str(tmp_path))
+
+
+def test_train_missing_folder(capsys, tmp_path):
+    rc, _, err = run(capsys, "train", tmp_path / "nope", "--out", tmp_path / "m", "-q")
+    assert_one_line_error(rc, err, "nope")
+
+
+def test_predict_without_model_dir(capsys, tmp_path, synth_dir):
+    rc, _, err = run(capsys, "predict", synth_dir, "--model", tmp_path)
+    assert_one_line_error(rc, err, "not a model directory")
+
+
+def test_eval_label_with_unknown_characters(capsys, trained, synth_dir):
+    rc, _, err = run(capsys, "eval", synth_dir, "--model", trained.model_dir)
+    first_bad = sorted(synth_dir.glob("*.png"))[0].name  # synthetic labels use other letters
+    assert_one_line_error(rc, err, "the model does not know", first_bad)
+
+
+def test_predict_bad_image_fails_alone(capsys, trained, subset, tmp_path):
+    good = sorted(subset.glob("*.png"))[:2]
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for g in good:
+        shutil.copy(g, folder / g.name)
+    (folder / "0truncated.png").write_bytes(good[0].read_bytes()[:300])
+    rc, out, err = run(capsys, "predict", folder, "--model", trained.model_dir, "--json")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["0truncated.png", *[g.name for g in good]]
+    assert "error" in rows[0] and all("error" not in r for r in rows[1:])
+    assert rc == 1 and "1 of 3 images could not be read" in err
+
+
+def test_predict_text_output(capsys, trained, subset):
+    f = sorted(subset.glob("*.png"))[0]
+    rc, out, _ = run(capsys, "predict", f, "--model", trained.model_dir)
+    path, text = out.rstrip("\n").split("\t")
+    assert rc == 0 and path == str(f) and text.isprintable()
+
+
+def test_export_recreates_onnx(capsys, trained, subset, tmp_path):
+    from captcha_ocr import Reader
+
+    copy = tmp_path / "m"
+    shutil.copytree(trained.model_dir, copy)
+    (copy / "model.onnx").unlink()
+    rc, out, _ = run(capsys, "export", copy)
+    assert rc == 0 and "max |ONNX - PyTorch|" in out
+    files = sorted(subset.glob("*.png"))[:8]
+    assert [r.text for r in Reader.load(copy).read_many(files)] == \
+           [r.text for r in Reader.load(trained.model_dir).read_many(files)]

@@ -1,0 +1,35 @@
+import pytest
+import torch
+
+from captcha_ocr.config import ARCHS, ImageConfig, ModelConfig
+from captcha_ocr.model import build_model, count_flops, count_params
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("image", [ImageConfig(50, 200, 1), ImageConfig(64, 256, 3)])
+def test_shapes_and_log_probs(arch, image):
+    model = build_model(image, ModelConfig(arch, 7, ARCHS[arch])).eval()
+    out = model(torch.rand(3, image.channels, image.height, image.width))
+    assert out.shape == (3, model.steps, 7)
+    assert torch.allclose(out.exp().sum(-1), torch.ones(3, model.steps), atol=1e-5)
+
+
+def test_seed_is_the_tutorial_network():
+    model = build_model(ImageConfig(), ModelConfig("seed", 20, ARCHS["seed"]))
+    assert model.steps == 50  # width 200 downsampled by 4
+    assert count_params(model) == 434_132
+    assert count_flops(model, ImageConfig()) == pytest.approx(139e6, rel=0.01)
+
+
+def test_same_seed_same_weights():
+    def weights():
+        torch.manual_seed(3)
+        return build_model(ImageConfig(), ModelConfig("fast", 20, ARCHS["fast"])).state_dict()
+
+    a, b = weights(), weights()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_unknown_arch():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model(ImageConfig(), ModelConfig("nope", 20, {}))

@@ -1,0 +1,107 @@
+"""The ONNX Runtime Reader: parity with PyTorch, input kinds, bad items, no torch."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from captcha_ocr import ImageError, ModelError, Reader
+from captcha_ocr.decoding import greedy_decode
+from captcha_ocr.modeldir import FILES
+from captcha_ocr.preprocess import preprocess
+from captcha_ocr.train import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def reader(trained):
+    return Reader.load(trained.model_dir)
+
+
+@pytest.fixture(scope="module")
+def val_images(trained, subset):
+    files = sorted(subset.glob("*.png"))[:64]
+    return files, np.stack([preprocess(f, trained.info.image) for f in files])
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_onnx_matches_pytorch(trained, reader, val_images, batch):
+    _, x = val_images
+    model, info = load_checkpoint(trained.model_dir)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x[:batch])).numpy()
+    got = reader.run(x[:batch])
+    assert got.shape == ref.shape == (batch, 50, len(info.alphabet) + 1)
+    assert np.abs(got - ref).max() < 1e-4
+    assert [d.text for d in greedy_decode(got, reader.charset)] == \
+           [d.text for d in greedy_decode(ref, reader.charset)]
+
+
+def test_read_accepts_path_bytes_pil_array(reader, val_images):
+    path = val_images[0][0]
+    img = Image.open(path)
+    results = [reader.read(path), reader.read(path.read_bytes()), reader.read(img),
+               reader.read(np.asarray(img))]
+    assert len({r.text for r in results}) == 1
+    r = results[0]
+    assert 0 <= r.confidence <= 1 and len(r.char_confidences) == len(r.text)
+    assert r.confidence == pytest.approx(np.prod(r.char_confidences))
+
+
+def test_read_many_same_order_as_read(reader, val_images):
+    files = val_images[0][:20]
+    many = reader.read_many(files, batch_size=6)
+    assert [r.text for r in many] == [reader.read(f).text for f in files]
+
+
+def test_bad_item_fails_alone(reader, val_images, tmp_path):
+    good = val_images[0][:3]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    out = reader.read_many([good[0], bad, good[1], b"", good[2]], batch_size=2)
+    assert [r.ok for r in out] == [True, False, True, False, True]
+    assert "bad.png" in out[1].error and out[1].text == ""
+    assert [out[0].text, out[2].text, out[4].text] == [reader.read(g).text for g in good]
+
+
+def test_read_raises_image_error(reader):
+    with pytest.raises(ImageError, match="not an image"):
+        reader.read(b"hello")
+
+
+def test_tampered_onnx_refused(trained, tmp_path):
+    import shutil
+
+    copy = tmp_path / "m"
+    shutil.copytree(trained.model_dir, copy)
+    with open(copy / FILES.onnx, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError, match="SHA-256 does not match"):
+        Reader.load(copy)
+
+
+def test_not_a_model_dir(tmp_path):
+    with pytest.raises(ModelError, match="not a model directory"):
+        Reader.load(tmp_path)
+
+
+def test_reading_never_imports_torch(trained, val_images):
+    code = (
+        "import sys, json; from captcha_ocr import Reader; "
+        f"r = Reader.load({str(trained.model_dir)!r}).read({str(val_images[0][0])!r}); "
+        "print(json.dumps([r.text, 'torch' in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    text, torch_loaded = json.loads(out.stdout)
+    assert torch_loaded is False
+    assert isinstance(text, str)
+
+
+def test_png_bytes_and_decoded_equal(reader):
+    buf = io.BytesIO()
+    Image.new("L", (200, 50), 255).save(buf, format="PNG")
+    assert reader.read(buf.getvalue()).text == reader.read(Image.new("L", (200, 50), 255)).text
