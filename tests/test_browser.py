@@ -134,6 +134,15 @@ def test_page_reads_several_and_shows_errors(server, browser_page, captcha_png, 
     assert all("422" in p for p in problems), problems
 
 
+def test_docs_render_offline(server, browser_page):
+    page, problems = browser_page
+    page.goto(server.url + "/docs")
+    paths = page.locator(".opblock-summary-path")
+    paths.first.wait_for(timeout=15_000)
+    assert {"/v1/read", "/v1/read-batch", "/v1/model", "/healthz"} <= set(paths.all_inner_texts())
+    assert problems == []
+
+
 # uvicorn shuts down gracefully, then re-raises the signal: SIGTERM ends the process by that
 # signal (as a service manager expects), SIGINT's KeyboardInterrupt is swallowed: status 0.
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 0)])

@@ -107,6 +107,11 @@ class MicroBatcher:
 
     async def stop(self) -> None:
         """Stop taking batches, fail whatever is still queued, and join the thread."""
+        n = sum(self.sizes.values())
+        if n:
+            images = sum(k * v for k, v in self.sizes.items())
+            log.info("inference: %d batches, %d images, mean batch %.1f, largest %d",
+                     n, images, images / n, max(self.sizes))
         if self._task is not None:
             self._task.cancel()
             try:
@@ -368,10 +373,13 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
             await app.state.batcher.stop()
             decode_pool.shutdown(wait=True)
 
+    docs_assets = _docs_assets()
     app = FastAPI(title="captcha-ocr", summary="Read text captchas.", lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None)
+                  docs_url=None if docs_assets else "/docs", redoc_url=None)
     app.add_middleware(AccessLog)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if docs_assets:
+        _add_offline_docs(app, docs_assets)
     _add_error_handlers(app)
 
     async def run_decode(fn: Callable[..., Any], *args: Any) -> Any:
@@ -464,6 +472,29 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     return app
+
+
+def _docs_assets() -> Path | None:
+    """Swagger UI's files from the fastapi-offline package, so /docs needs no CDN (None: absent)."""
+    try:
+        import fastapi_offline
+    except ImportError:  # FastAPI's /docs then loads Swagger UI from its CDN
+        return None
+    path = Path(fastapi_offline.__file__).with_name("static")
+    return path if (path / "swagger-ui-bundle.js").is_file() else None
+
+
+def _add_offline_docs(app: FastAPI, assets: Path) -> None:
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png")
 
 
 def _add_error_handlers(app: FastAPI) -> None:

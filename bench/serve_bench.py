@@ -1,0 +1,290 @@
+"""Serving benchmark: `captcha-ocr serve` under load, on loopback.
+
+Starts the server in a subprocess, then drives it from a second process: an asyncio
+client holding one keep-alive HTTP/1.1 connection per simulated client, each sending
+single-image ``POST /v1/read`` requests (the PNG bytes of labeled images, raw body)
+back to back for a bounded time per concurrency level. At the highest level every
+``--bad-every``-th request of each client is malformed (empty, wrong content type,
+not an image, truncated, over the body limit), cycling through the kinds.
+
+The client is hand-written on asyncio streams (not httpx) so that on a small machine
+most of the CPU goes to the server being measured; it still shares the machine.
+
+Prints one table: clients, requests/s, p50/p99 latency of good requests, answers to
+malformed requests by status, 5xx, connection errors, and whether every good answer
+was correct (text == the file's label).
+
+    python bench/serve_bench.py                               # bundled model, 10 s per level
+    python bench/serve_bench.py --model DIR --seconds 5 --levels 1,16,64
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "captcha_images_v2"
+
+# Malformed requests: (kind, content type, body, expected status).
+def _bad_requests(sample: bytes, max_body: int) -> list[tuple[str, str, bytes, int]]:
+    return [
+        ("empty", "image/png", b"", 400),
+        ("wrong type", "text/plain", sample, 415),
+        ("not image", "image/png", b"this is not a png" * 20, 422),
+        ("truncated", "image/png", sample[: len(sample) // 2], 422),
+        ("too big", "image/png", b"\0" * (max_body + 1), 413),
+    ]
+
+
+@dataclass
+class Level:
+    """What the client saw at one concurrency level."""
+
+    clients: int
+    seconds: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)  # good requests only
+    good: int = 0
+    wrong: int = 0                                             # text != the file's label
+    differs: int = 0                                           # text != in-process Reader's
+    bad_status: Counter = field(default_factory=Counter)      # malformed: status -> count
+    bad_unexpected: int = 0                                    # malformed, wrong status
+    good_failed: Counter = field(default_factory=Counter)     # good requests not answered 200
+    server_errors: int = 0                                     # any 5xx
+    conn_errors: int = 0
+
+    @property
+    def requests(self) -> int:
+        return len(self.latencies_ms) + sum(self.good_failed.values()) + sum(self.bad_status.values())
+
+
+# ---------------------------------------------------------------- the client (its own process)
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection; reconnects after the server closes it."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, content_type: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        ctype = f"Content-Type: {content_type}\r\n" if content_type else ""
+        head = (f"POST /v1/read HTTP/1.1\r\nHost: 127.0.0.1\r\n{ctype}"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        self.writer.write(head + body)
+        await self.writer.drain()
+        status_line, *headers = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        status = int(status_line.split()[1])
+        length, close = 0, False
+        for h in headers:
+            name, _, value = h.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "connection" and value.strip().lower() == "close":
+                close = True
+        payload = await self.reader.readexactly(length)
+        if close:
+            self.close()
+        return status, payload
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def _client(port: int, images: list[tuple[bytes, str, str]], bad: list, bad_every: int,
+                  offset: int, until: float, stats: Level | None) -> None:
+    conn, i = Conn(port), offset
+    while time.perf_counter() < until:
+        i += 1
+        malformed = bad_every and i % bad_every == 0
+        if malformed:
+            kind, ctype, body, expected = bad[(i // bad_every) % len(bad)]
+        else:
+            body, label, expected = images[i % len(images)]
+            ctype = "image/png"
+        t0 = time.perf_counter()
+        try:
+            status, payload = await conn.request(ctype, body)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            conn.close()
+            if stats is not None:
+                stats.conn_errors += 1
+            continue
+        if stats is None:
+            continue
+        ms = (time.perf_counter() - t0) * 1000
+        stats.server_errors += status >= 500
+        if malformed:
+            stats.bad_status[status] += 1
+            stats.bad_unexpected += status != expected
+        elif status != 200:
+            stats.good_failed[status] += 1
+        else:
+            stats.latencies_ms.append(ms)
+            stats.good += 1
+            text = json.loads(payload)["text"]
+            stats.wrong += text != label
+            stats.differs += text != expected
+    conn.close()
+
+
+async def _drive(port: int, images, bad, clients: int, seconds: float, warmup: float,
+                 bad_every: int) -> Level:
+    stats = Level(clients)
+    if warmup > 0:
+        until = time.perf_counter() + warmup
+        await asyncio.gather(*(_client(port, images, bad, 0, k * 7, until, None) for k in range(clients)))
+    t0 = time.perf_counter()
+    until = t0 + seconds
+    await asyncio.gather(*(_client(port, images, bad, bad_every, k * 7, until, stats)
+                           for k in range(clients)))
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+def _client_process(conn, port: int, images: list[tuple[bytes, str, str]], levels: list[int],
+                    seconds: float, warmup: float, bad_every: int, max_body: int) -> None:
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    bad = _bad_requests(images[0][0], max_body)
+    for clients in levels:
+        every = bad_every if clients == max(levels) else 0
+        conn.send(asyncio.run(_drive(port, images, bad, clients, seconds, warmup, every)))
+    conn.close()
+
+
+# ---------------------------------------------------------------- the server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(args, port: int, log_path: Path) -> subprocess.Popen:
+    import httpx
+
+    cmd = [sys.executable, "-m", "captcha_ocr.cli", "serve", "--port", str(port),
+           "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
+           "--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    for _ in range(300):
+        if proc.poll() is not None:
+            sys.exit(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    sys.exit(f"server did not start:\n{log_path.read_text()}")
+
+
+def _server_model(port: int) -> str:
+    import httpx
+
+    return httpx.get(f"http://127.0.0.1:{port}/v1/model").json()["name"]
+
+
+def _load_images(folder: Path, model: str | None) -> list[tuple[bytes, str, str]]:
+    """(PNG bytes, label, the in-process Reader's text) for every image of ``folder``."""
+    from captcha_ocr import Reader
+
+    files = sorted(folder.glob("*.png"))
+    if not files:
+        sys.exit(f"no PNG images in {folder}")
+    data = [f.read_bytes() for f in files]
+    readings = Reader.load(model).read_many(data)
+    return [(d, f.stem, r.text) for d, f, r in zip(data, files, readings)]
+
+
+# ---------------------------------------------------------------- report
+
+
+def _row(s: Level) -> str:
+    lat = np.array(s.latencies_ms) if s.latencies_ms else np.array([np.nan])
+    bad = " ".join(f"{k}:{v}" for k, v in sorted(s.bad_status.items())) or "-"
+    if s.bad_unexpected:
+        bad += f" ({s.bad_unexpected} unexpected)"
+    failed = " ".join(f"{k}:{v}" for k, v in sorted(s.good_failed.items()))
+    correct = "yes" if s.wrong == 0 and s.differs == 0 and not s.good_failed and s.good else "NO"
+    detail = f"{s.wrong} != label, {s.differs} != Reader" + (f", good refused {failed}" if failed else "")
+    return (f"{s.clients:>7} {s.requests / s.seconds:>8.0f} {np.percentile(lat, 50):>8.1f} "
+            f"{np.percentile(lat, 99):>8.1f} {s.good:>7} {bad:<28} {s.server_errors:>4} "
+            f"{s.conn_errors:>6}  {correct} ({detail})")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="model directory (default: the bundled model)")
+    p.add_argument("--data", default=str(DATA), help="labeled PNGs (label = file stem)")
+    p.add_argument("--levels", default="1,16,64", help="concurrent clients per level")
+    p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per level")
+    p.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each level")
+    p.add_argument("--bad-every", type=int, default=10,
+                   help="at the highest level, every Nth request of a client is malformed")
+    p.add_argument("--max-batch", type=int, default=64)
+    p.add_argument("--max-wait-ms", type=float, default=2.0)
+    p.add_argument("--threads", type=int, default=1, help="server's ONNX Runtime threads")
+    args = p.parse_args()
+    levels = [int(x) for x in args.levels.split(",")]
+
+    images = _load_images(Path(args.data), args.model)
+    port = _free_port()
+    log_path = Path(tempfile.mkdtemp(prefix="serve_bench_")) / "server.log"
+    server = _start_server(args, port, log_path)
+    try:
+        model = _server_model(port)
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=False)
+        client = ctx.Process(target=_client_process, args=(
+            child, port, images, levels, args.seconds, args.warmup, args.bad_every, 2 * 1024 * 1024))
+        client.start()
+        child.close()
+        print(f"model {model}; {os.cpu_count()} CPUs; {args.seconds:g} s per level after "
+              f"{args.warmup:g} s warm-up; at {max(levels)} clients 1 request in {args.bad_every} "
+              f"is malformed; server log: {log_path}\n")
+        print(f"{'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'good':>7} "
+              f"{'malformed: status:count':<28} {'5xx':>4} {'conn':>6}  all good answers correct")
+        for _ in levels:
+            print(_row(parent.recv()), flush=True)
+        client.join()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+    log = log_path.read_text()
+    batches = [line.split(" INFO ", 1)[-1] for line in log.splitlines() if "inference:" in line]
+    print(f"\nserver stopped with status {server.returncode}; tracebacks in its log: "
+          f"{log.count('Traceback')}; {batches[-1] if batches else 'no batch summary'}")
+    print(f"in-process Reader vs labels: {sum(t != lab for _, lab, t in images)} of {len(images)} "
+          "images read wrong by the model itself")
+
+
+if __name__ == "__main__":
+    main()
