@@ -1,5 +1,6 @@
 """The real server: `captcha-ocr serve` in a subprocess, its page in headless Chromium, SIGTERM."""
 
+import base64
 import random
 import shutil
 import signal
@@ -132,6 +133,30 @@ def test_page_reads_several_and_shows_errors(server, browser_page, captcha_png, 
     assert "422" in page.locator(".result[data-state=error] .error").inner_text()
     # a failed read is an answer, not a console error; any other problem is
     assert all("422" in p for p in problems), problems
+
+
+# Build a File in the page from the PNG's bytes and hand it over as a drop or a paste.
+HAND_OVER = """([how, b64]) => {
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    const data = new DataTransfer();
+    data.items.add(new File([bytes], "handed.png", {type: "image/png"}));
+    const event = how === "drop"
+        ? new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true})
+        : new ClipboardEvent("paste", {clipboardData: data, bubbles: true, cancelable: true});
+    (how === "drop" ? document.querySelector("#drop") : document).dispatchEvent(event);
+}"""
+
+
+@pytest.mark.parametrize("how", ["drop", "paste"])
+def test_page_reads_a_dropped_or_pasted_image(server, browser_page, captcha_png, how):
+    page, problems = browser_page
+    data = captcha_png.read_bytes()
+    expected = httpx.post(f"{server.url}/v1/read", content=data, headers={"Content-Type": "image/png"}).json()
+    page.goto(server.url + "/")
+    page.evaluate(HAND_OVER, [how, base64.b64encode(data).decode()])
+    page.wait_for_selector(".result[data-state=done]", timeout=15_000)
+    assert page.locator(".result .text").inner_text() == shown_text(expected["text"])
+    assert problems == []
 
 
 def test_docs_render_offline(server, browser_page):

@@ -3,6 +3,8 @@
 import base64
 import io
 import logging
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -93,7 +95,7 @@ def test_read_batch_multipart_in_order_with_bad_item(client, reader, images):
 
 
 def test_read_batch_json_base64(client, reader, images):
-    items = [base64.b64encode(images[0]).decode(),
+    items = [base64.encodebytes(images[0]).decode(),  # with line breaks
              "data:image/png;base64," + base64.b64encode(images[1]).decode(),
              "***", 7, base64.b64encode(images[0][:400]).decode()]
     r = client.post("/v1/read-batch", json={"images": items})
@@ -211,7 +213,7 @@ def test_batch_over_limit_413(client, images):
     assert_refused(client.post("/v1/read-batch", json={"images": [base64.b64encode(images[0]).decode()] * 9}),
                    413, "batch limit of 8")
     files = [("images", (f"{i}.png", images[0], "image/png")) for i in range(9)]
-    assert_refused(client.post("/v1/read-batch", files=files), 413)
+    assert_refused(client.post("/v1/read-batch", files=files), 413, "batch limit of 8")
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'{"images": "abc"}', b'{"images": []}'])
@@ -277,3 +279,8 @@ def test_one_log_line_per_request(client, images, caplog):
     assert len(lines) == 3
     assert lines[0].startswith("POST /v1/read 200 ") and lines[0].endswith(" ms")
     assert lines[1].startswith("POST /v1/read 400 ") and lines[2].startswith("GET /healthz 200 ")
+
+
+def test_service_does_not_import_torch():
+    code = "import sys, captcha_ocr.service; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -230,7 +230,7 @@ async def _multipart_files(request: Request, body: bytes, field: str, max_files:
         form = await parser.parse()
     except MultiPartException as e:
         if e.message.startswith("Too many files"):
-            raise Refused(413, f"more than {max_files} images in one request") from None
+            raise Refused(413, f"more than {max_files} files, over the batch limit of {max_files}") from None
         raise Refused(400, f"malformed multipart body: {e.message}") from None
     try:
         return [await v.read() if isinstance(v, UploadFile) else f"field {field!r} must be a file, not text"
@@ -245,10 +245,19 @@ def _b64(item: Any) -> bytes | str:
         return f"item is {type(item).__name__}, expected a base64 string"
     if item.startswith("data:") and "," in item:
         item = item.split(",", 1)[1]
+    item = "".join(item.split())  # line breaks, as MIME encoders write them
     try:
         return base64.b64decode(item, validate=True)
     except (binascii.Error, ValueError):
         return "not valid base64"
+
+
+def _json_items(body: bytes, max_items: int) -> list[bytes | str]:
+    """The images of a JSON batch ``{"images": [base64, ...]}``, decoded (an error string per bad item)."""
+    images = _json_images(body)
+    if len(images) > max_items:
+        raise Refused(413, f"{len(images)} images, over the batch limit of {max_items}")
+    return [_b64(i) for i in images]
 
 
 def _json_images(body: bytes) -> list[Any]:
@@ -445,8 +454,8 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
             raise Refused(415, "no content type: send multipart/form-data or JSON")
         if media == "multipart/form-data":
             items = await _multipart_files(request, body, "images", max_files=max_batch)
-        else:
-            items = [_b64(i) for i in _json_images(body)]
+        else:  # parsing and base64 take a while for big bodies: off the event loop
+            items = await run_decode(_json_items, body, max_batch)
         if not items:
             raise Refused(400, "no images in the request")
         if len(items) > max_batch:
