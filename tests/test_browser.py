@@ -128,8 +128,9 @@ def test_page_reads_several_and_shows_errors(server, browser_page, captcha_png, 
     page.goto(server.url + "/")
     page.set_input_files("#file", [str(captcha_png), str(bad)])
     page.wait_for_function("document.querySelectorAll('.result[data-state]').length === 2", timeout=15_000)
+    assert page.locator(".result .name").all_inner_texts() == ["g7n4x.png", "broken.png"]  # given order
     states = page.locator(".result").evaluate_all("cards => cards.map(c => c.dataset.state)")
-    assert sorted(states) == ["done", "error"]
+    assert states == ["done", "error"]
     assert "422" in page.locator(".result[data-state=error] .error").inner_text()
     # a failed read is an answer, not a console error; any other problem is
     assert all("422" in p for p in problems), problems

@@ -34,11 +34,13 @@ function newCard(file) {
   img.src = url;
   img.alt = file.name || "pasted image";
   img.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
-  img.addEventListener("error", () => URL.revokeObjectURL(url), { once: true });
+  img.addEventListener("error", () => {
+    URL.revokeObjectURL(url);
+    img.classList.add("broken");
+  }, { once: true });
   card.querySelector(".name").textContent = file.name || "pasted image";
   card.querySelector(".text").textContent = "reading…";
   card.classList.add("pending");
-  results.prepend(card);
   return card;
 }
 
@@ -70,8 +72,7 @@ function showError(card, message) {
   card.dataset.state = "error";
 }
 
-async function readFile(file) {
-  const card = newCard(file);
+async function readFile(file, card) {
   pending += 1;
   updateStatus();
   try {
@@ -101,7 +102,10 @@ function readFiles(files) {
     status.textContent = "not an image: choose PNG, JPEG, GIF, BMP or WebP files";
     return;
   }
-  images.forEach(readFile);
+  // The newest images go on top, in the order they were given.
+  const cards = images.map(newCard);
+  results.prepend(...cards);
+  images.forEach((file, i) => readFile(file, cards[i]));
 }
 
 input.addEventListener("change", () => {
