@@ -30,7 +30,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -83,22 +83,26 @@ def _error(status: int, message: str) -> JSONResponse:
 
 
 class MicroBatcher:
-    """Gathers concurrent single-image inputs into batches for one inference thread.
+    """Decodes images in a small thread pool and reads them in batches in one inference thread.
 
-    ``read(x)`` queues one ``(C, H, W)`` array and waits for its Reading. A background
-    task takes up to ``max_batch`` queued arrays once the batch is full or the oldest
-    has waited ``max_wait_ms``, and runs ``reader.read_arrays`` on them in its thread.
-    ``sizes`` counts batches by size (a Counter: size -> number of batches).
+    ``read(data)`` decodes one encoded image, queues its ``(C, H, W)`` array and waits
+    for its Reading. A background task takes up to ``max_batch`` queued arrays and runs
+    ``reader.read_arrays`` on them as soon as the batch is full, or no other image is
+    still being decoded, or the oldest has waited ``max_wait_ms``: a lone request does
+    not wait, concurrent ones share a batch. ``sizes`` counts batches by size.
     """
 
-    def __init__(self, reader: Reader, max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS) -> None:
+    def __init__(self, reader: Reader, max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
+                 decode_threads: int = DECODE_THREADS) -> None:
         self.reader = reader
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.sizes: Counter[int] = Counter()
         self._queue: list[tuple[np.ndarray, asyncio.Future[Reading], float]] = []
+        self._decoding = 0               # images in the decode pool: they will queue soon
         self._arrived = asyncio.Event()  # something is queued
-        self._full = asyncio.Event()     # a whole batch is queued
+        self._ready = asyncio.Event()    # a batch is full, or nothing else is coming
+        self._decode = ThreadPoolExecutor(decode_threads, thread_name_prefix="captcha-decode")
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="captcha-infer")
         self._task: asyncio.Task[None] | None = None
 
@@ -106,7 +110,7 @@ class MicroBatcher:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
 
     async def stop(self) -> None:
-        """Stop taking batches, fail whatever is still queued, and join the thread."""
+        """Stop taking batches, fail whatever is still queued, and join the threads."""
         n = sum(self.sizes.values())
         if n:
             images = sum(k * v for k, v in self.sizes.items())
@@ -123,33 +127,68 @@ class MicroBatcher:
             if not fut.done():
                 fut.set_exception(Refused(503, "the server is shutting down"))
         self._queue.clear()
+        self._decode.shutdown(wait=True)
         self._thread.shutdown(wait=True)
 
-    async def read(self, x: np.ndarray) -> Reading:
-        """Queue one preprocessed image ``(C, H, W)`` and wait for its reading."""
+    async def read(self, data: bytes) -> Reading:
+        """Read one encoded image. Raises ``ImageError`` when it cannot be decoded."""
+        xs = await self._decoded([data])
+        if isinstance(xs[0], ImageError):
+            raise xs[0]
+        return await self._enqueue(xs)[0]
+
+    async def read_many(self, items: list[bytes | str]) -> list[Reading | str]:
+        """Read several encoded images; a str item, or one that cannot be decoded, gives a str error."""
+        xs = await self._decoded(items)
+        good = iter(await asyncio.gather(*self._enqueue([x for x in xs if isinstance(x, np.ndarray)])))
+        return [next(good) if isinstance(x, np.ndarray) else x if isinstance(x, str) else _image_error(x)
+                for x in xs]
+
+    async def _decoded(self, items: list[bytes | str]) -> list[np.ndarray | ImageError | str]:
+        self._decoding += len(items)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._decode, self._preprocess, items)
+        finally:
+            self._decoding -= len(items)  # and _enqueue queues them before the batcher looks
+            self._poke()
+
+    def _preprocess(self, items: list[bytes | str]) -> list[np.ndarray | ImageError | str]:
+        out: list[np.ndarray | ImageError | str] = []
+        for item in items:
+            try:
+                out.append(item if isinstance(item, str) else self.reader.preprocess(item))
+            except ImageError as e:
+                out.append(e)
+        return out
+
+    def _enqueue(self, xs: list[np.ndarray]) -> list[asyncio.Future[Reading]]:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Reading] = loop.create_future()
-        self._queue.append((x, fut, loop.time()))
-        self._arrived.set()
-        if len(self._queue) >= self.max_batch:
-            self._full.set()
-        return await fut
+        futures = [loop.create_future() for _ in xs]
+        now = loop.time()
+        self._queue += [(x, fut, now) for x, fut in zip(xs, futures)]
+        self._poke()
+        return futures
+
+    def _poke(self) -> None:
+        if self._queue:
+            self._arrived.set()
+            if len(self._queue) >= self.max_batch or self._decoding == 0:
+                self._ready.set()
 
     async def _take(self) -> list[tuple[np.ndarray, asyncio.Future[Reading], float]]:
-        """Wait for a batch: full, or its oldest item has waited ``max_wait``."""
+        """Wait for a batch: full, nothing else coming, or its oldest item has waited ``max_wait``."""
         loop = asyncio.get_running_loop()
         await self._arrived.wait()
         left = self._queue[0][2] + self.max_wait - loop.time()
-        if len(self._queue) < self.max_batch and left > 0:
+        if not self._ready.is_set() and left > 0:
             try:
-                await asyncio.wait_for(self._full.wait(), left)
+                await asyncio.wait_for(self._ready.wait(), left)
             except asyncio.TimeoutError:
                 pass
         batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-        if len(self._queue) < self.max_batch:
-            self._full.clear()
-        if not self._queue:
-            self._arrived.clear()
+        self._arrived.clear()
+        self._ready.clear()
+        self._poke()
         return [item for item in batch if not item[1].done()]
 
     def _infer(self, xs: list[np.ndarray]) -> list[Reading]:
@@ -212,8 +251,8 @@ def _check_type(request: Request, media: str, ok: bool, hint: str) -> None:
         raise Refused(415, f"content type {media!r} is not accepted: {hint}")
 
 
-def _image_error(e: ImageError) -> Refused:
-    return Refused(422, str(e).removeprefix("bytes: "))
+def _image_error(e: ImageError) -> str:
+    return str(e).removeprefix("bytes: ")
 
 
 def _is_image_type(media: str) -> bool:
@@ -366,7 +405,6 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
     Returns:
         The FastAPI app. ``app.state.batcher.sizes`` counts inference batches by size.
     """
-    decode_pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="captcha-decode")
     model = reader.name
     batch_body = max_body * BATCH_BODY_FACTOR
 
@@ -380,7 +418,6 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
             yield
         finally:
             await app.state.batcher.stop()
-            decode_pool.shutdown(wait=True)
 
     docs_assets = _docs_assets()
     app = FastAPI(title="captcha-ocr", summary="Read text captchas.", lifespan=lifespan,
@@ -391,30 +428,8 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         _add_offline_docs(app, docs_assets)
     _add_error_handlers(app)
 
-    async def run_decode(fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(decode_pool, fn, *args)
-
-    async def read_one(data: bytes) -> Reading:
-        x = await run_decode(reader.preprocess, data)  # ImageError -> 422
-        return await app.state.batcher.read(x)
-
-    def try_preprocess(items: list[bytes | str]) -> list[np.ndarray | str]:
-        out: list[np.ndarray | str] = []
-        for item in items:
-            if isinstance(item, str):
-                out.append(item)
-                continue
-            try:
-                out.append(reader.preprocess(item))
-            except ImageError as e:
-                out.append(_image_error(e).message)
-        return out
-
-    async def read_items(items: list[bytes | str]) -> list[dict[str, Any]]:
-        xs = await run_decode(try_preprocess, items)
-        good = [x for x in xs if not isinstance(x, str)]
-        readings = iter(await asyncio.gather(*(app.state.batcher.read(x) for x in good)))
-        return [{"error": x} if isinstance(x, str) else _reading(next(readings), model) for x in xs]
+    def batcher() -> MicroBatcher:
+        return app.state.batcher
 
     @app.post("/v1/read", response_model=ReadResult, responses=_ERRORS, openapi_extra=_READ_BODY,
               summary="Read one captcha image")
@@ -436,9 +451,9 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
             if not body:
                 raise Refused(400, "the 'image' file is empty")
         try:
-            r = await read_one(body)
+            r = await batcher().read(body)
         except ImageError as e:
-            raise _image_error(e) from None
+            raise Refused(422, _image_error(e)) from None
         out = _reading(r, model) | {"ms": round((time.perf_counter() - t0) * 1000, 3)}
         return JSONResponse(out)
 
@@ -455,12 +470,13 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         if media == "multipart/form-data":
             items = await _multipart_files(request, body, "images", max_files=max_batch)
         else:  # parsing and base64 take a while for big bodies: off the event loop
-            items = await run_decode(_json_items, body, max_batch)
+            items = await asyncio.to_thread(_json_items, body, max_batch)
         if not items:
             raise Refused(400, "no images in the request")
         if len(items) > max_batch:
             raise Refused(413, f"{len(items)} images, over the batch limit of {max_batch}")
-        return JSONResponse(await read_items(items))
+        readings = await batcher().read_many(items)
+        return JSONResponse([{"error": r} if isinstance(r, str) else _reading(r, model) for r in readings])
 
     @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, str]:
