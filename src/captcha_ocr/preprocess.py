@@ -102,7 +102,7 @@ def to_array(img: Image.Image, cfg: ImageConfig) -> np.ndarray:
         img = Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8))
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA") and img.getextrema()[-1][0] < 255:
+    if img.mode in ("RGBA", "LA", "PA") and img.getchannel("A").getextrema()[0] < 255:
         white = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, img.convert("RGBA"))
     mode = "L" if cfg.channels == 1 else "RGB"

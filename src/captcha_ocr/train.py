@@ -118,23 +118,6 @@ def _ctc(log_probs: torch.Tensor, labels: list[str], charset: Charset, loss_fn: 
     return loss_fn(lp, targets, torch.full((b,), t, dtype=torch.long), lengths)
 
 
-def _ace(log_probs: torch.Tensor, labels: list[str], charset: Charset) -> torch.Tensor:
-    """Aggregation cross-entropy (Xie et al., CVPR 2019): the per-class share of the time
-    steps, summed over time, should match the label's character counts (blank: the rest).
-
-    It needs no alignment, so it teaches the features which characters are present from
-    the first steps; added to CTC it shortens the plateau where CTC predicts only blanks.
-    """
-    b, t, c = log_probs.shape
-    target = torch.zeros(b, c)
-    for i, text in enumerate(labels):  # (B, C) character counts; blank gets T - len
-        target[i].index_add_(0, torch.tensor(charset.encode(text), dtype=torch.long),
-                             torch.ones(len(text)))
-        target[i, 0] = t - len(text)
-    aggregated = log_probs.exp().mean(1).clamp_min(1e-10)  # (B, T, C) -> (B, C)
-    return -(target / t * aggregated.log()).sum(1).mean()
-
-
 def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.optim.Optimizer,
                     sched, g: torch.Generator, loss_fn: nn.CTCLoss,
                     on_batch: Callable[[int, int], None] | None = None) -> float:
@@ -151,8 +134,6 @@ def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.opti
             x = augment_batch(x, g)
         log_probs = model(x)
         loss = _ctc(log_probs, split.labels(idx), split.charset, loss_fn)
-        if cfg.ace_weight:
-            loss = loss + cfg.ace_weight * _ace(log_probs, split.labels(idx), split.charset)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
