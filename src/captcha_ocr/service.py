@@ -14,9 +14,10 @@ malformed, 413 body or batch over its limit, 415 wrong content type, 422 not an 
 truncated or over the pixel limit.
 
 Concurrency: the event loop only parses HTTP. Each image is decoded in a small thread
-pool, then queued; one inference thread takes what is queued (waiting at most
-``max_wait_ms`` after the oldest item arrived, up to ``max_batch`` items) and runs the
-ONNX session on the stacked batch.
+pool, then queued; one inference thread runs the ONNX session on up to ``max_batch``
+queued images at a time, as soon as the batch is full or no other image is still being
+decoded, and at the latest ``max_wait_ms`` after the oldest arrived. A lone request
+does not wait; concurrent requests share batches.
 
 Imports the runtime and leaves only (never torch); only ``captcha-ocr serve`` imports it.
 """
@@ -62,7 +63,7 @@ MiB = 1024 * 1024
 # Defaults, one place.
 MAX_BODY = 2 * MiB          # bytes in one request body (413 above)
 MAX_BATCH = 64              # images per inference batch and per /v1/read-batch request
-MAX_WAIT_MS = 2.0           # how long the oldest queued image waits for company
+MAX_WAIT_MS = 2.0           # longest a queued image waits for others still being decoded
 BATCH_BODY_FACTOR = 8       # /v1/read-batch bodies may be this many times max_body
 DECODE_THREADS = 2          # threads decoding and resizing images
 
@@ -401,7 +402,7 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         max_body: most bytes in a ``/v1/read`` body (413 above); batch bodies may be
             ``BATCH_BODY_FACTOR`` times larger.
         max_batch: most images per inference batch and per ``/v1/read-batch`` request.
-        max_wait_ms: how long a queued image waits for others before its batch runs.
+        max_wait_ms: longest a queued image waits for others still being decoded.
 
     Returns:
         The FastAPI app. ``app.state.batcher.sizes`` counts inference batches by size.
