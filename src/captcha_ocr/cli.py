@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-pixels", type=int, default=4_000_000,
                    help="largest image in pixels, 422 above, checked before decoding (default: 4000000)")
     v.add_argument("--max-wait-ms", type=float, default=2.0,
-                   help="how long a request waits for others to batch with (default: 2)")
+                   help="longest wait for other images to batch with (default: 2)")
     v.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default: 1)")
     v.set_defaults(func=cmd_serve)
     return p
