@@ -152,12 +152,13 @@ async def _client(port: int, images: list[tuple[bytes, str, str]], bad: list, ba
 async def _drive(port: int, images, bad, clients: int, seconds: float, warmup: float,
                  bad_every: int) -> Level:
     stats = Level(clients)
+    step = len(images) // clients  # clients start spread over the images, so all get read
     if warmup > 0:
         until = time.perf_counter() + warmup
-        await asyncio.gather(*(_client(port, images, bad, 0, k * 7, until, None) for k in range(clients)))
+        await asyncio.gather(*(_client(port, images, bad, 0, k * step, until, None) for k in range(clients)))
     t0 = time.perf_counter()
     until = t0 + seconds
-    await asyncio.gather(*(_client(port, images, bad, bad_every, k * 7, until, stats)
+    await asyncio.gather(*(_client(port, images, bad, bad_every, k * step, until, stats)
                            for k in range(clients)))
     stats.seconds = time.perf_counter() - t0
     return stats
