@@ -58,12 +58,18 @@ def cmd_train(a: argparse.Namespace) -> None:
     for path, reason in result.skipped:
         console.print(f"skipped {path}: {reason}")
     m, t = result.info.metrics, result.info.training
-    best = result.history[result.best_epoch - 1]
+    kept = result.history[result.best_epoch - 1]
+    best = min(result.history, key=lambda h: (h.val_loss != h.val_loss, h.val_loss))  # NaN last
     print(f"epochs: {len(result.history)} (kept epoch {result.best_epoch}), "
           f"{t['n_train']} train / {t['n_val']} validation images"
           + (f", {len(result.skipped)} unreadable skipped" if result.skipped else ""))
-    print(f"best validation loss: {best.val_loss:.4f}")
-    print(f"validation sequence accuracy: {m['val_sequence_accuracy']:.4f}  CER: {m['val_cer']:.4f}")
+    if t["n_val"]:
+        print(f"best validation loss: {best.val_loss:.4f} (epoch {best.epoch}); "
+              f"kept epoch's: {kept.val_loss:.4f}")
+        print(f"validation sequence accuracy: {m['val_sequence_accuracy']:.4f}  "
+              f"CER: {m['val_cer']:.4f}")
+    else:
+        print("no validation split (--val-fraction 0): no validation metrics")
     print(f"time: {result.seconds:.1f} s")
     print(f"model: {result.model_dir}")
     print(f"plots: {result.model_dir / FILES.curves}, {result.model_dir / FILES.grid}")

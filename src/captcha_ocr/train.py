@@ -295,7 +295,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "fast",
             epochs_run=len(history), best_epoch=best_epoch,
             params=count_params(model), flops_per_image=count_flops(model, image),
         ),
-        metrics=dict(val_loss=val_loss, val_sequence_accuracy=acc, val_cer=val_cer),
+        metrics={k: (None if math.isnan(v) else v)  # no validation split: no numbers
+                 for k, v in dict(val_loss=val_loss, val_sequence_accuracy=acc, val_cer=val_cer).items()},
     )
     save_checkpoint(model, info, out)
     if export:
