@@ -7,7 +7,7 @@ and starts fast.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -69,7 +69,8 @@ class Reader:
         self.charset = info.charset
         self.max_pixels = max_pixels
         self._input = session.get_inputs()[0].name
-        self._pool = ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1))
+        self._workers = workers or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="captcha-ocr-decode")
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, *, threads: int = 0,
@@ -130,16 +131,37 @@ class Reader:
         """
         return self.read_arrays(self.preprocess(source)[None])[0]
 
-    def _try_preprocess(self, source: ImageSource) -> np.ndarray | str:
-        try:
-            return self.preprocess(source)
-        except ImageError as e:
-            return str(e)
+    def _submit(self, sources: list) -> Callable[[], tuple[np.ndarray, list[str | None]]]:
+        """Start preprocessing ``sources`` into one batch array, in a few chunks on the
+        thread pool (PIL decodes with the GIL released); returns a function that waits."""
+        im = self.info.image
+        batch = np.empty((len(sources), im.channels, im.height, im.width), np.float32)
+        errors: list[str | None] = [None] * len(sources)
 
-    def _read_chunk(self, inputs: list[np.ndarray | str]) -> list[Reading]:
-        good = [x for x in inputs if not isinstance(x, str)]
-        read = iter(self.read_arrays(np.stack(good)) if good else [])
-        return [_failed(x) if isinstance(x, str) else next(read) for x in inputs]
+        def work(lo: int, hi: int) -> None:
+            for i in range(lo, hi):
+                try:
+                    batch[i] = self.preprocess(sources[i])
+                except ImageError as e:
+                    errors[i] = str(e)
+
+        step = max(1, -(-len(sources) // self._workers))
+        futures = [self._pool.submit(work, lo, min(lo + step, len(sources)))
+                   for lo in range(0, len(sources), step)]
+
+        def wait() -> tuple[np.ndarray, list[str | None]]:
+            for f in futures:
+                f.result()
+            return batch, errors
+
+        return wait
+
+    def _read_prepared(self, batch: np.ndarray, errors: list[str | None]) -> list[Reading]:
+        good = [i for i, e in enumerate(errors) if e is None]
+        if len(good) == len(errors):
+            return self.read_arrays(batch)
+        read = iter(self.read_arrays(batch[good]) if good else [])
+        return [_failed(e) if e is not None else next(read) for e in errors]
 
     def iter_read(self, sources: Iterable[ImageSource], batch_size: int = 64) -> Iterator[Reading]:
         """Read images lazily in batches, yielding results in input order.
@@ -148,14 +170,13 @@ class Reader:
         A source that cannot be read yields a ``Reading`` with ``error`` set.
         """
         it = iter(sources)
-        pending = self._pool.map(self._try_preprocess, list(islice(it, batch_size)))
+        pending = self._submit(list(islice(it, batch_size)))
         while True:
-            inputs = list(pending)
-            if not inputs:
+            batch, errors = pending()
+            if not errors:
                 return
-            nxt = list(islice(it, batch_size))
-            pending = self._pool.map(self._try_preprocess, nxt)
-            yield from self._read_chunk(inputs)
+            pending = self._submit(list(islice(it, batch_size)))
+            yield from self._read_prepared(batch, errors)
 
     def read_many(self, sources: Iterable[ImageSource], batch_size: int = 64) -> list[Reading]:
         """Read many images in batches; same order as ``sources``; bad items carry ``error``."""
