@@ -39,6 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "captcha_images_v2"
+MiB = 1024 * 1024
 
 # Malformed requests: (kind, content type, body, expected status).
 def _bad_requests(sample: bytes, max_body: int) -> list[tuple[str, str, bytes, int]]:
@@ -66,6 +67,7 @@ class Level:
     good_failed: Counter = field(default_factory=Counter)     # good requests not answered 200
     server_errors: int = 0                                     # any 5xx
     conn_errors: int = 0
+    cpu: dict = field(default_factory=dict)                   # cores used: server, client, other
 
     @property
     def requests(self) -> int:
@@ -149,32 +151,55 @@ async def _client(port: int, images: list[tuple[bytes, str, str]], bad: list, ba
     conn.close()
 
 
-async def _drive(port: int, images, bad, clients: int, seconds: float, warmup: float,
+def _cpu_seconds(server_pid: int) -> dict[str, float] | None:
+    """CPU seconds so far: the whole machine (busy), the server, and this client process."""
+    try:
+        # cpu  user nice system idle iowait irq softirq steal (guest time is inside user)
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+        busy = sum(ticks) - ticks[3] - ticks[4]
+        fields = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        server = int(fields[11]) + int(fields[12])  # utime, stime
+    except (OSError, ValueError, IndexError):
+        return None  # not Linux: no CPU columns
+    hz = os.sysconf("SC_CLK_TCK")
+    t = os.times()
+    return {"busy": busy / hz, "server": server / hz, "client": t.user + t.system}
+
+
+def _cores(before: dict | None, after: dict | None, seconds: float) -> dict[str, float]:
+    if not before or not after:
+        return {}
+    d = {k: (after[k] - before[k]) / seconds for k in before}
+    other = max(0.0, d["busy"] - d["server"] - d["client"])
+    return {"server": d["server"], "client": d["client"], "other": other}
+
+
+async def _drive(port: int, server_pid: int, images, bad, clients: int, seconds: float, warmup: float,
                  bad_every: int) -> Level:
     stats = Level(clients)
     step = len(images) // clients  # clients start spread over the images, so all get read
     if warmup > 0:
         until = time.perf_counter() + warmup
         await asyncio.gather(*(_client(port, images, bad, 0, k * step, until, None) for k in range(clients)))
-    t0 = time.perf_counter()
+    cpu0, t0 = _cpu_seconds(server_pid), time.perf_counter()
     until = t0 + seconds
     await asyncio.gather(*(_client(port, images, bad, bad_every, k * step, until, stats)
                            for k in range(clients)))
     stats.seconds = time.perf_counter() - t0
+    stats.cpu = _cores(cpu0, _cpu_seconds(server_pid), stats.seconds)
     return stats
 
 
-def _client_process(conn, port: int, images: list[tuple[bytes, str, str]], levels: list[int],
-                    seconds: float, warmup: float, bad_every: int, max_body: int) -> None:
+def _client_process(conn, port: int, server_pid: int, images: list[tuple[bytes, str, str]],
+                    levels: list[int], seconds: float, warmup: float, bad_every: int, max_body: int) -> None:
     try:
-        import uvloop
-        uvloop.install()
+        from uvloop import run
     except ImportError:
-        pass
+        from asyncio import run
     bad = _bad_requests(images[0][0], max_body)
     for clients in levels:
         every = bad_every if clients == max(levels) else 0
-        conn.send(asyncio.run(_drive(port, images, bad, clients, seconds, warmup, every)))
+        conn.send(run(_drive(port, server_pid, images, bad, clients, seconds, warmup, every)))
     conn.close()
 
 
@@ -236,9 +261,10 @@ def _row(s: Level) -> str:
     failed = " ".join(f"{k}:{v}" for k, v in sorted(s.good_failed.items()))
     correct = "yes" if s.wrong == 0 and s.differs == 0 and not s.good_failed and s.good else "NO"
     detail = f"{s.wrong} != label, {s.differs} != Reader" + (f", good refused {failed}" if failed else "")
+    cpu = "/".join(f"{s.cpu[k]:.2f}" for k in ("server", "client", "other")) if s.cpu else "-"
     return (f"{s.clients:>7} {s.requests / s.seconds:>8.0f} {np.percentile(lat, 50):>8.1f} "
             f"{np.percentile(lat, 99):>8.1f} {s.good:>7} {bad:<28} {s.server_errors:>4} "
-            f"{s.conn_errors:>6}  {correct} ({detail})")
+            f"{s.conn_errors:>6}  {cpu:<14}  {correct} ({detail})")
 
 
 def main() -> None:
@@ -265,14 +291,15 @@ def main() -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe(duplex=False)
         client = ctx.Process(target=_client_process, args=(
-            child, port, images, levels, args.seconds, args.warmup, args.bad_every, 2 * 1024 * 1024))
+            child, port, server.pid, images, levels, args.seconds, args.warmup, args.bad_every, 2 * MiB))
         client.start()
         child.close()
         print(f"model {model}; {os.cpu_count()} CPUs; {args.seconds:g} s per level after "
               f"{args.warmup:g} s warm-up; at {max(levels)} clients 1 request in {args.bad_every} "
               f"is malformed; server log: {log_path}\n")
         print(f"{'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'good':>7} "
-              f"{'malformed: status:count':<28} {'5xx':>4} {'conn':>6}  all good answers correct")
+              f"{'malformed: status:count':<28} {'5xx':>4} {'conn':>6}  {'CPU srv/cli/oth':<14}  "
+              "all good answers correct")
         for _ in levels:
             print(_row(parent.recv()), flush=True)
         client.join()
