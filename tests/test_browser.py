@@ -104,7 +104,7 @@ def shown_text(api_text: str) -> str:
     return api_text or "(nothing read)"
 
 
-def test_page_reads_an_uploaded_captcha(server, browser_page, captcha_png):
+def test_page_reads_an_uploaded_captcha(browser_page, server, captcha_png):
     page, problems = browser_page
     expected = httpx.post(f"{server.url}/v1/read", content=captcha_png.read_bytes(),
                           headers={"Content-Type": "image/png"}).json()
@@ -121,7 +121,7 @@ def test_page_reads_an_uploaded_captcha(server, browser_page, captcha_png):
     assert problems == []
 
 
-def test_page_reads_several_and_shows_errors(server, browser_page, captcha_png, tmp_path):
+def test_page_reads_several_and_shows_errors(browser_page, server, captcha_png, tmp_path):
     page, problems = browser_page
     bad = tmp_path / "broken.png"
     bad.write_bytes(captcha_png.read_bytes()[:300])
@@ -149,7 +149,7 @@ HAND_OVER = """([how, b64]) => {
 
 
 @pytest.mark.parametrize("how", ["drop", "paste"])
-def test_page_reads_a_dropped_or_pasted_image(server, browser_page, captcha_png, how):
+def test_page_reads_a_dropped_or_pasted_image(browser_page, server, captcha_png, how):
     page, problems = browser_page
     data = captcha_png.read_bytes()
     expected = httpx.post(f"{server.url}/v1/read", content=data, headers={"Content-Type": "image/png"}).json()
@@ -160,7 +160,7 @@ def test_page_reads_a_dropped_or_pasted_image(server, browser_page, captcha_png,
     assert problems == []
 
 
-def test_docs_render_offline(server, browser_page):
+def test_docs_render_offline(browser_page, server):
     page, problems = browser_page
     page.goto(server.url + "/docs")
     paths = page.locator(".opblock-summary-path")
