@@ -132,8 +132,8 @@ def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.opti
         x = images[idx]
         if cfg.augment:
             x = augment_batch(x, g)
-        log_probs = model(x)
-        loss = _ctc(log_probs, split.labels(idx), split.charset, loss_fn)
+        x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast conv layout
+        loss = _ctc(model(x), split.labels(idx), split.charset, loss_fn)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -197,6 +197,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
     steps = (len(split.train) + cfg.batch_size - 1) // cfg.batch_size
     opt, sched = _optimizer(model, cfg, steps)
+    model.to(memory_format=torch.channels_last)
     history: list[EpochStats] = []
     best_loss, best_epoch, best_state = float("inf"), 0, None
     for epoch in range(1, cfg.epochs + 1):
@@ -213,6 +214,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
                 best_state = copy.deepcopy(model.state_dict())
             elif epoch - best_epoch >= cfg.patience:
                 break
+    model.to(memory_format=torch.contiguous_format)
     if best_state is not None:
         model.load_state_dict(best_state)
         return history, best_epoch
