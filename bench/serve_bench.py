@@ -300,9 +300,16 @@ def main() -> None:
         print(f"{'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'good':>7} "
               f"{'malformed: status:count':<28} {'5xx':>4} {'conn':>6}  {'CPU srv/cli/oth':<14}  "
               "all good answers correct")
+        busy = []
         for _ in levels:
-            print(_row(parent.recv()), flush=True)
+            level = parent.recv()
+            print(_row(level), flush=True)
+            if level.cpu.get("other", 0) > 0.1:
+                busy.append(f"{level.clients} clients: {level.cpu['other']:.2f}")
         client.join()
+        if busy:
+            print(f"\nwarning: other processes used CPU cores during the run ({'; '.join(busy)}): "
+                  "these levels understate the server")
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
