@@ -53,7 +53,7 @@ def cmd_train(a: argparse.Namespace) -> None:
                       f"epochs, patience {cfg.patience or 'off'})", soft_wrap=True)
     with _EpochProgress(console, cfg.epochs, quiet=a.quiet) as progress:
         result = train(data, a.out, arch=a.arch, image=image, cfg=cfg,
-                       command=shlex.join(["captcha-ocr", *sys.argv[1:]]),
+                       command=shlex.join(["captcha-ocr", *a.argv]),
                        on_epoch=progress.epoch, on_batch=progress.batch)
     for path, reason in result.skipped:
         console.print(f"skipped {path}: {reason}")
@@ -299,7 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in model.json by train
     try:
         args.func(args)
     except (CLIError, DatasetError, ModelError, ImageError, UnknownCharacterError) as e:
