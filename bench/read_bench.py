@@ -197,7 +197,8 @@ def main() -> None:
               f"{o['p50']:9.3f} {o['p99']:9.3f} {o['rate']:9.0f} | {t['p50']:11.3f} "
               f"{t['rate']:11.0f} {o['rate'] / t['rate']:5.1f} | {p['cold']:6.2f} {p['rss_mb']:6.0f} | "
               f"{o['model_rate']:9.0f} {gf:7.1f} {100 * gf / peak:6.1f}")
-    print("\nper image at batch 64, microseconds (decode and preprocess on one thread; model on all cores)")
+    print("\nper image at batch 64, microseconds (decode and preprocess on one thread; "
+          "model on the Reader's inference threads)")
     print(f"{'model':22} {'PNG decode':>10} {'preprocess':>10} {'model':>8} {'CTC decode':>10}")
     for m, o, _, _ in rows:
         print(f"{m.name[:22]:22} {o['decode'] * 1e6:10.1f} {o['pre'] * 1e6:10.1f} "
