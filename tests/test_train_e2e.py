@@ -35,3 +35,21 @@ def test_train_eval_predict(subset, tmp_path, capsys):
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["path"] for x in lines] == [str(f) for f in files]
     assert all(set(x) == {"path", "text", "confidence"} and 0 <= x["confidence"] <= 1 for x in lines)
+
+
+def test_train_colour_variable_length_any_size(tmp_path, capsys):
+    """Another style: colour, 3-6 characters, Unicode, another input size."""
+    from conftest import make_captchas
+
+    data = tmp_path / "data"
+    made = make_captchas(data, 40, "aбcdé12", (3, 6), seed=11, size=(150, 40), ext="jpg")
+    out = tmp_path / "m"
+    rc = main(["train", str(data), "--out", str(out), "--epochs", "2", "--channels", "3",
+               "--height", "32", "--width", "128", "-q"])
+    assert rc == 0, capsys.readouterr().err
+    info = json.loads((out / FILES.info).read_text())
+    assert info["alphabet"] == "".join(sorted(set("".join(label for _, label in made))))
+    assert info["image"] == {"height": 32, "width": 128, "channels": 3}
+    capsys.readouterr()
+    assert main(["predict", str(made[0][0]), "--model", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(made[0][0])
