@@ -15,14 +15,14 @@ setup: $(BIN)/.installed
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0   # the CPU build on disk; see DEVELOPERS.md
+	$(BIN)/pip install -q torch==2.13.0   # the CPU build on disk; other specs pull CUDA
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
 demo: setup
 	$(BIN)/captcha-ocr train $(DATA) --out $(OUT) --arch $(ARCH)
 	@echo "--- reading three images with the new model:"
-	$(BIN)/captcha-ocr predict $$(ls -d $(or $(DATA),$$HOME/.cache/captcha-ocr/captcha_images_v2)/*.png | head -3) --model $(OUT)
+	$(BIN)/captcha-ocr predict $$(ls -d $(or $(DATA),$${CAPTCHA_OCR_DATA:-$$HOME/.cache/captcha-ocr/captcha_images_v2})/*.png | head -3) --model $(OUT)
 
 test: setup
 	$(BIN)/ruff check src tests bench

@@ -3,13 +3,15 @@ captchas from the ``captcha`` package, and a small model trained once per sessio
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "captcha_images_v2"
+SHARED = Path(os.environ.get("CAPTCHA_OCR_DATA")
+              or Path(__file__).resolve().parents[2] / "shared" / "data" / "captcha_images_v2")
 
 
 @pytest.fixture(scope="session")

@@ -83,3 +83,31 @@ def test_export_recreates_onnx(capsys, trained, subset, tmp_path):
     files = sorted(subset.glob("*.png"))[:8]
     assert [r.text for r in Reader.load(copy).read_many(files)] == \
            [r.text for r in Reader.load(trained.model_dir).read_many(files)]
+
+
+@pytest.mark.parametrize("args", [
+    ["predict", "x.png", "--batch-size", "0"],
+    ["eval", "d", "--batch-size", "-1"],
+    ["train", "d", "--out", "m", "--val-fraction", "1.5"],
+    ["train", "d", "--out", "m", "--height", "4"],
+    ["train", "d", "--out", "m", "--epochs", "0"],
+    ["serve", "--max-batch", "0"],
+])
+def test_bad_numbers_refused_by_the_parser(capsys, args):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "must be" in err
+
+
+def test_train_unwritable_out_fails_before_training(capsys, synth_dir, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    rc, _, err = run(capsys, "train", synth_dir, "--out", blocker / "m", "-q")
+    assert_one_line_error(rc, err, "cannot write the model directory")
+
+
+def test_predict_empty_folder(capsys, tmp_path):
+    rc, _, err = run(capsys, "predict", tmp_path)
+    assert_one_line_error(rc, err, "no images found")

@@ -55,3 +55,9 @@ def test_split_is_seeded_and_disjoint():
 
 def test_fingerprint_matches_published_recipe(shared_data):
     assert fingerprint(s.path for s in discover(shared_data)) == SHARED_936_FINGERPRINT
+
+
+def test_labels_csv_not_utf8(synth_dir):
+    (synth_dir / "labels.csv").write_bytes(b"file,label\na.png,\xff\n")
+    with pytest.raises(DatasetError, match="not UTF-8"):
+        discover(synth_dir)

@@ -20,7 +20,7 @@ def zipped(synth_dir, tmp_path):
 
 def fake(monkeypatch, url: str, sha: str):
     monkeypatch.setitem(dl.DATASETS, "captcha_images_v2",
-                        dl.RemoteDataset("captcha_images_v2", url, sha, 12))
+                        dl.RemoteDataset("captcha_images_v2", url, sha))
 
 
 def test_download_checks_and_unpacks(monkeypatch, zipped, tmp_path):
@@ -41,7 +41,7 @@ def test_failed_check_leaves_nothing(monkeypatch, zipped, tmp_path):
 
 def test_offline_message_says_how_to_point_at_a_folder(monkeypatch, tmp_path):
     fake(monkeypatch, (tmp_path / "nowhere.zip").as_uri(), "0" * 64)
-    with pytest.raises(DatasetError, match="--data DIR or CAPTCHA_OCR_DATA"):
+    with pytest.raises(DatasetError, match="captcha-ocr train DIR. or set CAPTCHA_OCR_DATA"):
         dl.download(dest=tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
 

@@ -106,3 +106,15 @@ def test_png_bytes_and_decoded_equal(reader):
     buf = io.BytesIO()
     Image.new("L", (200, 50), 255).save(buf, format="PNG")
     assert reader.read(buf.getvalue()).text == reader.read(Image.new("L", (200, 50), 255)).text
+
+
+def test_lazy_pil_image_and_float_array_are_image_errors(reader, val_images, tmp_path):
+    trunc = tmp_path / "t.png"
+    trunc.write_bytes(val_images[0][0].read_bytes()[:200])
+    with Image.open(trunc) as lazy, pytest.raises(ImageError):
+        reader.read(lazy)
+    with pytest.raises(ImageError, match="uint8"):
+        reader.read(np.zeros((50, 200)))
+    with Image.open(trunc) as lazy:
+        out = reader.read_many([lazy, val_images[0][1]])
+    assert [r.ok for r in out] == [False, True]

@@ -29,6 +29,32 @@ class CLIError(Exception):
     """A one-line error for the user."""
 
 
+def _at_least(low: float, kind: type = int):
+    """An argparse type: a number of ``kind`` that is at least ``low``."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {text}")
+        return value
+
+    return parse
+
+
+def _fraction(text: str) -> float:
+    value = _at_least(0.0, float)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), not {text}")
+    return value
+
+
+POSITIVE = _at_least(1)
+COUNT = _at_least(0)
+
+
 def _err_console():
     from rich.console import Console
 
@@ -56,7 +82,7 @@ def cmd_train(a: argparse.Namespace) -> None:
                        command=shlex.join(["captcha-ocr", *a.argv]),
                        on_epoch=progress.epoch, on_batch=progress.batch)
     for path, reason in result.skipped:
-        console.print(f"skipped {path}: {reason}")
+        console.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)
     m, t = result.info.metrics, result.info.training
     kept = result.history[result.best_epoch - 1]
     best = min(result.history, key=lambda h: (h.val_loss != h.val_loss, h.val_loss))  # NaN last
@@ -105,7 +131,7 @@ class _EpochProgress:
                 f"val loss {s.val_loss:.4f}  val acc {s.val_sequence_accuracy:.3f}  "
                 f"val CER {s.val_cer:.4f}  {s.seconds:.1f}s")
         if not self.quiet:
-            self.progress.console.print(line)
+            self.progress.console.print(line, markup=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------- reading
@@ -159,6 +185,8 @@ def _expand(paths: Sequence[str]) -> list[Path]:
 def cmd_predict(a: argparse.Namespace) -> None:
     reader = _reader(a)
     paths = _expand(a.paths)
+    if not paths:
+        raise CLIError(f"no images found in {' '.join(a.paths)} (expected {', '.join(IMAGE_SUFFIXES)})")
     from rich.progress import Progress
 
     failed = 0
@@ -234,19 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", choices=list(ARCHS), default=DEFAULT_ARCH,
                    help=f"architecture and its training recipe (default: {DEFAULT_ARCH}; "
                    "seed: the tutorial's network and settings)")
-    t.add_argument("--epochs", type=int, help="maximum epochs (recipe default)")
-    t.add_argument("--patience", type=int, help="early-stopping patience in epochs, 0: off")
-    t.add_argument("--batch-size", type=int, help="batch size (recipe default)")
-    t.add_argument("--lr", type=float, help="peak learning rate (recipe default)")
+    t.add_argument("--epochs", type=POSITIVE, help="maximum epochs (recipe default)")
+    t.add_argument("--patience", type=COUNT, help="early-stopping patience in epochs, 0: off")
+    t.add_argument("--batch-size", type=POSITIVE, help="batch size (recipe default)")
+    t.add_argument("--lr", type=_at_least(1e-12, float), help="peak learning rate (recipe default)")
     t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random jitter/noise/lines on training images (recipe default)")
-    t.add_argument("--val-fraction", type=float, default=0.1,
+    t.add_argument("--val-fraction", type=_fraction, default=0.1,
                    help="share held out for validation (default: 0.1)")
     t.add_argument("--seed", type=int, default=2021, help="split/initialisation seed (default: 2021)")
-    t.add_argument("--height", type=int, default=50, help="model input height (default: 50)")
-    t.add_argument("--width", type=int, default=200, help="model input width (default: 200)")
+    t.add_argument("--height", type=_at_least(8), default=50, help="model input height (default: 50)")
+    t.add_argument("--width", type=_at_least(8), default=200, help="model input width (default: 200)")
     t.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1: grey, 3: colour")
-    t.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    t.add_argument("--threads", type=COUNT, default=0, help="torch threads (default: all cores)")
     t.add_argument("-q", "--quiet", action="store_true", help="no per-epoch output")
     t.set_defaults(func=cmd_train)
 
@@ -255,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("data_dir", help="labeled dataset folder")
     e.add_argument("--model", help=model_help)
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    e.add_argument("--batch-size", type=POSITIVE, default=64, help="images per batch (default: 64)")
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("predict", help="read images or folders of images",
@@ -264,8 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", help=model_help)
     r.add_argument("--json", action="store_true",
                    help='one JSON object per line: {"path", "text", "confidence"}')
-    r.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
-    r.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all cores)")
+    r.add_argument("--batch-size", type=POSITIVE, default=64, help="images per batch (default: 64)")
+    r.add_argument("--threads", type=COUNT, default=0, help="ONNX Runtime threads (default: all cores)")
     r.set_defaults(func=cmd_predict)
 
     x = sub.add_parser("export", help="(re)write model.onnx from a model directory's weights",
@@ -284,16 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "web page at / with uvicorn; Ctrl-C or SIGTERM stops it.")
     v.add_argument("--model", help=model_help)
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    v.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    v.add_argument("--max-body-mb", type=float, default=2.0,
+    v.add_argument("--port", type=_at_least(0), default=8000, help="port (default: 8000)")
+    v.add_argument("--max-body-mb", type=_at_least(1e-6, float), default=2.0,
                    help="largest request body in MiB, 413 above (default: 2)")
-    v.add_argument("--max-batch", type=int, default=64,
+    v.add_argument("--max-batch", type=POSITIVE, default=64,
                    help="most images per inference batch and per /v1/read-batch (default: 64)")
-    v.add_argument("--max-pixels", type=int, default=4_000_000,
+    v.add_argument("--max-pixels", type=POSITIVE, default=4_000_000,
                    help="largest image in pixels, 422 above, checked before decoding (default: 4000000)")
-    v.add_argument("--max-wait-ms", type=float, default=2.0,
+    v.add_argument("--max-wait-ms", type=_at_least(0.0, float), default=2.0,
                    help="longest wait for other images to batch with (default: 2)")
-    v.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default: 1)")
+    v.add_argument("--threads", type=COUNT, default=1, help="ONNX Runtime threads (default: 1)")
     v.set_defaults(func=cmd_serve)
     return p
 

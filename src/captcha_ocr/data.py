@@ -58,8 +58,12 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def _read_labels_csv(path: Path) -> dict[str, str]:
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); "
+                           "save it as UTF-8") from None
     if not rows or [c.strip().lower() for c in rows[0][:2]] != ["file", "label"]:
         raise DatasetError(f"{path}: the first line must be the header 'file,label'")
     labels = {}

@@ -30,7 +30,6 @@ class RemoteDataset:
     name: str
     url: str
     sha256: str  # data.fingerprint of the unpacked images
-    n_images: int
 
 
 DATASETS = {
@@ -38,7 +37,6 @@ DATASETS = {
         name="captcha_images_v2",
         url="https://github.com/AakashKumarNain/CaptchaCracker/raw/master/captcha_images_v2.zip",
         sha256="5026ff75b9f3fbf25e64529c39ec6665f004157c5b7191791be0f56df11cece8",
-        n_images=1040,
     ),
 }
 
@@ -56,7 +54,8 @@ def _fetch(url: str, dest: Path, timeout: float) -> None:
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         reason = getattr(e, "reason", e)
         raise DatasetError(f"cannot download {url} ({reason}); you are offline or the address "
-                           f"moved: pass a local folder with --data DIR or {ENV_DATA}") from None
+                           f"moved: give the dataset folder (captcha-ocr train DIR) or set "
+                           f"{ENV_DATA}") from None
 
 
 def _unpack_images(zip_path: Path, into: Path) -> None:

@@ -108,6 +108,8 @@ class ModelInfo:
                              "train one with 'captcha-ocr train' or pass --model")
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(d, dict):
+                raise ModelError(f"{path}: malformed model metadata (not a JSON object)")
             if d.get("format") != FORMAT:
                 raise ModelError(f"{path}: model format {d.get('format')!r} is not supported "
                                  f"(this version reads format {FORMAT})")
@@ -119,7 +121,7 @@ class ModelInfo:
                 files=d.get("files", {}), training=d.get("training", {}),
                 metrics=d.get("metrics", {}),
             )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             if isinstance(e, ModelError):
                 raise
             raise ModelError(f"{path}: malformed model metadata ({e})") from None

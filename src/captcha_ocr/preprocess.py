@@ -55,8 +55,14 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         ImageError: the source is missing, not an image, truncated or too large.
     """
     if isinstance(source, Image.Image):
+        try:
+            source.load()  # a lazily opened image decodes (and may fail) here
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ImageError(f"PIL image: cannot decode ({e})") from None
         return source
     if isinstance(source, np.ndarray):
+        if source.dtype not in (np.uint8, np.uint16):
+            raise ImageError(f"array of dtype {source.dtype}: pass uint8 (0-255) or uint16 pixels")
         try:
             return Image.fromarray(source)
         except (TypeError, ValueError) as e:

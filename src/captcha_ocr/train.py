@@ -255,6 +255,17 @@ def _write_history(history: list[EpochStats], path: Path) -> None:
     atomic_write(path, buf.getvalue())
 
 
+def _writable_dir(path: str | Path) -> Path:
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / ".write-test", b"")
+        (out / ".write-test").unlink()
+    except OSError as e:
+        raise ModelError(f"{out}: cannot write the model directory there ({e.strerror})") from None
+    return out
+
+
 def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "fast",
           params: dict | None = None, image: ImageConfig | None = None, cfg: TrainConfig | None = None,
           command: str = "", export: bool = True,
@@ -277,14 +288,13 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "fast",
     image = image or ImageConfig()
     cfg = cfg or recipe(arch)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    out = _writable_dir(out_dir)  # fail now, not after the training time
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)
     model_cfg = ModelConfig(arch, split.charset.n_classes, {**ARCHS[arch], **(params or {})})
     model = build_model(image, model_cfg)
     check_label_lengths(split, model.steps, image.width)
     history, best_epoch = fit(model, split, cfg, on_epoch, on_batch)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
     val_loss, acc, val_cer, preds = evaluate(model, split, split.val, loss_fn)
     info = ModelInfo(
