@@ -266,6 +266,44 @@ def _writable_dir(path: str | Path) -> Path:
     return out
 
 
+def _model_info(model: CRNN, model_cfg: ModelConfig, split: Split, cfg: TrainConfig,
+                image: ImageConfig, command: str, data_dir: str | Path,
+                history: list[EpochStats], best_epoch: int) -> ModelInfo:
+    """What ``model.json`` records: how the model was made and its validation metrics."""
+    val_loss, acc, val_cer, _ = evaluate(model, split, split.val, nn.CTCLoss(zero_infinity=True))
+    metrics = dict(val_loss=val_loss, val_sequence_accuracy=acc, val_cer=val_cer)
+    return ModelInfo(
+        alphabet=split.charset.alphabet, image=image, model=model_cfg,
+        training=dict(
+            command=command, data_dir=str(data_dir),
+            data_fingerprint=fingerprint(s.path for s in split.data.samples),
+            n_images=len(split.data.samples), n_skipped=len(split.data.skipped),
+            n_train=len(split.train), n_val=len(split.val), config=asdict(cfg),
+            epochs_run=len(history), best_epoch=best_epoch,
+            params=count_params(model), flops_per_image=count_flops(model, image),
+        ),
+        # no validation split: no numbers (JSON has no NaN)
+        metrics={k: (None if math.isnan(v) else v) for k, v in metrics.items()},
+    )
+
+
+def _write_outputs(model: CRNN, info: ModelInfo, split: Split, history: list[EpochStats],
+                   best_epoch: int, out: Path, export: bool) -> None:
+    """Weights, ONNX, history and the two figures (validation images, else training ones)."""
+    from .plots import plot_curves, plot_predictions
+
+    save_checkpoint(model, info, out)
+    if export:
+        from .export import export_onnx
+
+        export_onnx(model, info, out)
+    _write_history(history, out / FILES.history)
+    plot_curves(history, best_epoch, out / FILES.curves)
+    shown = (split.val if len(split.val) else split.train)[:16]
+    preds = evaluate(model, split, shown, nn.CTCLoss(zero_infinity=True))[3]
+    plot_predictions(split.data.images[shown], split.labels(shown), preds, out / FILES.grid)
+
+
 def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "fast",
           params: dict | None = None, image: ImageConfig | None = None, cfg: TrainConfig | None = None,
           command: str = "", export: bool = True,
@@ -295,35 +333,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "fast",
     model = build_model(image, model_cfg)
     check_label_lengths(split, model.steps, image.width)
     history, best_epoch = fit(model, split, cfg, on_epoch, on_batch)
-    loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
-    val_loss, acc, val_cer, preds = evaluate(model, split, split.val, loss_fn)
-    info = ModelInfo(
-        alphabet=split.charset.alphabet, image=image, model=model_cfg,
-        training=dict(
-            command=command, data_dir=str(data_dir),
-            data_fingerprint=fingerprint(s.path for s in split.data.samples),
-            n_images=len(split.data.samples), n_skipped=len(split.data.skipped),
-            n_train=len(split.train), n_val=len(split.val), config=asdict(cfg),
-            epochs_run=len(history), best_epoch=best_epoch,
-            params=count_params(model), flops_per_image=count_flops(model, image),
-        ),
-        metrics={k: (None if math.isnan(v) else v)  # no validation split: no numbers
-                 for k, v in dict(val_loss=val_loss, val_sequence_accuracy=acc, val_cer=val_cer).items()},
-    )
-    save_checkpoint(model, info, out)
-    if export:
-        from .export import export_onnx
-
-        export_onnx(model, info, out)
-    _write_history(history, out / FILES.history)
-    from .plots import plot_curves, plot_predictions
-
-    plot_curves(history, best_epoch, out / FILES.curves)
-    shown = split.val if len(split.val) else split.train
-    if not len(split.val):
-        preds = evaluate(model, split, shown[:16], loss_fn)[3]
-    plot_predictions(split.data.images[shown[:16]], split.labels(shown[:16]), preds[:16],
-                     out / FILES.grid)
+    info = _model_info(model, model_cfg, split, cfg, image, command, data_dir, history, best_epoch)
+    _write_outputs(model, info, split, history, best_epoch, out, export)
     info.training["seconds"] = round(time.perf_counter() - t0, 2)
     info.save(out)
     return TrainResult(out, info, history, best_epoch, info.training["seconds"],
