@@ -26,10 +26,10 @@ BUNDLED_MODEL = "captcha_images_v2"
 
 
 def _default_split() -> tuple[int, int]:
-    """(inference threads, decoding threads): half the cores each. On 2 cores one ONNX
-    Runtime thread next to one decoding thread read 2,619 images/s against 1,598 with
-    two inference threads competing with decoding (bench/read_bench.py, batch 64), and
-    batch-1 latency fell from 0.79 to 0.66 ms."""
+    """(inference threads, decoding threads): half the cores each. On 2 cores, one ONNX
+    Runtime thread beside one decoding thread read 2,735 images/s at batch 64 against
+    1,827 with two inference threads competing with decoding, and batch-1 latency fell
+    from 0.79 to 0.66 ms (bench/read_bench.py, before and after)."""
     cores = os.cpu_count() or 1
     infer = max(1, cores // 2)
     return infer, max(1, cores - infer)
