@@ -95,8 +95,9 @@ ARCHS: dict[str, dict[str, Any]] = {
                  proj_dropout=0.2, seq="lstm", hidden=[128, 64], seq_dropout=0.25),
     # Compact default: a narrow CNN with strided convs, height pooled away, and a residual
     # 1-D conv sequence head instead of LSTMs (ONNX Runtime runs it in parallel). No batch
-    # norm in the conv stages: with it the CTC plateau lasted from 3 to over 40 epochs
-    # depending on the seed; without it, 3 to 5.
+    # norm in the conv stages: in exploratory runs of a narrower variant (seeds 1-4) it
+    # made the CTC plateau last from 3 to over 40 epochs; without it, 3 to 5. Check with
+    # `captcha-ocr train DIR --out M` and M/history.csv (`batch_norm` is a parameter here).
     "fast": dict(convs=[[12, 2, 1, 1], [24, 2, 1, 1], [48, 1, 2, 1]], batch_norm=False,
                  proj=64, proj_dropout=0.1, seq="conv", hidden=[64, 64], kernel=5,
                  seq_dropout=0.1),
