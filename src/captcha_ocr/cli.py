@@ -244,6 +244,43 @@ def cmd_serve(a: argparse.Namespace) -> None:
           max_wait_ms=a.max_wait_ms, max_pixels=a.max_pixels, threads=a.threads)
 
 
+# ---------------------------------------------------------------- zoo
+
+
+def _ranges(alphabet: str) -> str:
+    """``abcdxyz0123`` -> ``a-dxyz0-3``: runs of three or more consecutive characters shortened;
+    items spaced apart when the alphabet has punctuation (``0-9 + - x =``)."""
+    out, i = [], 0
+    while i < len(alphabet):
+        j = i
+        while j + 1 < len(alphabet) and ord(alphabet[j + 1]) == ord(alphabet[j]) + 1:
+            j += 1
+        out += [f"{alphabet[i]}-{alphabet[j]}"] if j - i >= 2 else list(alphabet[i : j + 1])
+        i = j + 1
+    return ("" if alphabet.isalnum() else " ").join(out)
+
+
+def cmd_zoo(a: argparse.Namespace) -> None:
+    from .zoo import STYLES, ZooError, get_style, write_style
+
+    if a.style is None:
+        for s in STYLES.values():
+            lengths = f"{s.lengths[0]}-{s.lengths[1]}" if s.lengths[0] < s.lengths[1] else f"{s.lengths[0]}"
+            print(f"{s.name:16s} {s.size[0]:3d}x{s.size[1]:<3d} len {lengths:4s} "
+                  f"{_ranges(s.alphabet):22s} {s.description}")
+        return
+    try:
+        style = get_style(a.style)
+        if a.out is None:
+            raise CLIError(f"say where to write the {style.name} images with --out DIR")
+        t0 = time.perf_counter()
+        write_style(style, a.out, a.n, seed=a.seed, fmt=a.format)
+    except ZooError as e:
+        raise CLIError(str(e)) from None
+    print(f"wrote {a.n} {style.name} images ({style.size[0]}x{style.size[1]}, seed {a.seed}) and "
+          f"labels.csv to {a.out} ({time.perf_counter() - t0:.1f} s)")
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -323,6 +360,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest wait for other images to batch with (default: 2)")
     v.add_argument("--threads", type=COUNT, default=1, help="ONNX Runtime threads (default: 1)")
     v.set_defaults(func=cmd_serve)
+
+    z = sub.add_parser("zoo", help="list the synthetic captcha styles, or write one as a dataset",
+                       description="Without STYLE: list the seeded synthetic captcha styles. With STYLE: "
+                       "write N of its images and their labels.csv to a folder.")
+    z.add_argument("style", nargs="?", metavar="STYLE", help="style to write (default: list them)")
+    z.add_argument("--out", help="folder to write (new, or without images)")
+    z.add_argument("-n", type=POSITIVE, default=500, help="number of images (default: 500)")
+    z.add_argument("--seed", type=int, default=0, help="image stream seed (default: 0)")
+    z.add_argument("--format", default="png", choices=[s[1:] for s in IMAGE_SUFFIXES],
+                   help="image file format (default: png)")
+    z.set_defaults(func=cmd_zoo)
     return p
 
 

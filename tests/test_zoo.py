@@ -1,0 +1,155 @@
+"""The synthetic style zoo: sizes, determinism, labels, datasets on disk, the CLI."""
+
+import hashlib
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from captcha_ocr.cli import main
+from captcha_ocr.data import discover
+from captcha_ocr.zoo import (
+    STYLES,
+    ZooError,
+    _fit,
+    _set_line,
+    font_paths,
+    get_style,
+    render,
+    sample,
+    write_style,
+)
+
+NAMES = list(STYLES)
+
+
+def digest(img) -> str:
+    return hashlib.sha256(img.tobytes()).hexdigest()
+
+
+def test_at_least_ten_styles():
+    assert len(STYLES) >= 10
+    assert all(name == s.name and s.description for name, s in STYLES.items())
+
+
+def test_styles_use_package_fonts_only():
+    assert {"DejaVuSans", "DroidSansMono", "cmr10"} <= set(font_paths())
+    assert "site-packages" in str(font_paths()["DroidSansMono"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_renders_at_declared_size(name):
+    img, _ = render(name, 0, 0)
+    assert img.mode == "RGB" and img.size == STYLES[name].size
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_image(name):
+    (a, la), (b, lb) = render(name, 3, 5), render(name, 3, 5)
+    assert la == lb and digest(a) == digest(b)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_other_seeds_differ(name):
+    images = [digest(render(name, seed, 0)[0]) for seed in range(4)]
+    images += [digest(render(name, 0, index)[0]) for index in range(1, 4)]
+    assert len(set(images)) == len(images)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_labels_fit_alphabet_and_lengths(name):
+    style = STYLES[name]
+    labels = [label for _, label in sample(name, 1, 30)]
+    for label in labels:
+        assert set(label) <= set(style.alphabet), label
+        assert style.lengths[0] <= len(label) <= style.lengths[1], label
+    assert len(set(labels)) > 20  # random, not a few repeats
+
+
+@pytest.mark.parametrize("text", ["W", "mmmmmmmm", "Wj9g"])
+def test_glyphs_are_shrunk_into_the_box_not_clipped(text):
+    rng = random.Random(0)
+    pieces = _fit(_set_line(rng, text, ("DejaVuSans-Bold",), (40, 44), angle=30), (3, 2, 63, 28), rng)
+    for p in pieces:
+        assert 3 <= round(p.x) and round(p.x) + p.mask.width <= 63 + 1
+        assert 2 <= round(p.y) and round(p.y) + p.mask.height <= 28 + 1
+
+
+def test_sums_are_sums():
+    for _, label in sample("arithmetic", 0, 20):
+        assert label.rstrip("?").endswith("=") and any(op in label for op in "+-x")
+
+
+def test_styles_look_different():
+    means = {name: np.asarray(render(name, 0, 0)[0], np.float32).mean(axis=(0, 1)) for name in NAMES}
+    looks = {(STYLES[name].size, tuple(np.round(m / 8))) for name, m in means.items()}
+    assert len(looks) == len(NAMES)
+    assert means["dark_bg"].mean() < 100 < means["bold_caps"].mean()
+
+
+def test_fresh_process_gives_the_same_image_without_torch():
+    code = (
+        "import hashlib, sys; from captcha_ocr.zoo import render; img, label = render('wavy', 7, 11); "
+        "print(label, hashlib.sha256(img.tobytes()).hexdigest(), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    img, label = render("wavy", 7, 11)
+    assert out.split() == [label, digest(img), "False"]
+
+
+def test_unknown_style():
+    with pytest.raises(ZooError, match="unknown style 'nope'; known: imagecaptcha"):
+        get_style("nope")
+
+
+def test_write_style_reads_back(tmp_path):
+    written = write_style("pastel_digits", tmp_path / "set", n=12, seed=4)
+    samples = discover(tmp_path / "set")
+    assert [s.path.name for s in samples] == [f"{i:06d}.png" for i in range(12)]
+    assert (
+        [s.label for s in samples]
+        == [s.label for s in written]
+        == [lb for _, lb in sample("pastel_digits", 4, 12)]
+    )
+    assert (tmp_path / "set" / "labels.csv").read_text().startswith("file,label\n000000.png,")
+
+
+def test_write_style_jpg_and_refuses_a_folder_with_images(tmp_path):
+    write_style("bold_caps", tmp_path, n=2, fmt="jpg")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["000000.jpg", "000001.jpg", "labels.csv"]
+    with pytest.raises(ZooError, match="already holds images"):
+        write_style("bold_caps", tmp_path, n=2)
+    with pytest.raises(ZooError, match="unknown image format"):
+        write_style("bold_caps", tmp_path / "new", n=2, fmt="tiff")
+
+
+def run(capsys, *args):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_cli_lists_styles(capsys):
+    rc, out, _ = run(capsys, "zoo")
+    assert rc == 0 and len(out.splitlines()) == len(STYLES)
+    assert "wavy" in out and "300x80" in out and "0-9 + - x =" in out
+
+
+def test_cli_writes_a_folder(capsys, tmp_path):
+    rc, out, _ = run(capsys, "zoo", "line_mesh", "--out", tmp_path / "d", "-n", 5, "--seed", 2)
+    assert rc == 0 and "wrote 5 line_mesh images" in out
+    assert [s.label for s in discover(tmp_path / "d")] == [lb for _, lb in sample("line_mesh", 2, 5)]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["nope", "--out", "x"], "unknown style 'nope'; known: imagecaptcha"),
+        (["wavy"], "--out"),
+    ],
+)
+def test_cli_one_line_errors(capsys, args, needle):
+    rc, _, err = run(capsys, "zoo", *args)
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and needle in err
