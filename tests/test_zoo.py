@@ -10,17 +10,8 @@ import pytest
 
 from captcha_ocr.cli import main
 from captcha_ocr.data import discover
-from captcha_ocr.zoo import (
-    STYLES,
-    ZooError,
-    _fit,
-    _set_line,
-    font_paths,
-    get_style,
-    render,
-    sample,
-    write_style,
-)
+from captcha_ocr.zoo import STYLES, ZooError, font_paths, get_style, render, sample, write_style
+from captcha_ocr.zoo.draw import fit, set_line
 
 NAMES = list(STYLES)
 
@@ -71,7 +62,7 @@ def test_labels_fit_alphabet_and_lengths(name):
 @pytest.mark.parametrize("text", ["W", "mmmmmmmm", "Wj9g"])
 def test_glyphs_are_shrunk_into_the_box_not_clipped(text):
     rng = random.Random(0)
-    pieces = _fit(_set_line(rng, text, ("DejaVuSans-Bold",), (40, 44), angle=30), (3, 2, 63, 28), rng)
+    pieces = fit(set_line(rng, text, ("DejaVuSans-Bold",), (40, 44), angle=30), (3, 2, 63, 28), rng)
     for p in pieces:
         assert 3 <= round(p.x) and round(p.x) + p.mask.width <= 63 + 1
         assert 2 <= round(p.y) and round(p.y) + p.mask.height <= 28 + 1

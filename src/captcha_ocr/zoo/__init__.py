@@ -1,0 +1,130 @@
+"""Seeded synthetic captcha styles: small generators in a registry by name, never stored.
+
+Each style draws one image from ``(seed, index)`` alone: ``render("wavy", 0, 7)`` gives
+the same pixels and label every time, in any process, with no global random state (a
+``random.Random`` per image, seeded from a hash of style, seed and index). Fonts come
+only from installed packages (matplotlib's TTFs and the ``captcha`` package's own), never
+from the OS, so the output does not depend on the machine's fonts; it may change with
+the Pillow or FreeType version.
+
+Used by tests, benches and pretraining alike::
+
+    from captcha_ocr.zoo import STYLES, render, sample, write_style
+    image, label = render("dots_noise", seed=0, index=3)
+    write_style("wavy", "data/wavy", n=500, seed=0)
+
+Modules: ``fonts`` (finding, loading and caching fonts and glyphs), ``draw`` (colours,
+backgrounds, noise, glyph layout), ``styles`` (one function per style, and ``STYLES``).
+Only Pillow and numpy are imported; the fonts need matplotlib and ``captcha`` installed
+(the ``train`` extra).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+from PIL import Image
+
+from ..data import LABELS_FILE, Sample
+from ..modeldir import atomic_write
+from ..preprocess import IMAGE_SUFFIXES
+from .fonts import ZooError, font_paths, fonts_for
+from .styles import STYLES, Style
+
+__all__ = ["STYLES", "Style", "ZooError", "font_paths", "get_style", "render", "sample", "write_style"]
+
+
+def get_style(style: str | Style) -> Style:
+    """The registered style of that name (a ``Style`` is returned as is).
+
+    Raises:
+        ZooError: no style has that name.
+    """
+    if isinstance(style, Style):
+        return style
+    try:
+        return STYLES[style]
+    except KeyError:
+        raise ZooError(f"unknown style {style!r}; known: {', '.join(STYLES)}") from None
+
+
+def _rng(style: Style, seed: int, index: int) -> random.Random:
+    key = f"{style.name}:{seed}:{index}".encode()  # hashlib, not hash(): the same in every process
+    return random.Random(int.from_bytes(hashlib.blake2b(key, digest_size=16).digest(), "big"))
+
+
+def render(style: str | Style, seed: int, index: int) -> tuple[Image.Image, str]:
+    """Draw image number ``index`` of a style's seeded stream.
+
+    Args:
+        style: a style name (see ``STYLES``) or a ``Style``.
+        seed: the stream.
+        index: the image's place in the stream.
+
+    Returns:
+        ``(RGB image of the style's size, label)``: the same for the same arguments, always.
+
+    Raises:
+        ZooError: unknown style, or its fonts are not installed.
+    """
+    style = get_style(style)
+    rng = _rng(style, seed, index)
+    text = style.label(rng)
+    return style.draw(rng, text, style.size, fonts_for(style.fonts, style.alphabet)), text
+
+
+def sample(style: str | Style, seed: int, n: int, start: int = 0) -> Iterator[tuple[Image.Image, str]]:
+    """Images ``start .. start + n - 1`` of a style's stream, drawn as they are asked for.
+
+    Returns:
+        An iterator of ``(image, label)``, as ``render`` gives them.
+    """
+    style = get_style(style)
+    return (render(style, seed, i) for i in range(start, start + n))
+
+
+def write_style(
+    style: str | Style, folder: str | Path, n: int, seed: int = 0, fmt: str = "png"
+) -> list[Sample]:
+    """Write images 0 .. n-1 of a style's stream as ``000000.png ...`` and their ``labels.csv``.
+
+    Args:
+        style: a style name or a ``Style``.
+        folder: where to write; created if missing, and must not hold images yet.
+        n: how many images.
+        seed: the stream.
+        fmt: image format by file suffix: png, jpg, jpeg, gif, bmp, webp.
+
+    Returns:
+        The written samples, as ``captcha_ocr.data.discover`` reads them back.
+
+    Raises:
+        ZooError: unknown style or format, or the folder already holds images.
+    """
+    style, folder, fmt = get_style(style), Path(folder), fmt.lower()
+    if f".{fmt}" not in IMAGE_SUFFIXES:
+        raise ZooError(f"unknown image format {fmt!r}; use one of {', '.join(s[1:] for s in IMAGE_SUFFIXES)}")
+    if folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+        raise ZooError(f"{folder}: already holds images; write to an empty folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    digits = max(6, len(str(n - 1)))
+    samples = []
+    for i, (img, label) in enumerate(sample(style, seed, n)):
+        path = folder / f"{i:0{digits}d}.{fmt}"
+        img.save(path)
+        samples.append(Sample(path, label))
+    _write_labels(folder / LABELS_FILE, samples)
+    return samples
+
+
+def _write_labels(path: Path, samples: list[Sample]) -> None:
+    rows = io.StringIO()
+    writer = csv.writer(rows, lineterminator="\n")
+    writer.writerow(["file", "label"])
+    writer.writerows((s.path.name, s.label) for s in samples)
+    atomic_write(path, rows.getvalue())
