@@ -4,6 +4,7 @@ import hashlib
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from captcha_ocr.cli import main
 from captcha_ocr.data import discover
 from captcha_ocr.zoo import STYLES, ZooError, font_paths, get_style, render, sample, write_style
 from captcha_ocr.zoo.draw import fit, set_line
+from captcha_ocr.zoo.fonts import fonts_for
 
 NAMES = list(STYLES)
 
@@ -26,8 +28,25 @@ def test_at_least_ten_styles():
 
 
 def test_styles_use_package_fonts_only():
-    assert {"DejaVuSans", "DroidSansMono", "cmr10"} <= set(font_paths())
-    assert "site-packages" in str(font_paths()["DroidSansMono"])
+    import captcha
+    import matplotlib
+
+    roots = {Path(captcha.__file__).parent, Path(matplotlib.__file__).parent}
+    used = {stem for style in STYLES.values() for stem in style.fonts}
+    assert all(roots & set(font_paths()[stem].parents) for stem in used)
+    assert set(font_paths()) <= set(font_paths(system=True))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_font_of_a_style_draws_its_whole_alphabet(name):
+    style = STYLES[name]
+    assert fonts_for(style.fonts, style.alphabet) == tuple(dict.fromkeys(style.fonts))
+
+
+def test_a_font_without_the_glyphs_is_dropped():
+    assert fonts_for(("DejaVuSans", "DejaVuSansDisplay"), "abc") == ("DejaVuSans",)
+    with pytest.raises(ZooError, match="none of the fonts"):
+        fonts_for(("DejaVuSansDisplay",), "abc")
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -44,7 +44,6 @@ def _package_dir(name: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-@lru_cache(maxsize=2)
 def font_paths(system: bool = False) -> dict[str, Path]:
     """TrueType fonts of the installed packages (matplotlib, captcha), by file stem.
 
@@ -55,6 +54,11 @@ def font_paths(system: bool = False) -> dict[str, Path]:
     Returns:
         ``{stem: path}``; a package's font wins over an OS font of the same stem.
     """
+    return dict(_font_paths(system))
+
+
+@lru_cache(maxsize=2)
+def _font_paths(system: bool) -> dict[str, Path]:
     found: dict[str, Path] = {}
     if system and _SYSTEM_FONTS.is_dir():
         found |= {p.stem: p for p in sorted(_SYSTEM_FONTS.rglob("*.ttf"))}
@@ -72,7 +76,7 @@ def font(stem: str, size: int) -> ImageFont.FreeTypeFont:
     Raises:
         ZooError: no installed package ships it.
     """
-    path = font_paths().get(stem)
+    path = _font_paths(False).get(stem)
     if path is None:
         raise ZooError(
             f"font {stem!r} not found: the zoo needs the matplotlib and captcha packages "

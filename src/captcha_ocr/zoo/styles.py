@@ -106,6 +106,9 @@ def _style(
 _CLEAR_LOWER = "abcdefghijkmnpqrstuvwxyz"  # no l, o: too like 1, 0
 _CLEAR_UPPER = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I, O
 _CLEAR_DIGITS = "23456789"
+_MIXED = (
+    "abdefghimnqrty" + _CLEAR_UPPER
+)  # mixed case without lower case letters shaped like capitals (c, s, ...)
 _SUMS = "0123456789+-x="
 
 # ---------------------------------------------------------------- labels
@@ -269,7 +272,7 @@ def _arithmetic(rng: random.Random, text: str, size: Size, fonts: Fonts) -> Imag
 @_style(
     "line_mesh",
     "small mixed-case text in several fonts over a mesh of thin coloured lines",
-    alphabet=_CLEAR_LOWER + _CLEAR_UPPER + _CLEAR_DIGITS,
+    alphabet=_MIXED + _CLEAR_DIGITS,
     lengths=(4, 4),
     size=(92, 34),
     fonts=SANS + BOLD + MONO,
@@ -456,7 +459,7 @@ def _dark_bg(rng: random.Random, text: str, size: Size, fonts: Fonts) -> Image.I
 @_style(
     "wavy",
     "text and lines warped by a sine wave, gradient ink",
-    alphabet=_CLEAR_LOWER + _CLEAR_UPPER,
+    alphabet=_MIXED,
     lengths=(3, 8),
     size=(300, 80),
     fonts=SANS + SERIF + BOLD,
