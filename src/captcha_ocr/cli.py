@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Without STYLE: list the seeded synthetic captcha styles. With STYLE: "
                        "write N of its images and their labels.csv to a folder.")
     z.add_argument("style", nargs="?", metavar="STYLE", help="style to write (default: list them)")
-    z.add_argument("--out", help="folder to write (new, or without images)")
+    z.add_argument("--out", metavar="DIR", help="folder to write (new, or without images)")
     z.add_argument("-n", type=POSITIVE, default=500, help="number of images (default: 500)")
     z.add_argument("--seed", type=int, default=0, help="image stream seed (default: 0)")
     z.add_argument("--format", default="png", choices=[s[1:] for s in IMAGE_SUFFIXES],

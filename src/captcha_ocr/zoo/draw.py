@@ -216,7 +216,9 @@ def set_line(
     pieces, pen, base = [], 0.0, rng.randint(*sizes)
     for ch in text:
         stem = rng.choice(fonts)
-        size = round(base * scale(stem) * rng.uniform(1 - jitter, 1 + jitter))
+        size = 2 * round(
+            base * scale(stem) * rng.uniform(1 - jitter, 1 + jitter) / 2
+        )  # even: fewer glyphs to cache
         mask, top = glyph(stem, size, ch, stroke)
         cx, cy = pen + mask.width / 2, top + mask.height / 2 + rng.uniform(-dy, dy) * size
         if angle:
