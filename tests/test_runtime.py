@@ -35,7 +35,7 @@ def test_onnx_matches_pytorch(trained, reader, val_images, batch):
     with torch.no_grad():
         ref = model(torch.from_numpy(x[:batch])).numpy()
     got = reader.run(x[:batch])
-    assert got.shape == ref.shape == (batch, 50, len(info.alphabet) + 1)
+    assert got.shape == ref.shape == (batch, model.steps, len(info.alphabet) + 1)
     assert np.abs(got - ref).max() < 1e-4
     assert [d.text for d in greedy_decode(got, reader.charset)] == \
            [d.text for d in greedy_decode(ref, reader.charset)]

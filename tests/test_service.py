@@ -118,7 +118,9 @@ def test_healthz(client):
 def test_model_info(client, reader):
     m = client.get("/v1/model").json()
     assert m["alphabet"] == reader.info.alphabet and m["name"] == reader.name
-    assert m["image"] == {"height": 50, "width": 200, "channels": reader.info.image.channels}
+    im = reader.info.image
+    assert m["image"] == {"height": im.height, "width": im.width, "channels": im.channels,
+                          "crop": list(im.crop)}
     assert m["metrics"] == reader.info.metrics
     assert m["limits"]["max_batch"] == 8 and m["limits"]["max_pixels"] == reader.max_pixels
 

@@ -1,8 +1,8 @@
 """Training-time augmentation on whole batches (torch, no torchvision).
 
-Captcha-shaped perturbations: a small random affine warp (rotation, scale, shear,
-shift), pixel noise, and a random dark line across the image, as the captcha's own
-strike-through strokes.
+Captcha-shaped perturbations: the colour channels shuffled (colour images), a small
+random affine warp (rotation, scale, shear, shift), pixel noise, and a random dark line
+across the image, as the captcha's own strike-through strokes.
 """
 
 from __future__ import annotations
@@ -46,8 +46,26 @@ def _line(x: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
     return torch.where(mask.unsqueeze(1), x * 0.3, x)
 
 
+_PERMS = torch.tensor([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
+
+
+def _channels(x: torch.Tensor, g: torch.Generator, p: float) -> torch.Tensor:
+    """Colour images: with probability p, an image's channels in a random order (red text
+    becomes green or blue), so a site's few text colours do not become what the model reads."""
+    if x.shape[1] != 3:
+        return x
+    b = x.shape[0]
+    pick = torch.randint(len(_PERMS), (b,), generator=g)
+    pick = torch.where(torch.rand(b, generator=g) < p, pick, torch.zeros_like(pick))
+    perm = _PERMS[pick]  # (B, 3); row 0 is the identity
+    return x.gather(1, perm.view(-1, 3, 1, 1).expand_as(x))
+
+
 def augment_batch(x: torch.Tensor, g: torch.Generator, strength: float = 1.0) -> torch.Tensor:
-    """Randomly perturb a batch ``(B, C, H, W)`` in [0, 1]; returns a new tensor in [0, 1]."""
+    """Randomly perturb a batch ``(B, C, H, W)`` in [0, 1]; returns a new tensor in [0, 1].
+
+    ``strength`` scales every perturbation (0: none; 1: the full ranges)."""
+    x = _channels(x, g, p=0.5 * strength)
     x = _affine(x, g, strength)
     x = _line(x, g, p=0.3 * strength)
     x = x + torch.randn(x.shape, generator=g) * (0.03 * strength)

@@ -65,28 +65,42 @@ def _err_console():
 
 
 def cmd_train(a: argparse.Namespace) -> None:
-    from .config import ImageConfig
     from .download import resolve_data
     from .train import recipe, train
 
     data = resolve_data(a.data_dir)
     cfg = recipe(a.arch, epochs=a.epochs, patience=a.patience, batch_size=a.batch_size, lr=a.lr,
-                 val_fraction=a.val_fraction, seed=a.seed, threads=a.threads, augment=a.augment)
-    image = ImageConfig(a.height, a.width, a.channels)
+                 val_fraction=a.val_fraction, seed=a.seed, threads=a.threads, augment=a.augment,
+                 steps=a.steps)
+    # What the user fixed; the rest of the input is decided from the images.
+    image = {k: v for k, v in dict(height=a.height, width=a.width, channels=a.channels).items()
+             if v is not None}
+    if a.no_crop:
+        image["crop"] = (0.0, 0.0, 1.0, 1.0)
     console = _err_console()
-    if not a.quiet:
-        console.print(f"training [bold]{a.arch}[/] on {data} -> {a.out} (up to {cfg.epochs} "
-                      f"epochs, patience {cfg.patience or 'off'})", soft_wrap=True)
+
     with _EpochProgress(console, cfg.epochs, quiet=a.quiet) as progress:
+        def start(cfg, im) -> None:
+            progress.epochs = cfg.epochs
+            if a.quiet:
+                return
+            crop = "" if im.crop == (0.0, 0.0, 1.0, 1.0) else \
+                " crop " + ",".join(f"{v:.3f}" for v in im.crop)
+            budget = f"{cfg.steps} steps in {cfg.epochs} rounds" if cfg.steps else f"{cfg.epochs} epochs"
+            progress.console.print(
+                f"training [bold]{a.arch}[/] on {data} -> {a.out}: input {im.width}x{im.height} "
+                f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "
+                f"{cfg.patience or 'off'}", soft_wrap=True)
+
         result = train(data, a.out, arch=a.arch, image=image, cfg=cfg,
-                       command=shlex.join(["captcha-ocr", *a.argv]),
+                       command=shlex.join(["captcha-ocr", *a.argv]), on_start=start,
                        on_epoch=progress.epoch, on_batch=progress.batch)
     for path, reason in result.skipped:
         console.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)
     m, t = result.info.metrics, result.info.training
     kept = result.history[result.best_epoch - 1]
     best = min(result.history, key=lambda h: (h.val_loss != h.val_loss, h.val_loss))  # NaN last
-    print(f"epochs: {len(result.history)} (kept epoch {result.best_epoch}), "
+    print(f"epochs: {len(result.history)} (kept epoch {result.best_epoch}; {t['steps']} steps), "
           f"{t['n_train']} train / {t['n_val']} validation images"
           + (f", {len(result.skipped)} unreadable skipped" if result.skipped else ""))
     if t["n_val"]:
@@ -123,7 +137,7 @@ class _EpochProgress:
         self.progress.__exit__(*exc)
 
     def batch(self, k: int, total: int) -> None:
-        self.progress.update(self.task, completed=k, total=total, epoch=self.n)
+        self.progress.update(self.task, completed=k, total=total, epoch=self.n, of=self.epochs)
 
     def epoch(self, s) -> None:
         self.n = s.epoch + 1
@@ -299,7 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", choices=list(ARCHS), default=DEFAULT_ARCH,
                    help=f"architecture and its training recipe (default: {DEFAULT_ARCH}; "
                    "seed: the tutorial's network and settings)")
-    t.add_argument("--epochs", type=POSITIVE, help="maximum epochs (recipe default)")
+    t.add_argument("--epochs", type=POSITIVE, help="maximum epochs (recipe default: a step budget "
+                   "for crnn, 100 for seed, 50 for fast)")
+    t.add_argument("--steps", type=POSITIVE, help="optimizer steps in all (crnn default: about 50 "
+                   "passes over the data, at least 2000, at most 4000)")
     t.add_argument("--patience", type=COUNT, help="early-stopping patience in epochs, 0: off")
     t.add_argument("--batch-size", type=POSITIVE, help="batch size (recipe default)")
     t.add_argument("--lr", type=_at_least(1e-12, float), help="peak learning rate (recipe default)")
@@ -308,9 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-fraction", type=_fraction, default=0.1,
                    help="share held out for validation (default: 0.1)")
     t.add_argument("--seed", type=int, default=2021, help="split/initialisation seed (default: 2021)")
-    t.add_argument("--height", type=_at_least(8), default=50, help="model input height (default: 50)")
-    t.add_argument("--width", type=_at_least(8), default=200, help="model input width (default: 200)")
-    t.add_argument("--channels", type=int, choices=(1, 3), default=1, help="1: grey, 3: colour")
+    t.add_argument("--height", type=_at_least(8), help="model input height (default: from the images)")
+    t.add_argument("--width", type=_at_least(8), help="model input width (default: from the images)")
+    t.add_argument("--channels", type=int, choices=(1, 3),
+                   help="1: grey, 3: colour (default: colour where the images have colour)")
+    t.add_argument("--no-crop", action="store_true",
+                   help="use the whole image (default: crop to where images differ, if that is "
+                   "clearly smaller)")
     t.add_argument("--threads", type=COUNT, default=0, help="torch threads (default: all cores)")
     t.add_argument("-q", "--quiet", action="store_true", help="no per-epoch output")
     t.set_defaults(func=cmd_train)

@@ -9,6 +9,7 @@ elsewhere.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import ARCHS, ImageConfig, ModelConfig
@@ -87,8 +88,17 @@ class CRNN(nn.Module):
             raise ValueError(f"architecture {cfg.arch!r} downsamples a {image.width}x{image.height} "
                              "input to nothing; use a larger input size")
         self.steps = w  # time steps T: the input width over the width downsampling factor
+        self.input_norm = p.get("input_norm", False)
+        self.norm_k = image.height | 1  # odd window for "local" normalisation
         self.features = nn.Sequential(*stages)
-        self.proj = nn.Sequential(nn.Linear(c * h, p["proj"]), nn.ReLU(inplace=True),
+        # How the remaining rows become one feature vector per column: "flatten" (the
+        # tutorial: C' x H' features, position-specific) or "max" (max over the rows:
+        # C' features, the same wherever the glyph sits vertically).
+        self.collapse = p.get("collapse", "flatten")
+        if self.collapse not in ("flatten", "max"):
+            raise ValueError(f"unknown collapse {self.collapse!r} (flatten, max)")
+        d_feat = c * h if self.collapse == "flatten" else c
+        self.proj = nn.Sequential(nn.Linear(d_feat, p["proj"]), nn.ReLU(inplace=True),
                                   nn.Dropout(p["proj_dropout"]))
         if p["seq"] == "lstm":
             self.sequence = BiLSTMStack(p["proj"], p["hidden"], p["seq_dropout"])
@@ -126,9 +136,27 @@ class CRNN(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_norm == "local":
+            k = self.norm_k  # a k x k box mean, as two 1-D passes
+            m = F.avg_pool2d(x, (k, 1), stride=1, padding=(k // 2, 0), count_include_pad=False)
+            m = F.avg_pool2d(m, (1, k), stride=1, padding=(0, k // 2), count_include_pad=False)
+            x = x - m
+            x = x / x.square().mean(dim=(2, 3), keepdim=True).add(1e-4).sqrt()
+        elif self.input_norm == "column":
+            x = x - x.mean(dim=2, keepdim=True)
+            x = x / x.square().mean(dim=(2, 3), keepdim=True).add(1e-4).sqrt()
+        elif self.input_norm:
+            # Per image and channel, zero mean and unit spread: the network sees the same
+            # input whether the site draws dark on light, light on dark or on a gradient.
+            mean = x.mean(dim=(2, 3), keepdim=True)
+            std = (x - mean).square().mean(dim=(2, 3), keepdim=True).add(1e-4).sqrt()
+            x = (x - mean) / std
         f = self.features(x)  # (B, C, H, W) -> (B, C', H', W')
-        b, c, h, w = f.shape
-        f = f.permute(0, 3, 1, 2).reshape(b, w, c * h)  # (B, C', H', W') -> (B, T=W', C'*H')
+        if self.collapse == "max":
+            f = f.amax(dim=2).transpose(1, 2)  # (B, C', H', W') -> (B, T=W', C')
+        else:
+            b, c, h, w = f.shape
+            f = f.permute(0, 3, 1, 2).reshape(b, w, c * h)  # (B, C', H', W') -> (B, T=W', C'*H')
         s = self.sequence(self.proj(f))  # (B, T, D)
         return self.head(s).log_softmax(-1)  # (B, T, n_classes)
 

@@ -114,8 +114,13 @@ def to_array(img: Image.Image, cfg: ImageConfig) -> np.ndarray:
     mode = "L" if cfg.channels == 1 else "RGB"
     if img.mode != mode:
         img = img.convert(mode)
-    # 3. resize to the model's input size (bilinear, as tf.image.resize).
-    if img.size != (cfg.width, cfg.height):
+    # 3. crop to the model's box (fractions of the image) and resize to its input size
+    #    (bilinear, as tf.image.resize), in one pass.
+    if cfg.crop != (0.0, 0.0, 1.0, 1.0):
+        left, top, right, bottom = cfg.crop
+        box = (left * img.width, top * img.height, right * img.width, bottom * img.height)
+        img = img.resize((cfg.width, cfg.height), Image.Resampling.BILINEAR, box=box)
+    elif img.size != (cfg.width, cfg.height):
         img = img.resize((cfg.width, cfg.height), Image.Resampling.BILINEAR)
     # 4. scale to [0, 1].
     a = np.asarray(img, dtype=np.float32) * np.float32(1 / 255)

@@ -489,7 +489,7 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         info = reader.info
         return {"name": model, "alphabet": info.alphabet,
                 "image": {"height": info.image.height, "width": info.image.width,
-                          "channels": info.image.channels},
+                          "channels": info.image.channels, "crop": list(info.image.crop)},
                 "arch": info.model.arch, "metrics": info.metrics,
                 "limits": {"max_body": max_body, "max_batch_body": batch_body, "max_batch": max_batch,
                            "max_pixels": reader.max_pixels}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import math
 import os
@@ -25,12 +26,14 @@ from torch import nn
 
 from .augment import augment_batch
 from .charset import Charset
-from .config import ARCHS, RECIPES, ImageConfig, ModelConfig, TrainConfig
-from .data import DatasetError, LoadedImages, discover, fingerprint, load_images, split_indices
+from .config import ARCHS, DEFAULT_ARCH, RECIPES, ImageConfig, ModelConfig, TrainConfig, steps_budget
+from .data import DatasetError, LoadedImages, Sample, discover, fingerprint, load_images, split_indices
 from .decoding import greedy_decode
+from .geometry import choose_image, image_stats
 from .metrics import cer, sequence_accuracy
 from .model import CRNN, build_model, count_flops, count_params
 from .modeldir import FILES, ModelError, ModelInfo, atomic_write, sha256_file
+from .preprocess import ImageError
 
 __all__ = ["EpochStats", "TrainResult", "Split", "load_checkpoint", "prepare", "train"]
 
@@ -76,13 +79,13 @@ class TrainResult:
 
 
 def prepare(data_dir: str | Path, image: ImageConfig, val_fraction: float, seed: int,
-            charset: Charset | None = None) -> Split:
-    """Load a dataset folder into memory and split it.
+            charset: Charset | None = None, samples: list[Sample] | None = None) -> Split:
+    """Load a dataset folder (or its already discovered ``samples``) into memory and split it.
 
     Raises:
         DatasetError: no usable images.
     """
-    data = load_images(discover(data_dir), image)
+    data = load_images(samples if samples is not None else discover(data_dir), image)
     if not data.samples:
         raise DatasetError(f"{data_dir}: none of the {len(data.skipped)} image files could be read")
     labels = [s.label for s in data.samples]
@@ -118,31 +121,71 @@ def _ctc(log_probs: torch.Tensor, labels: list[str], charset: Charset, loss_fn: 
     return loss_fn(lp, targets, torch.full((b,), t, dtype=torch.long), lengths)
 
 
+def _round_batches(split: Split, cfg: TrainConfig, g: torch.Generator) -> list[np.ndarray]:
+    """Index batches of one round: passes over the training images, each in a fresh seeded
+    order, until the round holds at least ``cfg.min_round`` batches (one pass for most
+    datasets; several for a few dozen images, so that evaluation is not every 3 steps)."""
+    batches: list[np.ndarray] = []
+    while True:
+        order = split.train[torch.randperm(len(split.train), generator=g).numpy()]
+        batches += [order[k : k + cfg.batch_size] for k in range(0, len(order), cfg.batch_size)]
+        if len(batches) >= cfg.min_round:
+            return batches
+
+
+def steps_per_round(n_train: int, cfg: TrainConfig) -> int:
+    """Optimizer steps in one round (what ``_round_batches`` gives)."""
+    per_pass = -(-n_train // cfg.batch_size)
+    return per_pass * -(-max(1, cfg.min_round) // per_pass)
+
+
+def _ace(log_probs: torch.Tensor, labels: list[str], charset: Charset) -> torch.Tensor:
+    """Aggregation cross-entropy (Xie et al., CVPR 2019): how often each class appears in
+    the image, with no alignment. Per image, the output's class probabilities summed
+    over time should match the label's character counts (the blank takes the remaining
+    steps). CTC learns nothing until it finds where characters are; this loss tells the
+    network which characters are there from the first step, so it leaves the plateau.
+
+    log_probs: (B, T, C). Returns the mean over images.
+    """
+    b, t, c = log_probs.shape
+    counts = torch.zeros(b, c)
+    for i, text in enumerate(labels):
+        for k in charset.encode(text):
+            counts[i, k] += 1
+    counts[:, 0] = t - counts[:, 1:].sum(1)  # the blank, index 0
+    mean_p = log_probs.exp().mean(1).clamp_min(1e-10)  # (B, C): share of steps per class
+    return -(counts / t * mean_p.log()).sum(1).mean()
+
+
 def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.optim.Optimizer,
                     sched, g: torch.Generator, loss_fn: nn.CTCLoss,
-                    on_batch: Callable[[int, int], None] | None = None) -> float:
-    """One pass over the training images in a seeded random order; returns the mean loss."""
+                    on_batch: Callable[[int, int], None] | None = None,
+                    aug_strength: float = 1.0) -> float:
+    """One round of training (see ``_round_batches``); returns the mean loss per image."""
     model.train()
     images = torch.from_numpy(split.data.images)
-    order = split.train[torch.randperm(len(split.train), generator=g).numpy()]
-    n_batches = (len(order) + cfg.batch_size - 1) // cfg.batch_size
-    total = 0.0
-    for k in range(n_batches):
-        idx = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
+    batches = _round_batches(split, cfg, g)
+    total, seen = 0.0, 0
+    for k, idx in enumerate(batches):
         x = images[idx]
         if cfg.augment:
-            x = augment_batch(x, g)
+            x = augment_batch(x, g, aug_strength)
         x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast conv layout
-        loss = _ctc(model(x), split.labels(idx), split.charset, loss_fn)
+        lp = model(x)
+        loss = _ctc(lp, split.labels(idx), split.charset, loss_fn)
+        if cfg.ace:
+            loss = loss + cfg.ace * _ace(lp, split.labels(idx), split.charset)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if sched is not None:
             sched.step()
         total += loss.item() * len(idx)
+        seen += len(idx)
         if on_batch:
-            on_batch(k + 1, n_batches)
-    return total / len(order)
+            on_batch(k + 1, len(batches))
+    return total / seen
 
 
 @torch.no_grad()
@@ -188,31 +231,35 @@ def _optimizer(model: CRNN, cfg: TrainConfig, steps_per_epoch: int):
 def fit(model: CRNN, split: Split, cfg: TrainConfig,
         on_epoch: Callable[[EpochStats], None] | None = None,
         on_batch: Callable[[int, int], None] | None = None) -> tuple[list[EpochStats], int]:
-    """Train ``model`` in place; early stopping on validation loss restores the best weights.
+    """Train ``model`` in place for ``cfg.epochs`` rounds. With early stopping or
+    ``keep_best``, the weights of the round with the lowest validation loss are restored.
 
     Returns:
         The per-epoch history and the (1-based) epoch whose weights the model now holds.
     """
     g = torch.Generator().manual_seed(cfg.seed)
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
-    steps = (len(split.train) + cfg.batch_size - 1) // cfg.batch_size
-    opt, sched = _optimizer(model, cfg, steps)
+    opt, sched = _optimizer(model, cfg, steps_per_round(len(split.train), cfg))
     model.to(memory_format=torch.channels_last)
     history: list[EpochStats] = []
     best_loss, best_epoch, best_state = float("inf"), 0, None
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        train_loss = train_one_epoch(model, split, cfg, opt, sched, g, loss_fn, on_batch)
+        # Augmentation rises from none to full over the first ``aug_ramp`` of the rounds:
+        # clean images while the network leaves the CTC plateau, varied ones after.
+        ramp = cfg.aug_ramp * cfg.epochs
+        strength = min(1.0, (epoch - 1) / ramp) if ramp else 1.0
+        train_loss = train_one_epoch(model, split, cfg, opt, sched, g, loss_fn, on_batch, strength)
         val_loss, acc, val_cer, _ = evaluate(model, split, split.val, loss_fn)
         stats = EpochStats(epoch, train_loss, val_loss, acc, val_cer, time.perf_counter() - t0)
         history.append(stats)
         if on_epoch:
             on_epoch(stats)
-        if len(split.val) and cfg.patience:
+        if len(split.val) and (cfg.patience or cfg.keep_best):
             if val_loss < best_loss:
                 best_loss, best_epoch = val_loss, epoch
                 best_state = copy.deepcopy(model.state_dict())
-            elif epoch - best_epoch >= cfg.patience:
+            elif cfg.patience and epoch - best_epoch >= cfg.patience:
                 break
     model.to(memory_format=torch.contiguous_format)
     if best_state is not None:
@@ -304,9 +351,38 @@ def _write_outputs(model: CRNN, info: ModelInfo, split: Split, history: list[Epo
     plot_predictions(split.data.images[shown], split.labels(shown), preds, out / FILES.grid)
 
 
-def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "fast",
-          params: dict | None = None, image: ImageConfig | None = None, cfg: TrainConfig | None = None,
-          command: str = "", export: bool = True,
+def choose_input(samples: list[Sample], overrides: dict | None = None) -> tuple[ImageConfig, dict]:
+    """The model input decided from the images (``geometry``), with explicit ``overrides``.
+
+    Returns:
+        The ``ImageConfig`` and what was measured, for ``model.json``.
+
+    Raises:
+        DatasetError: none of the images can be read.
+    """
+    try:
+        stats = image_stats(samples)
+    except ImageError as e:
+        raise DatasetError(f"{samples[0].path.parent}: {e}") from None
+    auto = choose_image(stats, max(len(s.label) for s in samples))
+    image = dataclasses.replace(auto, **(overrides or {}))
+    return image, dict(measured=asdict(stats), chosen=asdict(auto), overrides=overrides or {})
+
+
+def resolve_budget(cfg: TrainConfig, n_train: int) -> TrainConfig:
+    """Turn a step budget into rounds: ``cfg.steps`` if set, else ``steps_budget`` when the
+    recipe gives no epochs; a recipe in epochs is kept as it is."""
+    steps = cfg.steps or (0 if cfg.epochs else steps_budget(n_train, cfg.batch_size))
+    if not steps:
+        return cfg
+    per_round = steps_per_round(n_train, cfg)
+    return dataclasses.replace(cfg, steps=steps, epochs=-(-steps // per_round))
+
+
+def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH,
+          params: dict | None = None, image: ImageConfig | dict | None = None,
+          cfg: TrainConfig | None = None, command: str = "", export: bool = True,
+          on_start: Callable[[TrainConfig, ImageConfig], None] | None = None,
           on_epoch: Callable[[EpochStats], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train on a dataset folder and write a complete model directory.
@@ -316,27 +392,38 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = "fast",
         out_dir: the model directory to write (created; existing files replaced).
         arch: a key of ``model.ARCHS``.
         params: overrides of the architecture's hyper-parameters.
-        image: input size and channels (default: 200x50 grey).
-        cfg: training settings (default: ``arch``'s recipe).
+        image: the input size, channels and crop; a dict overrides only those keys of
+            what the images decide (``choose_input``); None: all decided from the images.
+        cfg: training settings (default: ``arch``'s recipe); a step budget is resolved
+            from the number of training images (``resolve_budget``).
         command: the command line, recorded in ``model.json``.
         export: also write ``model.onnx``.
+        on_start: called once the input and the budget are known.
         on_epoch, on_batch: progress callbacks.
     """
     t0 = time.perf_counter()
-    image = image or ImageConfig()
     cfg = cfg or recipe(arch)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     out = _writable_dir(out_dir)  # fail now, not after the training time
-    split = prepare(data_dir, image, cfg.val_fraction, cfg.seed)
+    samples = discover(data_dir)
+    geometry = None
+    if not isinstance(image, ImageConfig):
+        image, geometry = choose_input(samples, image)
+    split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, samples=samples)
+    cfg = resolve_budget(cfg, len(split.train))
+    if on_start:
+        on_start(cfg, image)
     torch.manual_seed(cfg.seed)
     model_cfg = ModelConfig(arch, split.charset.n_classes, {**ARCHS[arch], **(params or {})})
     model = build_model(image, model_cfg)
     check_label_lengths(split, model.steps, image.width)
     history, best_epoch = fit(model, split, cfg, on_epoch, on_batch)
     info = _model_info(model, model_cfg, split, cfg, image, command, data_dir, history, best_epoch)
+    info.training["steps"] = len(history) * steps_per_round(len(split.train), cfg)
+    if geometry:
+        info.training["input"] = geometry
     _write_outputs(model, info, split, history, best_epoch, out, export)
     info.training["seconds"] = round(time.perf_counter() - t0, 2)
     info.save(out)
     return TrainResult(out, info, history, best_epoch, info.training["seconds"],
                        split.data.skipped)
-

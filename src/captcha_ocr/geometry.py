@@ -1,0 +1,117 @@
+"""Decide a model's input from the training images: size, colour and crop.
+
+Sites draw captchas in every size and aspect, grey or coloured, and often in a fixed
+part of a larger image (text in the left third of a gradient strip, say). One fixed
+input (the tutorial's 200x50 grey) reads some of them and leaves others stuck on the
+CTC plateau: when text covers a third of the width, the alignment CTC starts from
+(characters spread evenly over the whole width) points at empty background. So the
+recipe looks at the images first:
+
+1. crop: the box where images differ from each other. Pixels that are the same in
+   every image (a fixed gradient or frame) carry no text; text and per-image noise
+   vary. A dimension is cropped only where the varying part covers under 85% of it,
+   with a margin, so a site that fills its image is left whole.
+2. height: the cropped height in pixels, kept within [32, 64] and rounded to 4.
+3. width: the cropped aspect ratio at that height, rounded to 4, and at least 16
+   pixels (4 time steps) per character of the longest label.
+4. channels: 3 where the images carry colour, 1 where they are grey.
+
+No torch here: the CLI and the benches use it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .config import ImageConfig
+from .data import Sample
+from .preprocess import ImageError, open_image
+
+__all__ = ["ImageStats", "choose_image", "image_stats"]
+
+MAX_LOOK = 256  # images looked at (an even spread over the dataset)
+MIN_HEIGHT, MAX_HEIGHT = 32, 64
+PIXELS_PER_CHAR = 16  # 4 time steps per character at the network's width / 4
+CROP_BELOW = 0.85  # crop a dimension only where the varying part covers less than this
+CROP_MARGIN = 0.06  # margin around the varying part, as a fraction of the dimension
+VARYING = 0.1  # a row/column varies where its deviation is >= this share of the largest
+COLOUR = 0.01  # mean |channel - grey| (0-1 scale) above which images count as coloured
+
+
+@dataclass(frozen=True)
+class ImageStats:
+    """What the images of a dataset look like.
+
+    Attributes:
+        width, height: the median source size in pixels.
+        crop: (left, top, right, bottom) fractions: the part where images differ.
+        chroma: mean distance of a pixel's channels from its grey level (0-1 scale).
+        n: how many images were looked at.
+    """
+
+    width: int
+    height: int
+    crop: tuple[float, float, float, float]
+    chroma: float
+    n: int
+
+
+def _extent(profile: np.ndarray) -> tuple[float, float]:
+    """(start, end) fractions of the varying part of a deviation profile (whole if wide)."""
+    n = len(profile)
+    smooth = np.convolve(profile, np.ones(3) / 3, mode="same")
+    top = smooth.max()
+    if top <= 0:
+        return 0.0, 1.0
+    idx = np.flatnonzero(smooth >= VARYING * top)
+    start, end = idx[0] / n, (idx[-1] + 1) / n
+    if end - start >= CROP_BELOW:
+        return 0.0, 1.0
+    return round(max(0.0, start - CROP_MARGIN), 4), round(min(1.0, end + CROP_MARGIN), 4)
+
+
+def image_stats(samples: Sequence[Sample]) -> ImageStats:
+    """Look at up to ``MAX_LOOK`` images spread over ``samples``.
+
+    Raises:
+        ImageError: none of the images looked at could be read.
+    """
+    step = max(1, len(samples) // MAX_LOOK)
+    sizes, pixels = [], []
+    for s in samples[::step][:MAX_LOOK]:
+        try:
+            img = open_image(s.path)
+        except ImageError:
+            continue
+        sizes.append(img.size)
+        pixels.append(img)
+    if not sizes:
+        raise ImageError("none of the images could be read")
+    w, h = (int(np.median([s[i] for s in sizes])) for i in (0, 1))
+    # (N, h, w, 3) in [0, 1], every image at the median size.
+    a = np.stack([np.asarray(p.convert("RGB").resize((w, h), Image.Resampling.BILINEAR),
+                             np.float32) for p in pixels]) / 255
+    dev = np.abs(a - np.median(a, axis=0)).mean(axis=(0, 3))  # (h, w): how much images differ
+    left, right = _extent(dev.mean(axis=0))
+    top, bottom = _extent(dev.mean(axis=1))
+    chroma = float(np.abs(a - a.mean(axis=3, keepdims=True)).mean())
+    crop = (float(left), float(top), float(right), float(bottom))
+    return ImageStats(w, h, crop, round(chroma, 5), len(sizes))
+
+
+def _round4(x: float) -> int:
+    return max(4, int(round(x / 4)) * 4)
+
+
+def choose_image(stats: ImageStats, max_label_len: int) -> ImageConfig:
+    """The model input for images like ``stats`` with labels up to ``max_label_len``."""
+    left, top, right, bottom = stats.crop
+    crop_w, crop_h = stats.width * (right - left), stats.height * (bottom - top)
+    height = min(MAX_HEIGHT, max(MIN_HEIGHT, _round4(crop_h)))
+    width = max(_round4(height * crop_w / crop_h), _round4(PIXELS_PER_CHAR * max_label_len))
+    channels = 3 if stats.chroma > COLOUR else 1
+    return ImageConfig(height, width, channels, stats.crop)

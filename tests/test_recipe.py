@@ -1,0 +1,87 @@
+"""The default recipe: step budget, the character-count loss, and short runs on zoo styles."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from captcha_ocr.charset import Charset
+from captcha_ocr.cli import main
+from captcha_ocr.config import MAX_STEPS, MIN_STEPS, TrainConfig, steps_budget
+from captcha_ocr.modeldir import FILES
+from captcha_ocr.runtime import Reader
+from captcha_ocr.train import _ace, recipe, resolve_budget, steps_per_round, train
+from captcha_ocr.zoo import write_style
+
+
+@pytest.mark.parametrize("n, expected", [(45, MIN_STEPS), (842, 50 * 53), (20000, MAX_STEPS)])
+def test_step_budget_scales_with_the_data_within_bounds(n, expected):
+    assert steps_budget(n, 16) == expected
+
+
+def test_small_datasets_get_as_many_steps_as_large_ones():
+    cfg = recipe("crnn")
+    small, large = resolve_budget(cfg, 45), resolve_budget(cfg, 450)
+    assert small.steps == large.steps == MIN_STEPS
+    for c, n in ((small, 45), (large, 450)):
+        assert c.epochs * steps_per_round(n, c) >= c.steps
+        assert steps_per_round(n, c) >= c.min_round
+
+
+def test_a_recipe_in_epochs_is_kept():
+    cfg = recipe("fast")
+    assert resolve_budget(cfg, 100) == cfg
+    assert resolve_budget(TrainConfig(epochs=3, steps=100), 160).epochs == 10
+
+
+def test_character_count_loss_prefers_the_right_characters():
+    cs = Charset("abc")
+    t = 10
+    right = torch.full((1, t, 4), 1e-3)
+    right[0, :, 0] = 1.0  # blank everywhere ...
+    right[0, 2, :] = torch.tensor([1e-3, 1.0, 1e-3, 1e-3])  # ... but an "a" and a "b"
+    right[0, 6, :] = torch.tensor([1e-3, 1e-3, 1.0, 1e-3])
+    wrong = right[:, :, [0, 3, 1, 2]]  # "c" and "a" instead
+    lp = lambda x: (x / x.sum(-1, keepdim=True)).log()  # noqa: E731
+    assert _ace(lp(right), ["ab"], cs) < _ace(lp(wrong), ["ab"], cs)
+
+
+def test_short_run_on_a_zoo_style_learns(tmp_path):
+    data = tmp_path / "digits"
+    write_style("pastel_digits", data, 80, seed=3)
+    cfg = recipe("crnn", steps=300, seed=1)
+    result = train(data, tmp_path / "m", cfg=cfg, command="pytest")
+    first, last = result.history[0], result.history[-1]
+    assert last.train_loss < 0.7 * first.train_loss
+    assert last.val_loss < 0.7 * first.val_loss
+    info = result.info
+    assert info.training["steps"] >= 300
+    assert info.training["input"]["chosen"]["channels"] == info.image.channels == 3
+
+
+def test_geometry_lands_in_model_json_and_the_reader_uses_it(tmp_path, capsys):
+    from test_geometry import _strip
+
+    data = tmp_path / "strip"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        _strip(rng, text_right=0.35, colour=True).save(data / f"{i:03d}x.png")
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), "--steps", "30", "-q"]) == 0
+    info = json.loads((out / FILES.info).read_text())
+    assert info["image"]["channels"] == 3
+    assert info["image"]["crop"][2] < 0.5  # the text's third of the width
+    assert info["training"]["input"]["measured"]["width"] == 255
+    reader = Reader.load(out)
+    assert reader.info.image.crop == tuple(info["image"]["crop"])
+    assert reader.read(data / "000x.png").ok
+
+    # Explicit options win over what the images decide.
+    out2 = tmp_path / "m2"
+    assert main(["train", str(data), "--out", str(out2), "--steps", "30", "--no-crop",
+                 "--channels", "1", "--height", "40", "-q"]) == 0
+    image = json.loads((out2 / FILES.info).read_text())["image"]
+    assert image["crop"] == [0.0, 0.0, 1.0, 1.0] and image["channels"] == 1
+    assert image["height"] == 40
