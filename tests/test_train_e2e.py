@@ -18,7 +18,7 @@ def test_train_eval_predict(subset, tmp_path, capsys):
     assert info["alphabet"] == "2345678bcdefgmnpwxy"
     # The input is decided from the images: grey, the captcha's height, its aspect.
     image = info["image"]
-    assert image["channels"] == 1 and image["height"] == 48
+    assert image["channels"] == 1 and image["height"] == 32
     assert image == info["training"]["input"]["chosen"]
     assert info["training"]["command"].startswith("captcha-ocr train")
     rows = (out / FILES.history).read_text().splitlines()

@@ -11,7 +11,10 @@ recipe looks at the images first:
    every image (a fixed gradient or frame) carry no text; text and per-image noise
    vary. A dimension is cropped only where the varying part covers under 85% of it,
    with a margin, so a site that fills its image is left whole.
-2. height: the cropped height in pixels, kept within [32, 64] and rounded to 4.
+2. height: 32 pixels. Larger inputs read no better and cost more: on captcha_images_v2
+   (500 labels, 436 held out) 48 pixels read 0.986 and 32 pixels 0.984 in half the
+   training time; on rsce_gradient5 (500/500) 40 pixels 0.65, 32 pixels 0.74
+   (scripted runs, seed 1).
 3. width: the cropped aspect ratio at that height, rounded to 4, and at least 16
    pixels (4 time steps) per character of the longest label.
 4. channels: 3 where the images carry colour, 1 where they are grey.
@@ -34,7 +37,7 @@ from .preprocess import ImageError, open_image
 __all__ = ["ImageStats", "choose_image", "image_stats"]
 
 MAX_LOOK = 256  # images looked at (an even spread over the dataset)
-MIN_HEIGHT, MAX_HEIGHT = 32, 64
+HEIGHT = 32
 PIXELS_PER_CHAR = 16  # 4 time steps per character at the network's width / 4
 CROP_BELOW = 0.85  # crop a dimension only where the varying part covers less than this
 CROP_MARGIN = 0.06  # margin around the varying part, as a fraction of the dimension
@@ -111,7 +114,7 @@ def choose_image(stats: ImageStats, max_label_len: int) -> ImageConfig:
     """The model input for images like ``stats`` with labels up to ``max_label_len``."""
     left, top, right, bottom = stats.crop
     crop_w, crop_h = stats.width * (right - left), stats.height * (bottom - top)
-    height = min(MAX_HEIGHT, max(MIN_HEIGHT, _round4(crop_h)))
+    height = HEIGHT
     width = max(_round4(height * crop_w / crop_h), _round4(PIXELS_PER_CHAR * max_label_len))
     channels = 3 if stats.chroma > COLOUR else 1
     return ImageConfig(height, width, channels, stats.crop)
