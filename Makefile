@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The dataset: the shared copy when it is beside this checkout, else the CLI's own
 # search (CAPTCHA_OCR_DATA, ~/.cache/captcha-ocr, then a download).
 DATA   ?= $(firstword $(wildcard ../shared/data/captcha_images_v2))
-ARCH   ?= fast
+ARCH   ?= crnn
 OUT    ?= runs/demo
 
 .PHONY: setup demo test lint bench clean
