@@ -15,7 +15,7 @@ from captcha_ocr.train import _ace, recipe, resolve_budget, steps_per_round, tra
 from captcha_ocr.zoo import write_style
 
 
-@pytest.mark.parametrize("n, expected", [(45, MIN_STEPS), (842, 50 * 53), (20000, MAX_STEPS)])
+@pytest.mark.parametrize("n, expected", [(45, MIN_STEPS), (1800, 50 * 113), (20000, MAX_STEPS)])
 def test_step_budget_scales_with_the_data_within_bounds(n, expected):
     assert steps_budget(n, 16) == expected
 

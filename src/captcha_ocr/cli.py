@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=POSITIVE, help="maximum epochs (recipe default: a step budget "
                    "for crnn, 100 for seed, 50 for fast)")
     t.add_argument("--steps", type=POSITIVE, help="optimizer steps in all (crnn default: about 50 "
-                   "passes over the data, at least 2000, at most 4000)")
+                   "passes over the data, at least 4000, at most 6000)")
     t.add_argument("--patience", type=COUNT, help="early-stopping patience in epochs, 0: off")
     t.add_argument("--batch-size", type=POSITIVE, help="batch size (recipe default)")
     t.add_argument("--lr", type=_at_least(1e-12, float), help="peak learning rate (recipe default)")
