@@ -11,7 +11,7 @@ from captcha_ocr.cli import main
 from captcha_ocr.config import MAX_STEPS, MIN_STEPS, TrainConfig, steps_budget
 from captcha_ocr.modeldir import FILES
 from captcha_ocr.runtime import Reader
-from captcha_ocr.train import _ace, recipe, resolve_budget, steps_per_round, train
+from captcha_ocr.train import Split, _ace, _round_batches, recipe, resolve_budget, steps_per_round, train
 from captcha_ocr.zoo import write_style
 
 
@@ -33,6 +33,19 @@ def test_a_recipe_in_epochs_is_kept():
     cfg = recipe("fast")
     assert resolve_budget(cfg, 100) == cfg
     assert resolve_budget(TrainConfig(epochs=3, steps=100), 160).epochs == 10
+
+
+def test_seed_recipe_keeps_one_batch_order_as_the_tutorial():
+    split = Split(None, Charset("a"), np.arange(0, 100, 2), np.arange(1, 11, 2))
+    g = torch.Generator().manual_seed(0)
+    fixed = recipe("seed", seed=3)
+    assert not fixed.shuffle and recipe("fast").shuffle and recipe("crnn").shuffle
+    a, b = _round_batches(split, fixed, g), _round_batches(split, fixed, g)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert sorted(np.concatenate(a).tolist()) == split.train.tolist()
+    assert not np.array_equal(np.concatenate(a), split.train)  # a seeded order, not sorted
+    c = _round_batches(split, recipe("fast"), g)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
 
 
 def test_character_count_loss_prefers_the_right_characters():

@@ -122,12 +122,15 @@ def _ctc(log_probs: torch.Tensor, labels: list[str], charset: Charset, loss_fn: 
 
 
 def _round_batches(split: Split, cfg: TrainConfig, g: torch.Generator) -> list[np.ndarray]:
-    """Index batches of one round: passes over the training images, each in a fresh seeded
-    order, until the round holds at least ``cfg.min_round`` batches (one pass for most
-    datasets; several for a few dozen images, so that evaluation is not every 3 steps)."""
+    """Index batches of one round: passes over the training images until the round holds
+    at least ``cfg.min_round`` batches (one pass for most datasets; several for a few dozen
+    images, so that evaluation is not every 3 steps). Each pass is in a fresh seeded order,
+    or with ``cfg.shuffle`` off in one order drawn from ``cfg.seed``, the same every round."""
+    fixed = np.random.default_rng(cfg.seed).permutation(split.train) if not cfg.shuffle else None
     batches: list[np.ndarray] = []
     while True:
-        order = split.train[torch.randperm(len(split.train), generator=g).numpy()]
+        order = fixed if fixed is not None else \
+            split.train[torch.randperm(len(split.train), generator=g).numpy()]
         batches += [order[k : k + cfg.batch_size] for k in range(0, len(order), cfg.batch_size)]
         if len(batches) >= cfg.min_round:
             return batches
