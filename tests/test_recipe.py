@@ -98,3 +98,23 @@ def test_geometry_lands_in_model_json_and_the_reader_uses_it(tmp_path, capsys):
     image = json.loads((out2 / FILES.info).read_text())["image"]
     assert image["crop"] == [0.0, 0.0, 1.0, 1.0] and image["channels"] == 1
     assert image["height"] == 40
+
+
+def test_seed_arch_reads_the_tutorials_fixed_input(tmp_path):
+    from test_geometry import _strip
+
+    data = tmp_path / "strip"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(20):
+        _strip(rng, text_right=0.35, colour=True).save(data / f"{i:03d}x.png")
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), "--arch", "seed", "--epochs", "1",
+                 "-q"]) == 0
+    image = json.loads((out / FILES.info).read_text())["image"]
+    assert (image["width"], image["height"], image["channels"]) == (200, 50, 1)
+    assert image["crop"] == [0.0, 0.0, 1.0, 1.0]  # not the text's third, as crnn would
+    out2 = tmp_path / "m2"
+    assert main(["train", str(data), "--out", str(out2), "--arch", "seed", "--epochs", "1",
+                 "--width", "160", "-q"]) == 0
+    assert json.loads((out2 / FILES.info).read_text())["image"]["width"] == 160

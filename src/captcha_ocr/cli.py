@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model directory to write")
     t.add_argument("--arch", choices=list(ARCHS), default=DEFAULT_ARCH,
                    help=f"architecture and its training recipe (default: {DEFAULT_ARCH}; "
-                   "seed: the tutorial's network and settings)")
+                   "seed: the tutorial's network, settings and 200x50 grey input)")
     t.add_argument("--epochs", type=POSITIVE, help="maximum epochs (recipe default: a step budget "
                    "for crnn, 100 for seed, 50 for fast)")
     t.add_argument("--steps", type=POSITIVE, help="optimizer steps in all (crnn default: about 50 "

@@ -162,6 +162,12 @@ RECIPES: dict[str, dict] = {
 
 DEFAULT_ARCH = "crnn"
 
+# Architectures whose input is fixed rather than decided from the images (explicit
+# options still override): the tutorial resizes every image to 200x50 grey, uncropped.
+FIXED_INPUT: dict[str, dict] = {
+    "seed": dict(height=50, width=200, channels=1, crop=(0.0, 0.0, 1.0, 1.0)),
+}
+
 # Step budget of step-based recipes: about 50 passes over the training images, at
 # least MIN_STEPS (small datasets need many passes to leave the CTC plateau and settle)
 # and at most MAX_STEPS (large ones learn what they can within the time a user waits).

@@ -26,7 +26,16 @@ from torch import nn
 
 from .augment import augment_batch
 from .charset import Charset
-from .config import ARCHS, DEFAULT_ARCH, RECIPES, ImageConfig, ModelConfig, TrainConfig, steps_budget
+from .config import (
+    ARCHS,
+    DEFAULT_ARCH,
+    FIXED_INPUT,
+    RECIPES,
+    ImageConfig,
+    ModelConfig,
+    TrainConfig,
+    steps_budget,
+)
 from .data import DatasetError, LoadedImages, Sample, discover, fingerprint, load_images, split_indices
 from .decoding import greedy_decode
 from .geometry import choose_image, image_stats
@@ -411,7 +420,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
     samples = discover(data_dir)
     geometry = None
     if not isinstance(image, ImageConfig):
-        image, geometry = choose_input(samples, image)
+        image, geometry = choose_input(samples, {**FIXED_INPUT.get(arch, {}), **(image or {})})
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, samples=samples)
     cfg = resolve_budget(cfg, len(split.train))
     if on_start:
