@@ -118,3 +118,66 @@ def test_seed_arch_reads_the_tutorials_fixed_input(tmp_path):
     assert main(["train", str(data), "--out", str(out2), "--arch", "seed", "--epochs", "1",
                  "--width", "160", "-q"]) == 0
     assert json.loads((out2 / FILES.info).read_text())["image"]["width"] == 160
+
+
+def test_flat_then_cosine_holds_the_rate_after_a_late_plateau_exit():
+    from captcha_ocr.train import FlatCos, _extend_after_plateau, _optimizer
+
+    lam = FlatCos(100)
+    assert lam(0) == lam(50) == 1.0 and lam(100) == 0.0 and 0 < lam(75) < 1
+    cfg = recipe("crnn", epochs=10, extend=0.5)
+    model = torch.nn.Linear(2, 2)
+    rounds = {}
+    for exit_round in (2, 6, 9):
+        _, sched = _optimizer(model, cfg, 10)  # a budget of 100 steps
+        rounds[exit_round] = _extend_after_plateau(sched, cfg, exit_round, 10)
+        lam = sched.lr_lambdas[0]
+        assert lam(exit_round * 10 + 10) == 1.0  # still the full rate just after the exit
+    # early: the budget as it was; late: a quarter of it after the exit, capped at +50%
+    assert rounds == {2: 10, 6: 14, 9: 15}
+
+
+def test_fine_tuning_keeps_known_rows_and_stores_the_datasets_alphabet(tmp_path):
+    from safetensors.numpy import load_file
+
+    from captcha_ocr.runtime import bundled_model_dir
+
+    data = tmp_path / "digits"
+    write_style("pastel_digits", data, 40, seed=5)
+    out = tmp_path / "ft"
+    assert main(["train", str(data), "--out", str(out), "--init", "captcha_images_v2",
+                 "--steps", "10", "-q"]) == 0
+    old_dir = bundled_model_dir("captcha_images_v2")
+    old = json.loads((old_dir / FILES.info).read_text())
+    new = json.loads((out / FILES.info).read_text())
+    assert new["model"]["arch"] == old["model"]["arch"]
+    assert new["alphabet"] == "".join(sorted(set(new["alphabet"]))) and "0" in new["alphabet"]
+    assert (new["image"]["height"], new["image"]["channels"]) == (old["image"]["height"],
+                                                                  old["image"]["channels"])
+    assert new["training"]["init"]["model"] == "captcha_images_v2"
+    # 10 steps move the weights a little; the rows of the digits both models know start
+    # from the old model's rows, the new digits' rows do not.
+    w_old = load_file(old_dir / FILES.weights)["head.weight"]
+    w_new = load_file(out / FILES.weights)["head.weight"]
+    known = [c for c in new["alphabet"] if c in old["alphabet"]]
+    unknown = [c for c in new["alphabet"] if c not in old["alphabet"]]
+    assert known and unknown
+    def row(w, alphabet, c):  # noqa: E306
+        return w[alphabet.index(c) + 1]
+    for c in known:
+        assert np.abs(row(w_new, new["alphabet"], c) - row(w_old, old["alphabet"], c)).max() < 0.05
+    far = [np.abs(row(w_new, new["alphabet"], c) - row(w_old, old["alphabet"], k)).max()
+           for c in unknown for k in old["alphabet"]]
+    assert min(far) > 0.05
+
+
+def test_fine_tuning_refuses_what_cannot_fit(tmp_path, capsys):
+    data = tmp_path / "digits"
+    write_style("pastel_digits", data, 20, seed=5)
+    args = ["train", str(data), "--out", str(tmp_path / "m"), "--steps", "5", "-q"]
+    assert main([*args, "--init", str(tmp_path / "nothing")]) != 0
+    assert "no such model directory" in capsys.readouterr().err
+    assert main([*args, "--init", "captcha_images_v2", "--arch", "crnn"]) != 0
+    assert "drop --arch" in capsys.readouterr().err
+    assert main([*args, "--init", "captcha_images_v2", "--channels", "3"]) != 0
+    assert "drop the --channels option" in capsys.readouterr().err

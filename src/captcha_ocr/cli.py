@@ -69,8 +69,19 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .train import recipe, train
 
     data = resolve_data(a.data_dir)
-    cfg = recipe(a.arch, epochs=a.epochs, patience=a.patience, batch_size=a.batch_size, lr=a.lr,
-                 val_fraction=a.val_fraction, seed=a.seed, threads=a.threads, augment=a.augment,
+    init = None
+    if a.init:
+        from .finetune import load_init
+
+        if a.arch:
+            raise ModelError("--init and --arch: a fine-tuned model keeps the architecture "
+                             f"of {a.init}; drop --arch")
+        init = load_init(a.init)
+        a.arch = init.info.model.arch
+    a.arch = a.arch or DEFAULT_ARCH
+    cfg = recipe(a.arch, finetune=init is not None, epochs=a.epochs, patience=a.patience,
+                 batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction, seed=a.seed,
+                 threads=a.threads, augment=a.augment,
                  steps=a.steps)
     # What the user fixed; the rest of the input is decided from the images.
     image = {k: v for k, v in dict(height=a.height, width=a.width, channels=a.channels).items()
@@ -87,12 +98,13 @@ def cmd_train(a: argparse.Namespace) -> None:
             crop = "" if im.crop == (0.0, 0.0, 1.0, 1.0) else \
                 " crop " + ",".join(f"{v:.3f}" for v in im.crop)
             budget = f"{cfg.steps} steps in {cfg.epochs} rounds" if cfg.steps else f"{cfg.epochs} epochs"
+            start_from = f" from {a.init}" if init else ""
             progress.console.print(
-                f"training [bold]{a.arch}[/] on {data} -> {a.out}: input {im.width}x{im.height} "
+                f"training [bold]{a.arch}[/]{start_from} on {data} -> {a.out}: input {im.width}x{im.height} "
                 f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "
                 f"{cfg.patience or 'off'}", soft_wrap=True)
 
-        result = train(data, a.out, arch=a.arch, image=image, cfg=cfg,
+        result = train(data, a.out, arch=a.arch, image=image, cfg=cfg, init=init,
                        command=shlex.join(["captcha-ocr", *a.argv]), on_start=start,
                        on_epoch=progress.epoch, on_batch=progress.batch)
     for path, reason in result.skipped:
@@ -310,7 +322,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("data_dir", nargs="?", help="dataset folder (default: $CAPTCHA_OCR_DATA, "
                    "the cache ~/.cache/captcha-ocr, or a download of captcha_images_v2)")
     t.add_argument("--out", required=True, help="model directory to write")
-    t.add_argument("--arch", choices=list(ARCHS), default=DEFAULT_ARCH,
+    t.add_argument("--init", metavar="MODEL",
+                   help="fine-tune: start from a model directory or a shipped model ('base', "
+                   "'captcha_images_v2') instead of random weights")
+    t.add_argument("--arch", choices=list(ARCHS), default=None,
                    help=f"architecture and its training recipe (default: {DEFAULT_ARCH}; "
                    "seed: the tutorial's network, settings and 200x50 grey input)")
     t.add_argument("--epochs", type=POSITIVE, help="maximum epochs (recipe default: a step budget "

@@ -81,6 +81,11 @@ class TrainConfig:
         keep_best: end with the weights of the round with the lowest validation loss.
         ace: weight of the alignment-free character-count loss added to CTC (0: none).
         aug_ramp: share of the rounds over which augmentation rises from none to full.
+        extend: with the "flatcos" schedule, keep the full rate for a quarter of the budget
+            after the validation CER first falls below 0.5 (the plateau left), adding at
+            most this share of the budget when that happens late (0: a fixed budget).
+        finetune: the run starts from a trained model (``--init``): the fine-tuning step
+            budget (``steps_budget``) and ``FINETUNE``'s settings.
         shuffle: a fresh batch order every round; False: one seeded order, kept for every
             round (the tutorial's tf.data pipeline, which shuffles only at the split).
     """
@@ -101,6 +106,8 @@ class TrainConfig:
     ace: float = 0.0
     aug_ramp: float = 0.0
     shuffle: bool = True
+    extend: float = 0.0
+    finetune: bool = False
 
 
 def from_dict(cls: type, data: dict[str, Any]):
@@ -157,7 +164,7 @@ RECIPES: dict[str, dict] = {
     # The character-count loss (ace) and augmentation that starts at zero get the network
     # off the CTC plateau sooner: on gradient_colour, 0.11 -> 0.54 -> 0.64 read (above).
     "crnn": dict(epochs=0, patience=0, batch_size=16, lr=3e-3, schedule="flatcos",
-                 augment=True, min_round=25, keep_best=True, ace=1.0, aug_ramp=0.4),
+                 augment=True, min_round=25, keep_best=True, ace=1.0, aug_ramp=0.4, extend=0.5),
 }
 
 DEFAULT_ARCH = "crnn"
@@ -174,9 +181,14 @@ FIXED_INPUT: dict[str, dict] = {
 # With 500 labels, 4,000 steps against 2,000 lifted the median style from 0.888 to
 # 0.950 (mean 0.767 -> 0.811) and took 61-103 s (bench/styles_bench.py --ns 500, both budgets).
 MIN_STEPS, MAX_STEPS, BUDGET_EPOCHS = 4000, 6000, 50
+# Fine-tuning a trained model (``--init``) starts past the plateau: fewer steps, a lower
+# rate, augmentation from the start.
+FT_MIN_STEPS, FT_MAX_STEPS = 1500, 3000
+FINETUNE: dict = dict(lr=1e-3, aug_ramp=0.0, extend=0.0)
 
 
-def steps_budget(n_train: int, batch_size: int) -> int:
+def steps_budget(n_train: int, batch_size: int, finetune: bool = False) -> int:
     """Optimizer steps for ``n_train`` training images in a step-based recipe."""
     per_epoch = -(-n_train // batch_size)
-    return min(MAX_STEPS, max(MIN_STEPS, BUDGET_EPOCHS * per_epoch))
+    lo, hi = (FT_MIN_STEPS, FT_MAX_STEPS) if finetune else (MIN_STEPS, MAX_STEPS)
+    return min(hi, max(lo, BUDGET_EPOCHS * per_epoch))

@@ -29,6 +29,7 @@ from .charset import Charset
 from .config import (
     ARCHS,
     DEFAULT_ARCH,
+    FINETUNE,
     FIXED_INPUT,
     RECIPES,
     ImageConfig,
@@ -38,6 +39,7 @@ from .config import (
 )
 from .data import DatasetError, LoadedImages, Sample, discover, fingerprint, load_images, split_indices
 from .decoding import greedy_decode
+from .finetune import InitModel, input_overrides, transfer
 from .geometry import choose_image, image_stats
 from .metrics import cer, sequence_accuracy
 from .model import CRNN, build_model, count_flops, count_params
@@ -46,11 +48,13 @@ from .preprocess import ImageError
 
 __all__ = ["EpochStats", "TrainResult", "Split", "load_checkpoint", "prepare", "train"]
 
-def recipe(arch: str, **overrides) -> TrainConfig:
-    """The ``TrainConfig`` for ``arch``'s recipe, with explicit ``overrides`` (None: keep)."""
+def recipe(arch: str, finetune: bool = False, **overrides) -> TrainConfig:
+    """The ``TrainConfig`` for ``arch``'s recipe (fine-tuning: with ``FINETUNE``'s
+    changes), with explicit ``overrides`` (None: keep)."""
     if arch not in RECIPES:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
-    base = {**RECIPES[arch], **{k: v for k, v in overrides.items() if v is not None}}
+    base = {**RECIPES[arch], **(dict(FINETUNE, finetune=True) if finetune else {}),
+            **{k: v for k, v in overrides.items() if v is not None}}
     return TrainConfig(**base)
 
 
@@ -218,6 +222,26 @@ def evaluate(model: CRNN, split: Split, idx: np.ndarray, loss_fn: nn.CTCLoss,
     return loss_sum / len(idx), sequence_accuracy(labels, preds), cer(labels, preds), preds
 
 
+class FlatCos:
+    """Learning-rate factor: flat, then a cosine decay to zero over the last ``decay``
+    steps. ``hold(step)`` moves the decay's start later (the run gets longer)."""
+
+    def __init__(self, total: int) -> None:
+        self.decay = total - total // 2
+        self.start = total // 2
+
+    @property
+    def total(self) -> int:
+        return self.start + self.decay
+
+    def hold(self, until: int) -> None:
+        self.start = max(self.start, until)
+
+    def __call__(self, step: int) -> float:
+        x = min(1.0, max(0.0, (step - self.start) / self.decay))
+        return 0.5 * (1 + math.cos(math.pi * x))
+
+
 def _optimizer(model: CRNN, cfg: TrainConfig, steps_per_epoch: int):
     if cfg.weight_decay:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -232,12 +256,27 @@ def _optimizer(model: CRNN, cfg: TrainConfig, steps_per_epoch: int):
     if cfg.schedule == "flatcos":
         # Full rate through the CTC plateau (a warm-up only lengthens it), then a cosine
         # decay to zero over the second half to settle.
-        def factor(step: int) -> float:
-            x = max(0.0, (step / total - 0.5) / 0.5)
-            return 0.5 * (1 + math.cos(math.pi * min(x, 1.0)))
-
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, FlatCos(total))
     raise ValueError(f"unknown schedule {cfg.schedule!r} (constant, onecycle, flatcos)")
+
+
+# A round "reads" once the validation CER falls below this: the network has left the
+# CTC plateau (it emits the right characters in the right places half of the time).
+READING_CER = 0.5
+
+
+def _extend_after_plateau(sched, cfg: TrainConfig, epoch: int, per_round: int) -> int:
+    """Rounds to train in all, given that the plateau was left at round ``epoch``.
+
+    The network learns to read only after the plateau; where that takes long (it varies
+    with the seed), the flat phase is held for a quarter of the budget after it, so the
+    decay never starts on a network that has just begun to read. At most ``cfg.extend``
+    of the budget is added.
+    """
+    budget = cfg.epochs * per_round
+    lam = sched.lr_lambdas[0]
+    lam.hold(min(epoch * per_round + budget // 4, budget // 2 + int(cfg.extend * budget)))
+    return -(-lam.total // per_round)
 
 
 def fit(model: CRNN, split: Split, cfg: TrainConfig,
@@ -251,11 +290,15 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
     """
     g = torch.Generator().manual_seed(cfg.seed)
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
-    opt, sched = _optimizer(model, cfg, steps_per_round(len(split.train), cfg))
+    per_round = steps_per_round(len(split.train), cfg)
+    opt, sched = _optimizer(model, cfg, per_round)
     model.to(memory_format=torch.channels_last)
     history: list[EpochStats] = []
     best_loss, best_epoch, best_state = float("inf"), 0, None
-    for epoch in range(1, cfg.epochs + 1):
+    rounds, reading = cfg.epochs, False
+    epoch = 0
+    while epoch < rounds:
+        epoch += 1
         t0 = time.perf_counter()
         # Augmentation rises from none to full over the first ``aug_ramp`` of the rounds:
         # clean images while the network leaves the CTC plateau, varied ones after.
@@ -267,6 +310,9 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
         history.append(stats)
         if on_epoch:
             on_epoch(stats)
+        if cfg.extend and cfg.schedule == "flatcos" and not reading and val_cer < READING_CER:
+            reading = True
+            rounds = _extend_after_plateau(sched, cfg, epoch, per_round)
         if len(split.val) and (cfg.patience or cfg.keep_best):
             if val_loss < best_loss:
                 best_loss, best_epoch = val_loss, epoch
@@ -384,7 +430,7 @@ def choose_input(samples: list[Sample], overrides: dict | None = None) -> tuple[
 def resolve_budget(cfg: TrainConfig, n_train: int) -> TrainConfig:
     """Turn a step budget into rounds: ``cfg.steps`` if set, else ``steps_budget`` when the
     recipe gives no epochs; a recipe in epochs is kept as it is."""
-    steps = cfg.steps or (0 if cfg.epochs else steps_budget(n_train, cfg.batch_size))
+    steps = cfg.steps or (0 if cfg.epochs else steps_budget(n_train, cfg.batch_size, cfg.finetune))
     if not steps:
         return cfg
     per_round = steps_per_round(n_train, cfg)
@@ -393,7 +439,8 @@ def resolve_budget(cfg: TrainConfig, n_train: int) -> TrainConfig:
 
 def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH,
           params: dict | None = None, image: ImageConfig | dict | None = None,
-          cfg: TrainConfig | None = None, command: str = "", export: bool = True,
+          cfg: TrainConfig | None = None, init: InitModel | None = None,
+          command: str = "", export: bool = True,
           on_start: Callable[[TrainConfig, ImageConfig], None] | None = None,
           on_epoch: Callable[[EpochStats], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
@@ -408,32 +455,40 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
             what the images decide (``choose_input``); None: all decided from the images.
         cfg: training settings (default: ``arch``'s recipe); a step budget is resolved
             from the number of training images (``resolve_budget``).
+        init: start from this model (``finetune.load_init``): its architecture, input
+            height and channels, its weights (``finetune.transfer``); ``arch`` and
+            ``params`` are then ignored.
         command: the command line, recorded in ``model.json``.
         export: also write ``model.onnx``.
         on_start: called once the input and the budget are known.
         on_epoch, on_batch: progress callbacks.
     """
     t0 = time.perf_counter()
-    cfg = cfg or recipe(arch)
+    if init is not None:
+        arch, params = init.info.model.arch, init.info.model.params
+    cfg = cfg or recipe(arch, finetune=init is not None)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     out = _writable_dir(out_dir)  # fail now, not after the training time
     samples = discover(data_dir)
     geometry = None
     if not isinstance(image, ImageConfig):
-        image, geometry = choose_input(samples, {**FIXED_INPUT.get(arch, {}), **(image or {})})
+        fixed = input_overrides(init) if init is not None else FIXED_INPUT.get(arch, {})
+        image, geometry = choose_input(samples, {**fixed, **(image or {})})
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, samples=samples)
     cfg = resolve_budget(cfg, len(split.train))
     if on_start:
         on_start(cfg, image)
     torch.manual_seed(cfg.seed)
     model_cfg = ModelConfig(arch, split.charset.n_classes, {**ARCHS[arch], **(params or {})})
-    model = build_model(image, model_cfg)
+    model = transfer(init, image, split.charset) if init is not None else build_model(image, model_cfg)
     check_label_lengths(split, model.steps, image.width)
     history, best_epoch = fit(model, split, cfg, on_epoch, on_batch)
     info = _model_info(model, model_cfg, split, cfg, image, command, data_dir, history, best_epoch)
     info.training["steps"] = len(history) * steps_per_round(len(split.train), cfg)
     if geometry:
         info.training["input"] = geometry
+    if init is not None:
+        info.training["init"] = init.record()
     _write_outputs(model, info, split, history, best_epoch, out, export)
     info.training["seconds"] = round(time.perf_counter() - t0, 2)
     info.save(out)
