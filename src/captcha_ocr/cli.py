@@ -307,6 +307,35 @@ def cmd_zoo(a: argparse.Namespace) -> None:
           f"labels.csv to {a.out} ({time.perf_counter() - t0:.1f} s)")
 
 
+def cmd_pretrain(a: argparse.Namespace) -> None:
+    from .pretrain import CHECKPOINT, PretrainConfig, pretrain
+    from .zoo import ZooError, get_style
+
+    out = Path(a.out)
+    if (out / CHECKPOINT).is_dir() and not a.resume:
+        raise CLIError(f"{out} holds a checkpoint of an earlier run: add --resume to go on "
+                       "from it, or choose another --out")
+    try:
+        styles = tuple(get_style(s).name for s in a.styles.split(",")) if a.styles else ()
+        cfg = PretrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
+                             styles=styles, workers=a.workers, device=a.device,
+                             checkpoint_minutes=a.checkpoint_minutes, eval_images=a.eval_images,
+                             threads=a.threads)
+        done = pretrain(out, cfg, resume=a.resume, command=shlex.join(["captcha-ocr", *a.argv]),
+                        on_log=lambda line: print(line, file=sys.stderr, flush=True))
+    except (ZooError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    if done is None:  # not rank 0
+        return
+    info = json.loads((done / FILES.info).read_text())
+    for style, m in info["metrics"]["zoo"].items():
+        print(f"{style:16s} accuracy {m['accuracy']:.3f}  CER {m['cer']:.3f}")
+    t = info["training"]
+    print(f"{t['steps']} steps, {t['images']} images, {t['processes']} process(es) on "
+          f"{t['device']}, {t['seconds']:.0f} s")
+    print(f"model: {done}")
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -407,6 +436,31 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--format", default="png", choices=[s[1:] for s in IMAGE_SUFFIXES],
                    help="image file format (default: png)")
     z.set_defaults(func=cmd_zoo)
+
+    q = sub.add_parser("pretrain", help="pretrain a general base model on the synthetic zoo",
+                       description="Train a base model on synthetic captchas of every zoo style, "
+                       "drawn on the fly (seeded, never stored); fine-tune it on a site with "
+                       "'captcha-ocr train DIR --init MODEL'. Runs as one process or under "
+                       "torchrun --nproc-per-node N (DistributedDataParallel).")
+    q.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
+    q.add_argument("--steps", type=POSITIVE, default=20000, help="optimizer steps (default: 20000)")
+    q.add_argument("--batch-size", type=POSITIVE, default=32, help="images per step and process "
+                   "(default: 32)")
+    q.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
+    q.add_argument("--seed", type=int, default=0, help="zoo stream and initialisation seed")
+    q.add_argument("--styles", help="comma-separated zoo styles (default: all)")
+    q.add_argument("--workers", type=int, default=1,
+                   help="image-drawing processes per training process (default: 1; 0: none)")
+    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA where there is one")
+    q.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                   help="minutes between resumable checkpoints (default: 5)")
+    q.add_argument("--resume", action="store_true", help="go on from DIR's checkpoint")
+    q.add_argument("--eval-images", type=int, default=100,
+                   help="held-out images per style read at the end (default: 100)")
+    q.add_argument("--threads", type=int, default=0, help="torch threads per process "
+                   "(default: the cores over the processes)")
+    q.set_defaults(func=cmd_pretrain)
     return p
 
 

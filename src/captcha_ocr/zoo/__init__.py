@@ -36,7 +36,11 @@ from ..preprocess import IMAGE_SUFFIXES
 from .fonts import ZooError, font_paths, fonts_for
 from .styles import STYLES, Style
 
-__all__ = ["STYLES", "Style", "ZooError", "font_paths", "get_style", "render", "sample", "write_style"]
+# Bumped whenever a style draws differently for the same (seed, index): models record it.
+ZOO_VERSION = 1
+
+__all__ = ["STYLES", "ZOO_VERSION", "Style", "ZooError", "font_paths", "get_style", "render",
+           "sample", "write_style"]
 
 
 def get_style(style: str | Style) -> Style:

@@ -1,0 +1,263 @@
+"""Pretraining a general base model on the synthetic style zoo (``captcha-ocr pretrain``).
+
+Images are drawn on the fly in DataLoader workers from the seeded zoo streams and never
+stored: stream position ``k`` is style ``k mod S``'s image ``k div S``. Each process
+(torchrun rank) and worker reads its own share of positions, so the run sees the same
+images whatever the number of processes and resumes where it stopped.
+
+Runs unchanged as one process or under ``torchrun --nproc-per-node N`` (PyTorch
+DistributedDataParallel: gloo on CPU, NCCL on CUDA). Rank 0 writes a checkpoint every
+few minutes (weights, optimizer state and position: safetensors + JSON, atomic) and the
+finished model directory (``model.json``, weights, ONNX), fine-tuned by
+``captcha-ocr train DIR --init MODEL``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import string
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .augment import augment_batch
+from .charset import Charset
+from .config import ARCHS, DEFAULT_ARCH, RECIPES, ImageConfig, ModelConfig
+from .decoding import greedy_decode
+from .metrics import cer, sequence_accuracy
+from .model import CRNN, build_model, count_flops, count_params
+from .modeldir import ModelInfo, atomic_write
+from .preprocess import to_array
+from .train import FlatCos, _ace, _ctc, save_checkpoint
+from .zoo import STYLES, ZOO_VERSION, render
+
+__all__ = ["ALPHABET", "PretrainConfig", "pretrain"]
+
+# Digits, both cases and the arithmetic signs, plus whatever a zoo style draws.
+ALPHABET = "".join(sorted(set(string.digits + string.ascii_letters + "+-x=?")
+                          | {c for s in STYLES.values() for c in s.alphabet}))
+# Wide enough for 8 characters at 16 pixels each; every style is resized to it.
+IMAGE = ImageConfig(height=32, width=128, channels=3)
+CHECKPOINT = "checkpoint"
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """One pretraining run.
+
+    Attributes:
+        steps: optimizer steps in all.
+        batch_size: images per step and process.
+        lr: peak learning rate (flat, then cosine to zero over the second half).
+        seed: the zoo streams' seed and the initialisation.
+        styles: zoo styles to draw from (empty: all).
+        workers: DataLoader worker processes per training process (0: draw in-process).
+        checkpoint_minutes: how often rank 0 writes a resumable checkpoint.
+        eval_images: held-out images per style read at the end (another seed's stream).
+        device: "auto" (CUDA where there is one), "cpu" or "cuda".
+        threads: torch intra-op threads per process (0: the cores over the processes).
+    """
+
+    steps: int = 20000
+    batch_size: int = 32
+    lr: float = 3e-3
+    seed: int = 0
+    styles: tuple[str, ...] = ()
+    workers: int = 1
+    checkpoint_minutes: float = 5.0
+    eval_images: int = 100
+    device: str = "auto"
+    threads: int = 0
+
+
+class ZooStream(IterableDataset):
+    """Endless ``(C, H, W)`` float32 arrays and labels from the zoo, from stream position
+    ``start`` on, the share of this rank and worker (positions ``start + r``, ``r`` taken
+    round-robin over ``world * workers`` readers)."""
+
+    def __init__(self, styles: list[str], seed: int, start: int, rank: int, world: int) -> None:
+        self.styles, self.seed, self.start, self.rank, self.world = styles, seed, start, rank, world
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, str]]:
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        k = self.start + self.rank * nw + wid
+        step = self.world * nw
+        n = len(self.styles)
+        while True:
+            img, label = render(self.styles[k % n], self.seed, k // n)
+            yield to_array(img, IMAGE), label
+            k += step
+
+
+def _collate(items: list[tuple[np.ndarray, str]]) -> tuple[torch.Tensor, list[str]]:
+    return torch.from_numpy(np.stack([x for x, _ in items])), [y for _, y in items]
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
+    return torch.device(name)
+
+
+def _weights_digest(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _save_state(path: Path, model: CRNN, opt: torch.optim.Optimizer, meta: dict) -> None:
+    """A resumable checkpoint: weights and Adam's moments (safetensors), position (JSON)."""
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for i, p in enumerate(opt.param_groups[0]["params"]):
+        st = opt.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            if key in st:
+                tensors[f"opt.{i}.{key}"] = torch.as_tensor(st[key]).detach().cpu().contiguous()
+    atomic_write(path / "state.safetensors", st_save(tensors))
+    atomic_write(path / "state.json", json.dumps(meta, indent=2) + "\n")
+
+
+def _load_state(path: Path, model: CRNN, opt: torch.optim.Optimizer, device) -> dict:
+    meta = json.loads((path / "state.json").read_text())
+    tensors = st_load((path / "state.safetensors").read_bytes())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    for i, p in enumerate(opt.param_groups[0]["params"]):
+        if f"opt.{i}.exp_avg" in tensors:
+            opt.state[p] = {key: tensors[f"opt.{i}.{key}"].to(device)
+                            for key in ("exp_avg", "exp_avg_sq", "step")}
+    return meta
+
+
+@torch.no_grad()
+def evaluate_styles(model: CRNN, charset: Charset, styles: list[str], seed: int, n: int,
+                    device) -> dict[str, dict[str, float]]:
+    """Sequence accuracy and CER per style on ``n`` images of another seed's stream."""
+    model.eval()
+    out = {}
+    for style in styles:
+        pairs = [render(style, seed, i) for i in range(n)]
+        x = torch.from_numpy(np.stack([to_array(img, IMAGE) for img, _ in pairs])).to(device)
+        preds = [d.text for d in greedy_decode(model(x).cpu().numpy(), charset)]
+        labels = [label for _, label in pairs]
+        out[style] = dict(accuracy=round(sequence_accuracy(labels, preds), 4),
+                          cer=round(cer(labels, preds), 4))
+    model.train()
+    return out
+
+
+def pretrain(out_dir: str | Path, cfg: PretrainConfig, *, resume: bool = False,
+             command: str = "", on_log: Callable[[str], None] = print) -> Path | None:
+    """Pretrain a base model and write it to ``out_dir`` (rank 0); see the module doc.
+
+    Returns:
+        The model directory on rank 0, None on the other ranks.
+    """
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = _device(cfg.device)
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+    else:
+        rank, world = 0, 1
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
+    out = Path(out_dir)
+    styles = list(cfg.styles or STYLES)
+    charset = Charset(ALPHABET)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    model_cfg = ModelConfig(DEFAULT_ARCH, charset.n_classes, dict(ARCHS[DEFAULT_ARCH]))
+    model = build_model(IMAGE, model_cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, seen, seconds = 0, 0, 0.0
+    if resume and (out / CHECKPOINT / "state.json").is_file():
+        meta = _load_state(out / CHECKPOINT, model, opt, device)
+        step, seen, seconds = meta["step"], meta["images"], meta["seconds"]
+        on_log(f"resumed at step {step} ({seen} images)") if rank == 0 else None
+    rate = FlatCos(cfg.steps)  # flat, then cosine to zero over the second half
+    net = nn.parallel.DistributedDataParallel(model) if distributed else model
+    loader = DataLoader(ZooStream(styles, cfg.seed, seen, rank, world), batch_size=cfg.batch_size,
+                        num_workers=cfg.workers, collate_fn=_collate,
+                        persistent_workers=cfg.workers > 0)
+    loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
+    g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
+    t0, last_ckpt, run_loss = time.perf_counter(), time.perf_counter(), 0.0
+    net.train()
+    for x, labels in loader:
+        if step >= cfg.steps:
+            break
+        # Augmentation rises over the first tenth: clean images while leaving the plateau.
+        x = augment_batch(x, g, min(1.0, step / max(1, cfg.steps // 10)))
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * rate(step)
+        lp = net(x.to(device).contiguous(memory_format=torch.channels_last))
+        loss = _ctc(lp.cpu(), labels, charset, loss_fn) + _ace(lp.cpu(), labels, charset)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        seen += cfg.batch_size * world
+        run_loss = 0.98 * run_loss + 0.02 * loss.item() if step > 1 else loss.item()
+        elapsed = seconds + time.perf_counter() - t0
+        if rank == 0 and (step % 200 == 0 or step == cfg.steps):
+            on_log(f"step {step}/{cfg.steps}  loss {run_loss:.3f}  {seen} images  "
+                   f"{seen / max(elapsed, 1e-9):.0f} img/s  lr {cfg.lr * rate(step):.2e}")
+        if rank == 0 and time.perf_counter() - last_ckpt > 60 * cfg.checkpoint_minutes:
+            _save_state(out / CHECKPOINT, model, opt,
+                        dict(step=step, images=seen, seconds=elapsed, config=dataclasses.asdict(cfg)))
+            last_ckpt = time.perf_counter()
+    seconds += time.perf_counter() - t0
+    if distributed:
+        # DDP averages the gradients, so the parameters agree; the batch-norm running
+        # statistics are each rank's own since the last forward: take rank 0's.
+        for buf in model.buffers():
+            dist.broadcast(buf, 0)
+    digests = [_weights_digest(model)]
+    if distributed:
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, digests[0])
+        digests = gathered
+        dist.destroy_process_group()
+    if rank != 0:
+        return None
+    model = model.cpu()
+    eval_seed = cfg.seed + 1_000_003
+    metrics = evaluate_styles(model, charset, styles, eval_seed, cfg.eval_images, "cpu")
+    accs = [m["accuracy"] for m in metrics.values()]
+    info = ModelInfo(
+        alphabet=ALPHABET, image=IMAGE, model=model_cfg,
+        training=dict(
+            command=command, kind="pretrain", zoo_version=ZOO_VERSION, styles=styles,
+            seed=cfg.seed, steps=step, images=seen, processes=world, device=device.type,
+            seconds=round(seconds, 1), config=dataclasses.asdict(cfg),
+            recipe=RECIPES[DEFAULT_ARCH], rank_weight_digests=digests,
+            params=count_params(model), flops_per_image=count_flops(model, IMAGE),
+        ),
+        metrics=dict(zoo_eval_seed=eval_seed, zoo=metrics,
+                     zoo_median_accuracy=float(np.median(accs)) if accs else None),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(model, info, out)
+    from .export import export_onnx
+
+    export_onnx(model, info, out)
+    info.save(out)
+    return out
