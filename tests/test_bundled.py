@@ -34,3 +34,27 @@ def test_default_model_used_by_predict(shared_data, capsys):
     f = sorted(shared_data.glob("*.png"))[0]
     assert main(["predict", str(f)]) == 0
     assert capsys.readouterr().out == f"{f}\t{f.stem}\n"
+
+
+def test_base_model_reads_unseen_zoo_images_zero_shot(capsys, tmp_path):
+    import numpy as np
+
+    from captcha_ocr.cli import main
+    from captcha_ocr.zoo import render
+
+    d = bundled_model_dir("base")
+    info = json.loads((d / FILES.info).read_text())
+    for name, digest in info["files"].items():
+        assert sha256_file(d / name) == digest, name
+    assert info["training"]["command"].startswith("captcha-ocr pretrain")
+    assert info["training"]["zoo_version"] >= 1
+    assert sum(f.stat().st_size for f in d.iterdir()) < 3_000_000
+    reader = Reader.load("base")  # by name, as --model base
+    pairs = [render(style, 4242, i) for style in ("digits_strike", "bold_caps") for i in range(25)]
+    readings = reader.read_many([np.asarray(img) for img, _ in pairs])
+    right = sum(r.text == label for r, (_, label) in zip(readings, pairs))
+    assert right >= 40, right  # a seed it never trained on
+    img, label = pairs[0]
+    img.save(tmp_path / "one.png")
+    assert main(["predict", str(tmp_path / "one.png"), "--model", "base"]) == 0
+    assert capsys.readouterr().out.strip().endswith(label)

@@ -344,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a captcha reader and read captchas with it.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    model_help = "model directory (default: the bundled captcha_images_v2 model)"
+    model_help = ("model directory, or a shipped model: 'base' (general, zero-shot) or "
+                  "'captcha_images_v2' (the default)")
 
     t = sub.add_parser("train", help="train a model on a folder of labeled images",
                        description="Train on a folder of images labeled by file name (or labels.csv).")

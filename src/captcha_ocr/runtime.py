@@ -88,7 +88,8 @@ class Reader:
         """Load a model directory (default: the bundled pretrained model).
 
         Args:
-            model_dir: a directory written by ``captcha-ocr train``.
+            model_dir: a directory written by ``captcha-ocr train``, or the name of a
+                model shipped in the package ("base", "captcha_images_v2").
             threads: ONNX Runtime intra-op threads (0: half the cores; the other half
                 decode images for ``read_many``, a two-stage pipeline).
             max_pixels: images with more pixels are refused before decoding.
@@ -102,6 +103,8 @@ class Reader:
             if not (model_dir / FILES.info).is_file():
                 raise ModelError("no bundled model in this install; pass a model directory "
                                  "(--model DIR) written by 'captcha-ocr train'")
+        elif not Path(model_dir).is_dir() and (bundled_model_dir(str(model_dir)) / FILES.info).is_file():
+            model_dir = bundled_model_dir(str(model_dir))  # a shipped model by name: "base"
         model_dir = Path(model_dir)
         info = ModelInfo.load(model_dir)
         onnx_path = info.verify(model_dir, FILES.onnx)
