@@ -181,3 +181,16 @@ def test_fine_tuning_refuses_what_cannot_fit(tmp_path, capsys):
     assert "drop --arch" in capsys.readouterr().err
     assert main([*args, "--init", "captcha_images_v2", "--channels", "3"]) != 0
     assert "drop the --channels option" in capsys.readouterr().err
+
+
+def test_few_labels_fine_tune_the_base_model_unless_told(tmp_path):
+    data = tmp_path / "digits"
+    write_style("pastel_digits", data, 30, seed=6)
+    runs = {"auto": [], "none": ["--init", "none"], "arch": ["--arch", "crnn"]}
+    init = {}
+    for name, extra in runs.items():
+        out = tmp_path / name
+        assert main(["train", str(data), "--out", str(out), "--steps", "10", "-q", *extra]) == 0
+        init[name] = json.loads((out / FILES.info).read_text())["training"].get("init", {})
+    assert init["auto"].get("model") == "base"
+    assert init["none"] == {} and init["arch"] == {}

@@ -8,7 +8,8 @@ from captcha_ocr.modeldir import FILES
 
 def test_train_eval_predict(subset, tmp_path, capsys):
     out = tmp_path / "m"
-    rc = main(["train", str(subset), "--out", str(out), "--epochs", "3", "--seed", "5", "-q"])
+    rc = main(["train", str(subset), "--out", str(out), "--epochs", "3", "--seed", "5", "-q",
+               "--init", "none"])  # from scratch: the input decided from the images alone
     summary = capsys.readouterr().out
     assert rc == 0, summary
     assert "validation sequence accuracy" in summary and str(out) in summary

@@ -64,12 +64,23 @@ def _err_console():
 # ---------------------------------------------------------------- train
 
 
+# Below this many labeled images, train fine-tunes the base model unless told otherwise.
+AUTO_INIT_BELOW = 500
+
+
 def cmd_train(a: argparse.Namespace) -> None:
     from .download import resolve_data
     from .train import recipe, train
 
     data = resolve_data(a.data_dir)
     init = None
+    if a.init is None and a.arch is None and a.height is None and a.channels is None:
+        # Few labels: start from the shipped base model (fine-tuning), which reads far
+        # better than training from scratch there (README, "Fine-tuning").
+        if len(discover(data)) < AUTO_INIT_BELOW:
+            a.init = "base"
+    if a.init == "none":
+        a.init = None
     if a.init:
         from .finetune import load_init
 
@@ -354,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model directory to write")
     t.add_argument("--init", metavar="MODEL",
                    help="fine-tune: start from a model directory or a shipped model ('base', "
-                   "'captcha_images_v2') instead of random weights")
+                   "'captcha_images_v2'); 'none': random weights (default: 'base' below "
+                   "500 labeled images unless --arch, --height or --channels is given)")
     t.add_argument("--arch", choices=list(ARCHS), default=None,
                    help=f"architecture and its training recipe (default: {DEFAULT_ARCH}; "
                    "seed: the tutorial's network, settings and 200x50 grey input)")
