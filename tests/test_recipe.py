@@ -11,7 +11,7 @@ from captcha_ocr.cli import main
 from captcha_ocr.config import MAX_STEPS, MIN_STEPS, TrainConfig, steps_budget
 from captcha_ocr.modeldir import FILES
 from captcha_ocr.runtime import Reader
-from captcha_ocr.train import Split, _ace, _round_batches, recipe, resolve_budget, steps_per_round, train
+from captcha_ocr.train import Split, _round_batches, ace_loss, recipe, resolve_budget, steps_per_round, train
 from captcha_ocr.zoo import write_style
 
 
@@ -57,7 +57,7 @@ def test_character_count_loss_prefers_the_right_characters():
     right[0, 6, :] = torch.tensor([1e-3, 1e-3, 1.0, 1e-3])
     wrong = right[:, :, [0, 3, 1, 2]]  # "c" and "a" instead
     lp = lambda x: (x / x.sum(-1, keepdim=True)).log()  # noqa: E731
-    assert _ace(lp(right), ["ab"], cs) < _ace(lp(wrong), ["ab"], cs)
+    assert ace_loss(lp(right), ["ab"], cs) < ace_loss(lp(wrong), ["ab"], cs)
 
 
 def test_short_run_on_a_zoo_style_learns(tmp_path):

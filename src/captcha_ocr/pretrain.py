@@ -39,7 +39,7 @@ from .metrics import cer, sequence_accuracy
 from .model import CRNN, build_model, count_flops, count_params
 from .modeldir import ModelInfo, atomic_write
 from .preprocess import to_array
-from .train import FlatCos, _ace, _ctc, save_checkpoint
+from .train import FlatCos, ace_loss, ctc_loss, save_checkpoint
 from .zoo import STYLES, ZOO_VERSION, render
 
 __all__ = ["ALPHABET", "PretrainConfig", "pretrain"]
@@ -209,7 +209,7 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig, *, resume: bool = False,
         for group in opt.param_groups:
             group["lr"] = cfg.lr * rate(step)
         lp = net(x.to(device).contiguous(memory_format=torch.channels_last))
-        loss = _ctc(lp.cpu(), labels, charset, loss_fn) + _ace(lp.cpu(), labels, charset)
+        loss = ctc_loss(lp.cpu(), labels, charset, loss_fn) + ace_loss(lp.cpu(), labels, charset)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -127,7 +127,7 @@ def _targets(labels: list[str], charset: Charset) -> tuple[torch.Tensor, torch.T
     return flat, torch.tensor([len(seq) for seq in ids], dtype=torch.long)
 
 
-def _ctc(log_probs: torch.Tensor, labels: list[str], charset: Charset, loss_fn: nn.CTCLoss):
+def ctc_loss(log_probs: torch.Tensor, labels: list[str], charset: Charset, loss_fn: nn.CTCLoss):
     targets, lengths = _targets(labels, charset)
     b, t, _ = log_probs.shape
     lp = log_probs.transpose(0, 1)  # (B, T, C) -> (T, B, C), as CTCLoss wants
@@ -155,7 +155,7 @@ def steps_per_round(n_train: int, cfg: TrainConfig) -> int:
     return per_pass * -(-max(1, cfg.min_round) // per_pass)
 
 
-def _ace(log_probs: torch.Tensor, labels: list[str], charset: Charset) -> torch.Tensor:
+def ace_loss(log_probs: torch.Tensor, labels: list[str], charset: Charset) -> torch.Tensor:
     """Aggregation cross-entropy (Xie et al., CVPR 2019): how often each class appears in
     the image, with no alignment. Per image, the output's class probabilities summed
     over time should match the label's character counts (the blank takes the remaining
@@ -189,9 +189,9 @@ def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.opti
             x = augment_batch(x, g, aug_strength)
         x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast conv layout
         lp = model(x)
-        loss = _ctc(lp, split.labels(idx), split.charset, loss_fn)
+        loss = ctc_loss(lp, split.labels(idx), split.charset, loss_fn)
         if cfg.ace:
-            loss = loss + cfg.ace * _ace(lp, split.labels(idx), split.charset)
+            loss = loss + cfg.ace * ace_loss(lp, split.labels(idx), split.charset)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -216,7 +216,7 @@ def evaluate(model: CRNN, split: Split, idx: np.ndarray, loss_fn: nn.CTCLoss,
     for k in range(0, len(idx), batch_size):
         part = idx[k : k + batch_size]
         lp = model(images[part])
-        loss_sum += _ctc(lp, split.labels(part), split.charset, loss_fn).item() * len(part)
+        loss_sum += ctc_loss(lp, split.labels(part), split.charset, loss_fn).item() * len(part)
         preds += [d.text for d in greedy_decode(lp.numpy(), split.charset)]
     labels = split.labels(idx)
     return loss_sum / len(idx), sequence_accuracy(labels, preds), cer(labels, preds), preds
