@@ -73,14 +73,19 @@ def test_short_run_on_a_zoo_style_learns(tmp_path):
     assert info.training["input"]["chosen"]["channels"] == info.image.channels == 3
 
 
-def test_geometry_lands_in_model_json_and_the_reader_uses_it(tmp_path, capsys):
+def _strips(folder, n: int, seed: int):
+    """``n`` colour strips with their text in the left third (test_geometry's images)."""
     from test_geometry import _strip
 
-    data = tmp_path / "strip"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(30):
-        _strip(rng, text_right=0.35, colour=True).save(data / f"{i:03d}x.png")
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        _strip(rng, text_right=0.35, colour=True).save(folder / f"{i:03d}x.png")
+    return folder
+
+
+def test_geometry_lands_in_model_json_and_the_reader_uses_it(tmp_path, capsys):
+    data = _strips(tmp_path / "strip", 30, seed=0)
     out = tmp_path / "m"
     assert main(["train", str(data), "--out", str(out), "--steps", "30", "-q"]) == 0
     info = json.loads((out / FILES.info).read_text())
@@ -101,13 +106,7 @@ def test_geometry_lands_in_model_json_and_the_reader_uses_it(tmp_path, capsys):
 
 
 def test_seed_arch_reads_the_tutorials_fixed_input(tmp_path):
-    from test_geometry import _strip
-
-    data = tmp_path / "strip"
-    data.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(20):
-        _strip(rng, text_right=0.35, colour=True).save(data / f"{i:03d}x.png")
+    data = _strips(tmp_path / "strip", 20, seed=1)
     out = tmp_path / "m"
     assert main(["train", str(data), "--out", str(out), "--arch", "seed", "--epochs", "1",
                  "-q"]) == 0

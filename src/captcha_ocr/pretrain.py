@@ -191,7 +191,8 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig, *, resume: bool = False,
     if resume and (out / CHECKPOINT / "state.json").is_file():
         meta = _load_state(out / CHECKPOINT, model, opt, device)
         step, seen, seconds = meta["step"], meta["images"], meta["seconds"]
-        on_log(f"resumed at step {step} ({seen} images)") if rank == 0 else None
+        if rank == 0:
+            on_log(f"resumed at step {step} ({seen} images)")
     rate = FlatCos(cfg.steps)  # flat, then cosine to zero over the second half
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
     loader = DataLoader(ZooStream(styles, cfg.seed, seen, rank, world), batch_size=cfg.batch_size,
