@@ -1,11 +1,15 @@
 import io
+import os
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
+from captcha_ocr import preprocess as preprocess_module
 from captcha_ocr.config import ImageConfig
-from captcha_ocr.preprocess import ImageError, ImageTooLargeError, preprocess
+from captcha_ocr.preprocess import MAX_FILE_BYTES, ImageError, ImageTooLargeError, preprocess
 
 CFG = ImageConfig(height=50, width=200, channels=1)
 
@@ -82,3 +86,89 @@ def test_pixel_limit_checked_from_header():
     big = _png(Image.new("L", (3000, 2000)))
     with pytest.raises(ImageTooLargeError, match="3000x2000"):
         preprocess(big, CFG, max_pixels=4_000_000)
+
+
+# ---------------------------------------------------------------- the image gate
+
+
+def _encoded(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_lab_tiff_named_png_is_refused_by_format(tmp_path):
+    path = tmp_path / "lab.png"
+    path.write_bytes(_encoded(Image.new("LAB", (20, 10)), "TIFF"))
+    with pytest.raises(ImageError, match=r"lab\.png: not an image in a supported format \(PNG"):
+        preprocess(path, CFG)
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "PCX", "TGA", "PPM", "ICO", "SGI"])
+def test_formats_outside_the_allow_list_are_refused(fmt):
+    data = _encoded(Image.new("RGB", (32, 16), "white"), fmt)
+    with pytest.raises(ImageError, match="not an image in a supported format"):
+        preprocess(data, CFG)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP"])
+def test_allowed_formats_read(fmt):
+    assert preprocess(_encoded(Image.new("RGB", (32, 16), "white"), fmt), CFG).shape == (1, 50, 200)
+
+
+def test_unconvertible_mode_is_image_error():
+    with pytest.raises(ImageError, match="PIL image: cannot convert LAB image"):
+        preprocess(Image.new("LAB", (20, 10)), CFG)
+
+
+def test_empty_array_is_image_error():
+    with pytest.raises(ImageError, match="0x0 pixels"):
+        preprocess(np.zeros((0, 0), np.uint8), CFG)
+
+
+def test_fifo_and_device_are_not_regular_files(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # reading it would block forever
+    with pytest.raises(ImageError, match=r"pipe\.png: not a regular file"):
+        preprocess(fifo, CFG)
+    with pytest.raises(ImageError, match="/dev/zero: not a regular file"):
+        preprocess("/dev/zero", CFG)
+
+
+def test_folder_and_empty_file_messages(tmp_path):
+    with pytest.raises(ImageError, match="is a folder"):
+        preprocess(tmp_path, CFG)
+    (tmp_path / "e.png").write_bytes(b"")
+    with pytest.raises(ImageError, match=r"empty file \(0 bytes\)"):
+        preprocess(tmp_path / "e.png", CFG)
+
+
+def test_huge_file_refused_before_reading(tmp_path, monkeypatch):
+    big = tmp_path / "big.png"
+    with big.open("wb") as f:  # sparse: 1 GB on paper, nothing on disk
+        f.truncate(1 << 30)
+    opened = []
+    monkeypatch.setattr(preprocess_module, "open", lambda *a, **k: opened.append(a), raising=False)
+    with pytest.raises(ImageError, match="big.png: file is 1,073,741,824 bytes, over the limit of"):
+        preprocess(big, CFG)
+    assert not opened  # refused from its size, never opened
+    with pytest.raises(ImageError, match="over the limit of"):
+        preprocess(b"\x89PNG" + bytes(MAX_FILE_BYTES), CFG)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048), st.sampled_from(["PNG", "GIF", "BMP", "JPEG", "WEBP"]),
+       st.integers(0, 200), st.integers(0, 255))
+def test_fuzzed_bytes_give_an_array_or_image_error(junk, fmt, at, byte):
+    """Random bytes, and real images with bytes overwritten or cut: an array or an
+    ImageError, nothing else."""
+    good = bytearray(_encoded(Image.new("RGB", (24, 12), (9, 99, 199)), fmt))
+    if at < len(good):
+        good[at] = byte
+    for data in (junk, bytes(good), bytes(good[: at + 8]), bytes(good) + junk):
+        try:
+            out = preprocess(data or b"x", CFG)
+        except ImageError as e:
+            assert "\n" not in str(e)
+        else:
+            assert out.shape == (1, 50, 200) and out.dtype == np.float32

@@ -116,7 +116,7 @@ def cmd_train(a: argparse.Namespace) -> None:
                 f"{cfg.patience or 'off'}", soft_wrap=True)
 
         result = train(data, a.out, arch=a.arch, image=image, cfg=cfg, init=init,
-                       command=shlex.join(["captcha-ocr", *a.argv]), on_start=start,
+                       command=shlex.join(["captcha-ocr", *a.argv]), resume=a.resume, on_start=start,
                        on_epoch=progress.epoch, on_batch=progress.batch)
     for path, reason in result.skipped:
         console.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)
@@ -390,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the whole image (default: crop to where images differ, if that is "
                    "clearly smaller)")
     t.add_argument("--threads", type=COUNT, default=0, help="torch threads (default: all cores)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run that was interrupted in OUT.partial (same data and "
+                        "options; the result is the same as without the interruption)")
     t.add_argument("-q", "--quiet", action="store_true", help="no per-epoch output")
     t.set_defaults(func=cmd_train)
 

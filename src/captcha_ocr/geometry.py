@@ -87,8 +87,8 @@ def image_stats(samples: Sequence[Sample]) -> ImageStats:
     sizes, pixels = [], []
     for s in samples[::step][:MAX_LOOK]:
         try:
-            img = open_image(s.path)
-        except ImageError:
+            img = open_image(s.path).convert("RGB")
+        except (ImageError, ValueError, OSError):  # training skips these images too
             continue
         sizes.append(img.size)
         pixels.append(img)
@@ -96,7 +96,7 @@ def image_stats(samples: Sequence[Sample]) -> ImageStats:
         raise ImageError("none of the images could be read")
     w, h = (int(np.median([s[i] for s in sizes])) for i in (0, 1))
     # (N, h, w, 3) in [0, 1], every image at the median size.
-    a = np.stack([np.asarray(p.convert("RGB").resize((w, h), Image.Resampling.BILINEAR),
+    a = np.stack([np.asarray(p.resize((w, h), Image.Resampling.BILINEAR),
                              np.float32) for p in pixels]) / 255
     dev = np.abs(a - np.median(a, axis=0)).mean(axis=(0, 3))  # (h, w): how much images differ
     left, right = _extent(dev.mean(axis=0))

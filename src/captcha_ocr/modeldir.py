@@ -63,6 +63,15 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
         raise
 
 
+def _inside(model_dir: str | Path, name: str) -> Path:
+    """``model_dir/name``, refused when it is a link that leads out of the directory."""
+    path = Path(model_dir) / name
+    if path.is_symlink() and Path(model_dir).resolve() not in path.resolve().parents:
+        raise ModelError(f"{path}: a link to {path.resolve()}, outside the model directory; "
+                         "refusing to follow it (copy the file into the directory instead)")
+    return path
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()
@@ -102,7 +111,7 @@ class ModelInfo:
         Raises:
             ModelError: missing, not JSON, or a format this version cannot read.
         """
-        path = Path(model_dir) / FILES.info
+        path = _inside(model_dir, FILES.info)
         if not path.is_file():
             raise ModelError(f"{model_dir}: not a model directory (no {FILES.info}); "
                              "train one with 'captcha-ocr train' or pass --model")
@@ -115,16 +124,26 @@ class ModelInfo:
                                  f"(this version reads format {FORMAT})")
             if d.get("blank", BLANK) != BLANK:
                 raise ModelError(f"{path}: blank index {d['blank']} is not supported (expected {BLANK})")
-            return cls(
+            info = cls(
                 alphabet=d["alphabet"], image=from_dict(ImageConfig, d["image"]),
                 model=from_dict(ModelConfig, d["model"]), blank=d.get("blank", BLANK),
                 files=d.get("files", {}), training=d.get("training", {}),
                 metrics=d.get("metrics", {}),
             )
+            info._check(path)
+            return info
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             if isinstance(e, ModelError):
                 raise
             raise ModelError(f"{path}: malformed model metadata ({e})") from None
+
+    def _check(self, path: Path) -> None:
+        """The fields agree with each other (a hand edit can break that)."""
+        n = self.charset.n_classes  # ImageConfig checks its own fields
+        if self.model.n_classes != n:
+            raise ModelError(f"{path}: an alphabet of {len(self.alphabet)} characters needs "
+                             f"{n} output classes, the model has {self.model.n_classes}; "
+                             "re-train or restore model.json")
 
     def verify(self, model_dir: str | Path, name: str) -> Path:
         """The path of file ``name`` in ``model_dir`` after checking its recorded SHA-256.
@@ -132,7 +151,7 @@ class ModelInfo:
         Raises:
             ModelError: the file is missing, unrecorded, or does not match its checksum.
         """
-        path = Path(model_dir) / name
+        path = _inside(model_dir, name)
         if not path.is_file():
             raise ModelError(f"{path}: missing; re-create it with 'captcha-ocr export {model_dir}'")
         expected = self.files.get(name)

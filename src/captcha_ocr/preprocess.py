@@ -5,12 +5,18 @@ Conventions fixed here (the Keras tutorial's, written down):
 - any size is resized (bilinear) to the model's ``width x height``; the network
   then downsamples width by 4 and reads the columns left to right as time steps;
 - transparent pixels are composited on white, 16-bit images scaled to 8 bits.
+
+It is also the one gate every image passes (reading, evaluation, training, the service):
+only the formats in ``FORMATS`` are decoded, files are checked (regular file, size)
+before they are read, and every failure to open, decode, convert or resize an image
+becomes an ``ImageError`` naming it, so one bad image fails alone.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Union
@@ -20,10 +26,16 @@ from PIL import Image, UnidentifiedImageError
 
 from .config import ImageConfig
 
-__all__ = ["IMAGE_SUFFIXES", "ImageError", "ImageSource", "open_image", "preprocess", "to_array"]
+__all__ = ["FORMATS", "IMAGE_SUFFIXES", "ImageError", "ImageSource", "open_image", "preprocess",
+           "to_array"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
+# The only decoders used, whatever a file is named: Pillow knows ~40 formats, some of
+# them rarely exercised (or, like EPS, started as an external program).
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
 DEFAULT_MAX_PIXELS = 4_000_000
+# Checked before a file is read: 4 Mpx of uncompressed 32-bit BMP is 16 MB.
+MAX_FILE_BYTES = 32 * 1024 * 1024
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]  # noqa: UP007
 
@@ -37,7 +49,9 @@ class ImageTooLargeError(ImageError):
 
 
 def _name(source: object) -> str:
-    return str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return "PIL image" if isinstance(source, Image.Image) else type(source).__name__
 
 
 def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -57,8 +71,8 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     if isinstance(source, Image.Image):
         try:
             source.load()  # a lazily opened image decodes (and may fail) here
-        except (OSError, SyntaxError, ValueError) as e:
-            raise ImageError(f"PIL image: cannot decode ({e})") from None
+        except Exception as e:  # noqa: BLE001 - whatever the decoder raises
+            raise ImageError(f"PIL image: cannot decode ({_one_line(e)})") from None
         return source
     if isinstance(source, np.ndarray):
         if source.dtype not in (np.uint8, np.uint16):
@@ -72,18 +86,18 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         if len(source) == 0:
             raise ImageError("empty image data")
         fp = io.BytesIO(source)
+        if len(source) > MAX_FILE_BYTES:
+            raise ImageError(f"{type(source).__name__}: {len(source):,} bytes, over the limit of "
+                             f"{MAX_FILE_BYTES:,} for one image")
+        fp = io.BytesIO(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise ImageError(f"{path}: no such file")
-        try:
-            fp = io.BytesIO(path.read_bytes())  # no open file left behind by a failed decode
-        except OSError as e:
-            raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+        fp = io.BytesIO(_read_file(Path(source)))  # no open file left behind by a failed decode
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PIL warns on odd chunks; we report failures ourselves
-            img = Image.open(fp)
+            img = Image.open(fp, formats=FORMATS)
+            if img.width == 0 or img.height == 0:
+                raise ImageError(f"{_name(source)}: image is {img.width}x{img.height} pixels (empty)")
             if max_pixels is not None and img.width * img.height > max_pixels:
                 raise ImageTooLargeError(
                     f"{_name(source)}: image is {img.width}x{img.height}, over the limit of "
@@ -93,10 +107,43 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{_name(source)}: not an image (unknown format)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{_name(source)}: cannot decode image ({e})") from None
+        raise ImageError(f"{_name(source)}: not an image in a supported format "
+                         f"({', '.join(FORMATS)})") from None
+    except Exception as e:  # noqa: BLE001 - a decoder's failure, whatever its type, is this image's
+        raise ImageError(f"{_name(source)}: cannot decode image ({_one_line(e)})") from None
     return img
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _read_file(path: Path) -> bytes:
+    """The bytes of an image file, after checking that it is a regular file of a sane size."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError(f"{path}: is a folder, not an image file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError(f"{path}: not a regular file (a device, pipe or socket); pass an image file")
+    if st.st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageError(f"{path}: file is {st.st_size:,} bytes, over the limit of "
+                         f"{MAX_FILE_BYTES:,} for one image")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)  # the file may have grown since stat
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{path}: file is over the limit of {MAX_FILE_BYTES:,} bytes for one image")
+    return data
 
 
 def to_array(img: Image.Image, cfg: ImageConfig) -> np.ndarray:
@@ -144,4 +191,11 @@ def preprocess(
     Raises:
         ImageError: the source cannot be read as an image.
     """
-    return to_array(open_image(source, max_pixels), cfg)
+    img = open_image(source, max_pixels)
+    if img.width == 0 or img.height == 0:
+        raise ImageError(f"{_name(source)}: image is {img.width}x{img.height} pixels (empty)")
+    try:
+        return to_array(img, cfg)
+    except Exception as e:  # noqa: BLE001 - a mode Pillow cannot convert, a failed resize
+        raise ImageError(f"{_name(source)}: cannot convert {img.mode} image "
+                         f"({_one_line(e)})") from None

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import string
 import time
@@ -26,18 +25,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from . import checkpoint
 from .augment import augment_batch
 from .charset import Charset
 from .config import ARCHS, DEFAULT_ARCH, RECIPES, ImageConfig, ModelConfig
 from .decoding import greedy_decode
 from .metrics import cer, sequence_accuracy
 from .model import CRNN, build_model, count_flops, count_params
-from .modeldir import ModelInfo, atomic_write
+from .modeldir import ModelInfo
 from .preprocess import to_array
 from .train import FlatCos, ace_loss, ctc_loss, save_checkpoint
 from .zoo import STYLES, ZOO_VERSION, render
@@ -122,27 +120,15 @@ def _weights_digest(model: nn.Module) -> str:
 
 
 def _save_state(path: Path, model: CRNN, opt: torch.optim.Optimizer, meta: dict) -> None:
-    """A resumable checkpoint: weights and Adam's moments (safetensors), position (JSON)."""
-    path.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    for i, p in enumerate(opt.param_groups[0]["params"]):
-        st = opt.state.get(p, {})
-        for key in ("exp_avg", "exp_avg_sq", "step"):
-            if key in st:
-                tensors[f"opt.{i}.{key}"] = torch.as_tensor(st[key]).detach().cpu().contiguous()
-    atomic_write(path / "state.safetensors", st_save(tensors))
-    atomic_write(path / "state.json", json.dumps(meta, indent=2) + "\n")
+    """A resumable checkpoint: weights, optimizer state and position (``checkpoint``)."""
+    checkpoint.save(path, dict(model=model.state_dict(), optimizer=opt.state_dict(), meta=meta))
 
 
-def _load_state(path: Path, model: CRNN, opt: torch.optim.Optimizer, device) -> dict:
-    meta = json.loads((path / "state.json").read_text())
-    tensors = st_load((path / "state.safetensors").read_bytes())
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    for i, p in enumerate(opt.param_groups[0]["params"]):
-        if f"opt.{i}.exp_avg" in tensors:
-            opt.state[p] = {key: tensors[f"opt.{i}.{key}"].to(device)
-                            for key in ("exp_avg", "exp_avg_sq", "step")}
-    return meta
+def _load_state(path: Path, model: CRNN, opt: torch.optim.Optimizer) -> dict:
+    state = checkpoint.load(path)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])  # moves the moments to the parameters' device
+    return state["meta"]
 
 
 @torch.no_grad()
@@ -188,8 +174,8 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig, *, resume: bool = False,
     model = build_model(IMAGE, model_cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step, seen, seconds = 0, 0, 0.0
-    if resume and (out / CHECKPOINT / "state.json").is_file():
-        meta = _load_state(out / CHECKPOINT, model, opt, device)
+    if resume and checkpoint.exists(out / CHECKPOINT):
+        meta = _load_state(out / CHECKPOINT, model, opt)
         step, seen, seconds = meta["step"], meta["images"], meta["seconds"]
         if rank == 0:
             on_log(f"resumed at step {step} ({seen} images)")

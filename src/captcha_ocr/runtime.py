@@ -65,6 +65,26 @@ def _failed(error: str) -> Reading:
     return Reading("", 0.0, (), error)
 
 
+def _check_graph(session: ort.InferenceSession, info: ModelInfo, onnx_path: Path) -> None:
+    """``model.json`` must describe the network it sits beside (it can be edited by hand,
+    and its checksum covers the ONNX file, not itself)."""
+    (inp,), (out,) = session.get_inputs(), session.get_outputs()
+    im = info.image
+    want_in = {1: im.channels, 2: im.height, 3: im.width}
+    for axis, want in want_in.items():
+        got = inp.shape[axis] if len(inp.shape) == 4 else None
+        if got != want:
+            what = ("channels", "height", "width")[axis - 1]
+            raise ModelError(f"{onnx_path.parent / FILES.info}: input {what} {want} does not fit "
+                             f"the network in {FILES.onnx} ({got}); re-train or restore model.json")
+    classes = out.shape[-1] if len(out.shape) == 3 else None
+    if classes != info.charset.n_classes:
+        raise ModelError(f"{onnx_path.parent / FILES.info}: an alphabet of "
+                         f"{len(info.alphabet)} characters needs {info.charset.n_classes} output "
+                         f"classes, the network in {FILES.onnx} has {classes}; re-train or "
+                         "restore model.json")
+
+
 class Reader:
     """A loaded model that turns images into text.
 
@@ -117,6 +137,7 @@ class Reader:
             session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
+        _check_graph(session, info, onnx_path)
         return cls(session, info, model_dir, max_pixels)
 
     @property

@@ -1,0 +1,194 @@
+"""Model directories as transactions: a lock, a staging folder, a swap, resume.
+
+Trains tiny models on generated captchas (no dataset needed). The kill tests run the
+real CLI in a subprocess that SIGKILLs itself at named points (``staging.fault``).
+"""
+
+import errno
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from captcha_ocr import staging
+from captcha_ocr.cli import main
+from captcha_ocr.modeldir import FILES, ModelError
+from captcha_ocr.runtime import Reader
+from captcha_ocr.staging import StagedModelDir
+from captcha_ocr.train import recipe, train
+
+# A few seconds per run: one round (30 steps of 8 images), from scratch.
+TINY = ["--init", "none", "--steps", "8", "--batch-size", "8", "--threads", "1", "-q"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    from conftest import make_captchas
+
+    folder = tmp_path_factory.mktemp("staging") / "data"
+    make_captchas(folder, 48, "0123456789", (4, 4), seed=3, size=(100, 32))
+    return folder
+
+
+def _digest(model_dir: Path) -> str:
+    return hashlib.sha256((model_dir / FILES.onnx).read_bytes()).hexdigest()
+
+
+def _run_cli(args: list[str], kill_at: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "CAPTCHA_OCR_KILL_AT"}
+    if kill_at:
+        env["CAPTCHA_OCR_KILL_AT"] = kill_at
+    return subprocess.run([sys.executable, "-m", "captcha_ocr.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_second_writer_is_refused(tmp_path):
+    out = tmp_path / "m"
+    with StagedModelDir(out):
+        with pytest.raises(ModelError, match=rf"{out}: another captcha-ocr process \(pid {os.getpid()}\)"):
+            with StagedModelDir(out):
+                pass
+    with StagedModelDir(out):  # released on exit
+        pass
+
+
+def test_second_train_into_the_same_out_is_refused_while_one_runs(data, tmp_path, capsys):
+    out = tmp_path / "m"
+    with StagedModelDir(out):  # as a running `train` holds it
+        assert main(["train", str(data), "--out", str(out), *TINY]) != 0
+    err = capsys.readouterr().err
+    assert "another captcha-ocr process" in err and "choose another --out" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_out_that_is_not_a_model_directory_is_left_alone(data, tmp_path, capsys):
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "history.csv").write_text("mine")
+    assert main(["train", str(data), "--out", str(out), *TINY]) != 0
+    assert "not empty and not a model directory" in capsys.readouterr().err
+    assert (out / "history.csv").read_text() == "mine" and sorted(os.listdir(out)) == ["history.csv"]
+
+
+def test_model_directory_with_a_foreign_file_is_left_alone(data, tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), *TINY]) == 0
+    (out / "notes.txt").write_text("mine")
+    before = _digest(out)
+    assert main(["train", str(data), "--out", str(out), *TINY, "--seed", "9"]) != 0
+    assert "not part of a model (notes.txt)" in capsys.readouterr().err
+    assert _digest(out) == before and (out / "notes.txt").read_text() == "mine"
+
+
+def test_out_inside_the_data_folder_is_refused(data, capsys):
+    assert main(["train", str(data), "--out", str(data / "model"), *TINY]) != 0
+    assert "inside the data folder" in capsys.readouterr().err
+    assert not (data / "model").exists()
+
+
+def test_retrain_replaces_the_whole_directory_and_leaves_nothing_beside(data, tmp_path):
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), *TINY]) == 0
+    first = _digest(out)
+    assert main(["train", str(data), "--out", str(out), *TINY, "--seed", "9"]) == 0
+    assert _digest(out) != first
+    Reader.load(out)  # checksums agree
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]
+    assert sorted(os.listdir(out)) == sorted(staging.MODEL_FILES)
+
+
+def test_swap_by_two_renames_where_exchange_is_missing(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(staging, "_exchange", lambda a, b: False)
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), *TINY]) == 0
+    first = _digest(out)
+    assert main(["train", str(data), "--out", str(out), *TINY, "--seed", "9"]) == 0
+    assert _digest(out) != first and not (tmp_path / "m.prev").exists()
+
+
+def test_a_swap_cut_between_its_renames_is_undone(data, tmp_path):
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), *TINY]) == 0
+    old = _digest(out)
+    out.rename(tmp_path / "m.prev")  # the state right after the first of the two renames
+    with StagedModelDir(out):
+        pass
+    assert _digest(out) == old and not (tmp_path / "m.prev").exists()
+
+
+@pytest.mark.parametrize("point", ["round-end", "before-swap", "after-exchange", "after-swap"])
+def test_kill_at_any_point_leaves_a_loadable_model(data, tmp_path, point):
+    """SIGKILL at each point of a retrain: the old model or the new one loads, never a
+    mix; the next run (resuming where there is something to resume) completes."""
+    out = tmp_path / "m"
+    assert _run_cli(["train", str(data), "--out", str(out), *TINY]).returncode == 0
+    old = _digest(out)
+    killed = _run_cli(["train", str(data), "--out", str(out), *TINY, "--seed", "9"], kill_at=point)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    with StagedModelDir(out) as staged:  # what any next writer sees first (recovery)
+        interrupted = staged.interrupted()
+    assert Reader.load(out).read(next(data.glob("*.png"))).ok
+    expected_old = point in ("round-end", "before-swap")
+    assert (_digest(out) == old) == expected_old
+    again = ["train", str(data), "--out", str(out), *TINY, "--seed", "9"]
+    done = _run_cli(again + (["--resume"] if interrupted else []))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _digest(out) != old
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]
+
+
+def test_run_without_resume_is_told_about_the_interrupted_one(data, tmp_path, capsys):
+    out = tmp_path / "m"
+
+    def interrupt(stats):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(data, out, cfg=recipe("crnn", steps=8, batch_size=8, threads=1), on_epoch=interrupt,
+              checkpoint_seconds=0)
+    assert not out.exists() and (tmp_path / "m.partial" / "checkpoint").is_dir()
+    assert main(["train", str(data), "--out", str(out), *TINY]) != 0
+    assert "add --resume to continue it" in capsys.readouterr().err
+    assert main(["train", str(data), "--out", str(out), *TINY, "--lr", "0.01", "--resume"]) != 0
+    assert "cannot resume: the config differs" in capsys.readouterr().err
+    assert main(["train", str(data), "--out", str(tmp_path / "other"), *TINY, "--resume"]) != 0
+    assert "no interrupted run to resume" in capsys.readouterr().err
+
+
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(data, tmp_path):
+    cfg = recipe("crnn", steps=90, batch_size=8, threads=1, seed=4)  # 3 rounds of 30 steps
+    whole = train(data, tmp_path / "whole", cfg=cfg)  # checkpoint_seconds: the default
+    rounds = []
+
+    def interrupt_after_two(stats):
+        rounds.append(stats.epoch)
+        if stats.epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(data, tmp_path / "cut", cfg=cfg, on_epoch=interrupt_after_two, checkpoint_seconds=0)
+    resumed = train(data, tmp_path / "cut", cfg=cfg, resume=True, on_epoch=lambda s: rounds.append(s.epoch))
+    assert rounds == [1, 2, 3] and len(whole.history) == 3
+    assert resumed.info.training["resumed"] is True
+    assert [h.val_loss for h in resumed.history] == [h.val_loss for h in whole.history]
+    weights = [(tmp_path / d / FILES.weights).read_bytes() for d in ("cut", "whole")]
+    assert weights[0] == weights[1]
+
+
+def test_full_disk_is_one_line_and_the_old_model_survives(data, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), *TINY]) == 0
+    old = _digest(out)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "m.partial" / "x"))
+
+    monkeypatch.setattr("captcha_ocr.train.atomic_write", full)  # the weights, into m.partial
+    assert main(["train", str(data), "--out", str(out), *TINY, "--seed", "9"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "No space left on device during training" in err and "untouched" in err
+    assert len(err.splitlines()) == 1
+    assert _digest(out) == old
