@@ -61,3 +61,22 @@ def test_labels_csv_not_utf8(synth_dir):
     (synth_dir / "labels.csv").write_bytes(b"file,label\na.png,\xff\n")
     with pytest.raises(DatasetError, match="not UTF-8"):
         discover(synth_dir)
+
+
+def test_labels_csv_with_a_bom_reads(synth_dir):
+    first = sorted(synth_dir.glob("*.png"))[0].name
+    (synth_dir / "labels.csv").write_bytes(f"\ufefffile,label\n{first},abc\n".encode())
+    assert {s.path.name: s.label for s in discover(synth_dir)}[first] == "abc"
+
+
+def test_labels_csv_conflicting_rows_are_refused(synth_dir):
+    first = sorted(synth_dir.glob("*.png"))[0].name
+    (synth_dir / "labels.csv").write_text(f"file,label\n{first},abc\n{first},abc\n{first},abd\n")
+    with pytest.raises(DatasetError, match=rf"labels.csv:4: {first} is labeled 'abd' here and 'abc' on line 2"):
+        discover(synth_dir)
+
+
+def test_labels_csv_repeated_identical_row_is_fine(synth_dir):
+    first = sorted(synth_dir.glob("*.png"))[0].name
+    (synth_dir / "labels.csv").write_text(f"file,label\n{first},abc\n{first},abc\n")
+    assert {s.path.name: s.label for s in discover(synth_dir)}[first] == "abc"

@@ -51,6 +51,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    value = _at_least(0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0-65535, not {text}")
+    return value
+
+
 POSITIVE = _at_least(1)
 COUNT = _at_least(0)
 
@@ -115,9 +122,17 @@ def cmd_train(a: argparse.Namespace) -> None:
                 f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "
                 f"{cfg.patience or 'off'}", soft_wrap=True)
 
-        result = train(data, a.out, arch=a.arch, image=image, cfg=cfg, init=init,
-                       command=shlex.join(["captcha-ocr", *a.argv]), resume=a.resume, on_start=start,
-                       on_epoch=progress.epoch, on_batch=progress.batch)
+        try:
+            result = train(data, a.out, arch=a.arch, image=image, cfg=cfg, init=init,
+                           command=shlex.join(["captcha-ocr", *a.argv]), resume=a.resume,
+                           on_start=start, on_epoch=progress.epoch, on_batch=progress.batch)
+        except KeyboardInterrupt:
+            from .staging import StagedModelDir
+
+            if StagedModelDir(a.out).interrupted():
+                console.print("the run can go on from its last checkpoint: the same command "
+                              "with --resume", markup=False, soft_wrap=True)
+            raise
     for path, reason in result.skipped:
         console.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)
     m, t = result.info.metrics, result.info.training
@@ -183,16 +198,26 @@ def _reader(a: argparse.Namespace):
 def cmd_eval(a: argparse.Namespace) -> None:
     reader = _reader(a)
     samples = discover(a.data_dir)
-    for s in samples:
-        bad = reader.charset.unknown(s.label)
-        if bad:
-            raise UnknownCharacterError(f"{s.path}: label {s.label!r} has characters {bad!r} "
-                                        "the model does not know; it cannot be read correctly")
+    # A label with characters the model cannot emit is read and counted wrong, not fatal.
+    unknown = {s.path: reader.charset.unknown(s.label) for s in samples}
+    unknown = {path: chars for path, chars in unknown.items() if chars}
+    if unknown and not a.json:
+        path, chars = next(iter(unknown.items()))
+        _err_console().print(f"warning: {len(unknown)} labels have characters the model does not "
+                             f"know (first: {path}: {chars!r}); they count as wrong",
+                             markup=False, soft_wrap=True)
     readings = reader.read_many([s.path for s in samples], batch_size=a.batch_size)
     labels = [s.label for s in samples]
     preds = [r.text for r in readings]
-    errors = [dict(file=str(s.path), label=s.label, prediction=r.text)
-              | ({"error": r.error} if r.error else {})
+
+    def why(s, r) -> dict:
+        if r.error:
+            return {"error": r.error}
+        if s.path in unknown:
+            return {"error": f"the label has characters the model does not know: {unknown[s.path]!r}"}
+        return {}
+
+    errors = [dict(file=str(s.path), label=s.label, prediction=r.text) | why(s, r)
               for s, r in zip(samples, readings) if r.text != s.label]
     report = dict(n=len(samples), sequence_accuracy=sequence_accuracy(labels, preds),
                   cer=cer(labels, preds), errors=errors)
@@ -239,7 +264,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
             elif r.ok:
                 print(f"{path}\t{r.text}", flush=True)
             else:
-                console.print(f"error: {r.error}", markup=False)
+                console.print(f"error: {r.error}", markup=False, soft_wrap=True)
             bar.advance(task)
     if failed:
         raise CLIError(f"{failed} of {len(paths)} images could not be read")
@@ -430,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "web page at / with uvicorn; Ctrl-C or SIGTERM stops it.")
     v.add_argument("--model", help=model_help)
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    v.add_argument("--port", type=_at_least(0), default=8000, help="port (default: 8000)")
+    v.add_argument("--port", type=_port, default=8000, help="port, 0-65535 (default: 8000)")
     v.add_argument("--max-body-mb", type=_at_least(1e-6, float), default=2.0,
                    help="largest request body in MiB, 413 above (default: 2)")
     v.add_argument("--max-batch", type=POSITIVE, default=64,

@@ -59,18 +59,24 @@ def list_images(folder: str | Path) -> list[Path]:
 
 def _read_labels_csv(path: Path) -> dict[str, str]:
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM (Excel's UTF-8) is fine
             rows = list(csv.reader(f))
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); "
                            "save it as UTF-8") from None
     if not rows or [c.strip().lower() for c in rows[0][:2]] != ["file", "label"]:
         raise DatasetError(f"{path}: the first line must be the header 'file,label'")
-    labels = {}
+    labels: dict[str, str] = {}
+    first: dict[str, int] = {}
     for n, row in enumerate(rows[1:], start=2):
         if len(row) != 2 or not row[0]:
             raise DatasetError(f"{path}:{n}: expected two columns 'file,label', got {row!r}")
-        labels[row[0]] = row[1]
+        name, label = row
+        if name in labels and labels[name] != label:
+            raise DatasetError(f"{path}:{n}: {name} is labeled {label!r} here and "
+                               f"{labels[name]!r} on line {first[name]}; keep one of the two")
+        first.setdefault(name, n)
+        labels[name] = label
     return labels
 
 
