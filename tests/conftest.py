@@ -6,8 +6,14 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 SHARED = Path(os.environ.get("CAPTCHA_OCR_DATA")
@@ -68,3 +74,49 @@ def trained(tmp_path_factory, subset: Path):
     out = tmp_path_factory.mktemp("model")
     cfg = recipe("fast", epochs=4, seed=1)
     return train(subset, out, arch="fast", cfg=cfg, command="pytest")
+
+
+# ---------------------------------------------------------------- a live server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`captcha-ocr serve` on a free loopback port, its output in a log file."""
+
+    def __init__(self, model_dir: Path | str, log: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "captcha_ocr.cli", "serve", "--model", str(model_dir),
+                 "--port", str(self.port), *args], stdout=out, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server not ready after {timeout} s:\n{self.log.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode

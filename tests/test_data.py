@@ -72,7 +72,8 @@ def test_labels_csv_with_a_bom_reads(synth_dir):
 def test_labels_csv_conflicting_rows_are_refused(synth_dir):
     first = sorted(synth_dir.glob("*.png"))[0].name
     (synth_dir / "labels.csv").write_text(f"file,label\n{first},abc\n{first},abc\n{first},abd\n")
-    with pytest.raises(DatasetError, match=rf"labels.csv:4: {first} is labeled 'abd' here and 'abc' on line 2"):
+    message = rf"labels.csv:4: {first} is labeled 'abd' here and 'abc' on line 2"
+    with pytest.raises(DatasetError, match=message):
         discover(synth_dir)
 
 

@@ -303,7 +303,9 @@ def cmd_serve(a: argparse.Namespace) -> None:
     from .service import serve
 
     serve(a.model, a.host, a.port, max_body=int(a.max_body_mb * 1024 * 1024), max_batch=a.max_batch,
-          max_wait_ms=a.max_wait_ms, max_pixels=a.max_pixels, threads=a.threads)
+          max_wait_ms=a.max_wait_ms, max_pixels=a.max_pixels, threads=a.threads,
+          max_batch_pixels=a.max_batch_pixels, header_timeout=a.header_timeout,
+          body_timeout=a.body_timeout)
 
 
 # ---------------------------------------------------------------- zoo
@@ -464,6 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest image in pixels, 422 above, checked before decoding (default: 4000000)")
     v.add_argument("--max-wait-ms", type=_at_least(0.0, float), default=2.0,
                    help="longest wait for other images to batch with (default: 2)")
+    v.add_argument("--max-batch-pixels", type=POSITIVE, default=16_000_000,
+                   help="most pixels in all the images of one /v1/read-batch request, 413 above "
+                        "(default: 16000000)")
+    v.add_argument("--header-timeout", type=_at_least(0.01, float), default=10.0,
+                   help="seconds a client has to send a request's headers, 408 after (default: 10)")
+    v.add_argument("--body-timeout", type=_at_least(0.01, float), default=30.0,
+                   help="seconds a client has to send a request's body, 408 after (default: 30)")
     v.add_argument("--threads", type=COUNT, default=1, help="ONNX Runtime threads (default: 1)")
     v.set_defaults(func=cmd_serve)
 

@@ -26,8 +26,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .config import ImageConfig
 
-__all__ = ["FORMATS", "IMAGE_SUFFIXES", "ImageError", "ImageSource", "open_image", "preprocess",
-           "to_array"]
+__all__ = ["FORMATS", "IMAGE_SUFFIXES", "ImageError", "ImageSource", "image_size", "open_image",
+           "preprocess", "to_array"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")
 # The only decoders used, whatever a file is named: Pillow knows ~40 formats, some of
@@ -112,6 +112,18 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     except Exception as e:  # noqa: BLE001 - a decoder's failure, whatever its type, is this image's
         raise ImageError(f"{_name(source)}: cannot decode image ({_one_line(e)})") from None
     return img
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of encoded image bytes from the header alone (nothing decoded);
+    None when the bytes are not an image in one of ``FORMATS``."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+                return img.size
+    except Exception:  # noqa: BLE001 - not an image: decoding will say why, for that item
+        return None
 
 
 def _one_line(e: BaseException) -> str:

@@ -50,7 +50,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .preprocess import DEFAULT_MAX_PIXELS
+from .preprocess import DEFAULT_MAX_PIXELS, image_size
 from .runtime import ImageError, Reader, Reading
 
 __all__ = ["MicroBatcher", "create_app", "serve"]
@@ -66,6 +66,8 @@ MAX_BATCH = 64              # images per inference batch and per /v1/read-batch 
 MAX_WAIT_MS = 2.0           # longest a queued image waits for others still being decoded
 BATCH_BODY_FACTOR = 8       # /v1/read-batch bodies may be this many times max_body
 DECODE_THREADS = 2          # threads decoding and resizing images
+MAX_BATCH_PIXELS = 16_000_000  # pixels in all the images of one /v1/read-batch request
+MAX_JSON_DIGITS = 20        # digits in a JSON number (the schema has none; Python parses 4300)
 
 
 class Refused(Exception):
@@ -105,6 +107,8 @@ class MicroBatcher:
         self._arrived = asyncio.Event()  # something is queued
         self._ready = asyncio.Event()    # a batch is full, or nothing else is coming
         self._decode = ThreadPoolExecutor(decode_threads, thread_name_prefix="captcha-decode")
+        # Single images decode in their own lane: a read never queues behind big batches.
+        self._decode_one = ThreadPoolExecutor(1, thread_name_prefix="captcha-decode-one")
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="captcha-infer")
         self._task: asyncio.Task[None] | None = None
 
@@ -130,26 +134,28 @@ class MicroBatcher:
                 fut.set_exception(Refused(503, "the server is shutting down"))
         self._queue.clear()
         self._decode.shutdown(wait=True)
+        self._decode_one.shutdown(wait=True)
         self._thread.shutdown(wait=True)
 
     async def read(self, data: bytes) -> Reading:
         """Read one encoded image. Raises ``ImageError`` when it cannot be decoded."""
-        xs = await self._decoded([data])
+        xs = await self._decoded([data], self._decode_one)
         if isinstance(xs[0], ImageError):
             raise xs[0]
         return await self._enqueue(xs)[0]
 
     async def read_many(self, items: list[bytes | str]) -> list[Reading | str]:
         """Read several encoded images; a str item, or one that cannot be decoded, gives a str error."""
-        xs = await self._decoded(items)
+        xs = await self._decoded(items, self._decode)
         good = iter(await asyncio.gather(*self._enqueue([x for x in xs if isinstance(x, np.ndarray)])))
         return [next(good) if isinstance(x, np.ndarray) else x if isinstance(x, str) else _image_error(x)
                 for x in xs]
 
-    async def _decoded(self, items: list[bytes | str]) -> list[np.ndarray | ImageError | str]:
+    async def _decoded(self, items: list[bytes | str], lane: ThreadPoolExecutor
+                       ) -> list[np.ndarray | ImageError | str]:
         self._decoding += len(items)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._decode, self._preprocess, items)
+            return await asyncio.get_running_loop().run_in_executor(lane, self._preprocess, items)
         finally:
             self._decoding -= len(items)  # and _enqueue queues them before the batcher looks
             self._poke()
@@ -293,6 +299,12 @@ def _b64(item: Any) -> bytes | str:
         return "not valid base64"
 
 
+def _total_pixels(items: list[bytes | str]) -> int:
+    """Pixels of all the images of a batch, from their headers (before any decoding)."""
+    sizes = [image_size(x) for x in items if isinstance(x, bytes)]
+    return sum(w * h for w, h in filter(None, sizes))
+
+
 def _json_items(body: bytes, max_items: int) -> list[bytes | str]:
     """The images of a JSON batch ``{"images": [base64, ...]}``, decoded (an error string per bad item)."""
     images = _json_images(body)
@@ -301,10 +313,22 @@ def _json_items(body: bytes, max_items: int) -> list[bytes | str]:
     return [_b64(i) for i in images]
 
 
+def _small_int(text: str) -> int:
+    if len(text) > MAX_JSON_DIGITS:
+        raise ValueError(f"a number of {len(text)} digits (at most {MAX_JSON_DIGITS})")
+    return int(text)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _json_images(body: bytes) -> list[Any]:
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = json.loads(body, parse_int=_small_int, parse_constant=_no_constant)
+    except RecursionError:
+        raise Refused(400, "body is not valid JSON (nested too deeply)") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, the limits above
         raise Refused(400, f"body is not valid JSON ({e})") from None
     images = doc.get("images") if isinstance(doc, dict) else None
     if not isinstance(images, list):
@@ -394,7 +418,8 @@ class AccessLog:
 
 
 def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX_BATCH,
-               max_wait_ms: float = MAX_WAIT_MS) -> FastAPI:
+               max_wait_ms: float = MAX_WAIT_MS,
+               max_batch_pixels: int = MAX_BATCH_PIXELS) -> FastAPI:
     """Build the service around a loaded Reader.
 
     Args:
@@ -403,6 +428,8 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
             ``BATCH_BODY_FACTOR`` times larger.
         max_batch: most images per inference batch and per ``/v1/read-batch`` request.
         max_wait_ms: longest a queued image waits for others still being decoded.
+        max_batch_pixels: most pixels in all the images of one batch request (413
+            above; read from the headers, so a few huge images cannot hold the CPU).
 
     Returns:
         The FastAPI app. ``app.state.batcher.sizes`` counts inference batches by size.
@@ -477,6 +504,10 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
             raise Refused(400, "no images in the request")
         if len(items) > max_batch:
             raise Refused(413, f"{len(items)} images, over the batch limit of {max_batch}")
+        pixels = await asyncio.to_thread(_total_pixels, items)
+        if pixels > max_batch_pixels:
+            raise Refused(413, f"the images hold {pixels:,} pixels in all, over the limit of "
+                               f"{max_batch_pixels:,} for one batch request")
         readings = await batcher().read_many(items)
         return JSONResponse([{"error": r} if isinstance(r, str) else _reading(r, model) for r in readings])
 
@@ -492,7 +523,7 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
                           "channels": info.image.channels, "crop": list(info.image.crop)},
                 "arch": info.model.arch, "metrics": info.metrics,
                 "limits": {"max_body": max_body, "max_batch_body": batch_body, "max_batch": max_batch,
-                           "max_pixels": reader.max_pixels}}
+                           "max_pixels": reader.max_pixels, "max_batch_pixels": max_batch_pixels}}
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -555,7 +586,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, *,
           max_body: int = MAX_BODY, max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
           max_pixels: int | None = DEFAULT_MAX_PIXELS, threads: int = 1,
-          log_level: str = "info") -> None:
+          max_batch_pixels: int = MAX_BATCH_PIXELS, header_timeout: float | None = None,
+          body_timeout: float | None = None, log_level: str = "info") -> None:
     """Load a model and serve it with uvicorn until SIGINT/SIGTERM.
 
     Args:
@@ -563,6 +595,9 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
         host, port: where to listen.
         max_body, max_batch, max_wait_ms: see ``create_app``.
         max_pixels: images with more pixels are refused (422) before decoding.
+        max_batch_pixels: see ``create_app``.
+        header_timeout, body_timeout: seconds a client has to send a request's headers
+            and its body (408 after; None: ``httpguard``'s defaults).
         threads: ONNX Runtime threads for inference (1 leaves the other cores to HTTP
             and decoding, which serves more requests than more inference threads).
         log_level: uvicorn's and the request log's level.
@@ -571,10 +606,19 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
     reader = Reader.load(model_dir, threads=threads, max_pixels=max_pixels)
-    app = create_app(reader, max_body=max_body, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    app = create_app(reader, max_body=max_body, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                     max_batch_pixels=max_batch_pixels)
     # Everything loaded so far lives as long as the process: move it out of the cyclic GC's
     # sight, so its full collections stay short (p99 latency under load drops by about 25%).
     gc.collect()
     gc.freeze()
+    from .httpguard import GuardedHttpProtocol
+
+    limits = {k: v for k, v in dict(header_timeout=header_timeout, body_timeout=body_timeout).items()
+              if v is not None}
+    protocol = type("HttpProtocol", (GuardedHttpProtocol,), limits) if limits else GuardedHttpProtocol
+    # Limits on header size and count, and read timeouts for headers and bodies
+    # (httpguard); idle keep-alive connections close after 5 s (uvicorn's own).
     uvicorn.run(app, host=host, port=port, access_log=False, log_level=log_level,
-                server_header=False, timeout_graceful_shutdown=10, backlog=2048)
+                server_header=False, timeout_graceful_shutdown=10, backlog=2048,
+                http=protocol, timeout_keep_alive=5)

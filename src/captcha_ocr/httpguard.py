@@ -1,0 +1,116 @@
+"""uvicorn's HTTP/1.1 protocol (httptools) with the limits a public service needs.
+
+uvicorn bounds neither the size of a request's headers nor the time a client may take
+to send them or its body: a 128 MB header, or a client that sends one byte a minute,
+holds a connection and memory for as long as it likes. ``GuardedHttpProtocol`` adds:
+
+- headers: at most ``MAX_HEADER_BYTES`` bytes (request line included) and
+  ``MAX_HEADERS`` fields, else ``431`` and the connection is closed;
+- time: the request line and headers within ``HEADER_TIMEOUT`` seconds of the first
+  byte (or of the connection, for a client that sends nothing), the body within
+  ``BODY_TIMEOUT`` seconds of the headers, else ``408`` and the connection is closed.
+
+Keep-alive idle time stays uvicorn's own ``timeout_keep_alive``. Answers here are
+written by the protocol itself (the app never sees such a request), as one-line JSON
+like every other error of the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_HEADERS", "MAX_HEADER_BYTES", "GuardedHttpProtocol"]
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 100
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 30.0
+
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """``uvicorn.run(app, http=GuardedHttpProtocol)``; limits are class attributes."""
+
+    max_header_bytes = MAX_HEADER_BYTES
+    max_headers = MAX_HEADERS
+    header_timeout = HEADER_TIMEOUT
+    body_timeout = BODY_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._in_head = True      # reading a request line and headers (or waiting for one)
+        self._head_bytes = 0
+        self._n_headers = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._limit: tuple[int, str] | None = None  # a limit the parser was stopped for
+        self._arm(self.header_timeout, "headers")
+
+    def _arm(self, seconds: float, what: str) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._expired, what, seconds)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expired(self, what: str, seconds: float) -> None:
+        self._timer = None
+        self._refuse(408, f"the request {what} did not arrive within {seconds:g} s")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with the one-line JSON error, unless a response has begun, and close."""
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            body = json.dumps({"error": message}).encode()
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+                b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body))
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head and self._timer is None:  # the first byte of a keep-alive request
+            self._arm(self.header_timeout, "headers")
+        head = self._in_head
+        super().data_received(data)  # a parse error, ours included, ends in send_400_response
+        if self.transport.is_closing():
+            return
+        if head and self._in_head:  # the headers are still not complete: count what they took
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes:
+                self._refuse(431, f"request headers over the limit of {self.max_header_bytes:,} bytes")
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request httptools cannot parse (a callback that raised
+        included): ours, as JSON, with the status a limit asked for."""
+        status, message = self._limit or (400, "malformed HTTP request")
+        self._refuse(status, message)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._n_headers += 1
+        if self._n_headers > self.max_headers:
+            self._limit = (431, f"more than {self.max_headers} request header fields")
+            raise ValueError(self._limit[1])  # stops the parser: send_400_response follows
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._arm(self.body_timeout, "body")
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        # The next bytes are the next request's: its header clock starts with the first
+        # of them (uvicorn's keep-alive timeout covers the wait for it).
+        self._disarm()
+        self._in_head, self._head_bytes, self._n_headers = True, 0, 0
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)

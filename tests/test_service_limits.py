@@ -1,0 +1,185 @@
+"""What hostile or careless clients cannot do to the service: JSON bombs, pixel-heavy
+batches, starving single reads, huge or endless headers, slow bodies.
+
+Runs on the bundled model (no dataset needed); the protocol limits on a live server.
+"""
+
+import asyncio
+import base64
+import io
+import json
+import socket
+import time
+
+import httpx
+import numpy as np
+import pytest
+from conftest import Server
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from captcha_ocr.runtime import Reader, bundled_model_dir
+from captcha_ocr.service import MicroBatcher, create_app
+
+
+def png(w: int = 200, h: int = 50) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(w * h).integers(0, 255, (h, w), np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return Reader.load()
+
+
+@pytest.fixture(scope="module")
+def client(reader):
+    with TestClient(create_app(reader, max_batch=8, max_batch_pixels=100_000)) as c:
+        yield c
+
+
+def _refused(r, status: int, words: str) -> None:
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error"} and words in r.json()["error"]
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    (b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    (b'{"images": [' + b"9" * 5000 + b"]}", "digits"),
+    (b'{"images": [NaN]}', "NaN is not JSON"),
+    (b'{"images": [1e999999]}', ""),
+])
+def test_hostile_json_is_a_400(client, body, words):
+    r = client.post("/v1/read-batch", content=body, headers={"content-type": "application/json"})
+    if r.status_code == 200:  # a huge float is a number: the item alone fails
+        assert r.json() == [{"error": "item is float, expected a base64 string"}]
+        return
+    _refused(r, 400, words)
+
+
+def test_batch_over_its_pixel_budget_is_413_before_decoding(client):
+    items = [base64.b64encode(png(200, 50)).decode()] * 8  # 80,000 pixels: fits 100,000
+    assert client.post("/v1/read-batch", json={"images": items}).status_code == 200
+    items.append(base64.b64encode(png(400, 100)).decode())  # 7 x 10,000 + 40,000
+    _refused(client.post("/v1/read-batch", json={"images": items[1:]}), 413,
+             "over the limit of 100,000 for one batch request")
+
+
+def test_single_read_does_not_wait_behind_batches(reader, monkeypatch):
+    """Batches whose images decode slowly keep the batch lane busy; a single read goes
+    through its own lane and finishes first."""
+    slow, fast = png(201, 50), png(200, 50)
+    real = reader.preprocess
+
+    def preprocess(data):
+        if data == slow:
+            time.sleep(0.15)
+        return real(data)
+
+    monkeypatch.setattr(reader, "preprocess", preprocess)
+
+    async def scenario():
+        b = MicroBatcher(reader, max_batch=64)
+        b.start()
+        try:
+            t0 = time.perf_counter()
+            batches = [asyncio.ensure_future(b.read_many([slow] * 8)) for _ in range(2)]
+            await asyncio.sleep(0.01)
+            r = await b.read(fast)
+            single = time.perf_counter() - t0
+            await asyncio.gather(*batches)
+            return r, single, time.perf_counter() - t0
+        finally:
+            await b.stop()
+
+    r, single, everything = asyncio.run(scenario())
+    assert r.ok and single < 0.5 < everything  # the batches take 8 x 0.15 s each at least
+
+
+# ---------------------------------------------------------------- the HTTP protocol, live
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = Server(bundled_model_dir(), tmp_path_factory.mktemp("limits") / "server.log",
+               "--header-timeout", "1", "--body-timeout", "1.5")
+    yield s
+    s.stop()
+
+
+def _raw(port: int, data: bytes, wait: float = 5.0) -> bytes:
+    """Send ``data``, then read until the server closes (or ``wait`` passes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except (TimeoutError, ConnectionResetError):
+            pass
+        return b"".join(chunks)
+
+
+def _status_and_error(answer: bytes) -> tuple[int, str]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)["error"]
+
+
+def test_huge_header_is_431(server):
+    answer = _raw(server.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 300_000 + b"\r\n\r\n")
+    status, error = _status_and_error(answer)
+    assert status == 431 and "over the limit of 65,536 bytes" in error
+
+
+def test_too_many_header_fields_is_431(server):
+    fields = b"".join(b"x-%d: 1\r\n" % i for i in range(150))
+    status, error = _status_and_error(_raw(server.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + fields + b"\r\n"))
+    assert status == 431 and "more than 100 request header fields" in error
+
+
+def test_partial_headers_time_out_with_408(server):
+    t0 = time.perf_counter()
+    status, error = _status_and_error(_raw(server.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n"))
+    assert status == 408 and "headers did not arrive within 1 s" in error
+    assert time.perf_counter() - t0 < 4
+
+
+def test_slow_body_times_out_with_408(server):
+    head = b"POST /v1/read HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ncontent-length: 1000\r\n\r\n"
+    status, error = _status_and_error(_raw(server.port, head + b"x" * 10))
+    assert status == 408 and "body did not arrive within 1.5 s" in error
+
+
+def test_slow_clients_do_not_stall_the_others(server):
+    """Twenty connections trickling headers: health checks and reads still answer fast."""
+    idle = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", server.port))
+        s.sendall(b"POST /v1/read HTTP/1.1\r\nhost: x\r\n")
+        idle.append(s)
+    try:
+        t0 = time.perf_counter()
+        assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        r = httpx.post(f"{server.url}/v1/read", content=png(), headers={"content-type": "image/png"},
+                       timeout=5)
+        assert r.status_code == 200 and time.perf_counter() - t0 < 1
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_normal_keep_alive_requests_are_unaffected(server):
+    with httpx.Client(base_url=server.url, timeout=5) as c:
+        for _ in range(3):
+            assert c.get("/healthz").status_code == 200
+            time.sleep(0.6)  # idle between requests is not header time
+        assert c.post("/v1/read", content=png(), headers={"content-type": "image/png"}).status_code == 200
+
+
+def test_malformed_http_is_a_json_400(server):
+    status, error = _status_and_error(_raw(server.port, b"GARBAGE\x00\x01 / HTTP/9\r\n\r\n"))
+    assert status == 400 and error == "malformed HTTP request"
