@@ -14,12 +14,12 @@ import time
 import httpx
 import numpy as np
 import pytest
-from conftest import Server
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from captcha_ocr.runtime import Reader, bundled_model_dir
 from captcha_ocr.service import MicroBatcher, create_app
+from conftest import Server
 
 
 def png(w: int = 200, h: int = 50) -> bytes:
@@ -48,13 +48,11 @@ def _refused(r, status: int, words: str) -> None:
     (b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
     (b'{"images": [' + b"9" * 5000 + b"]}", "digits"),
     (b'{"images": [NaN]}', "NaN is not JSON"),
-    (b'{"images": [1e999999]}', ""),
+    (b'{"images": [1e999999]}', "images[0] is float"),
+    (b'{"images": [], "x": 1}', "unknown field 'x'"),
 ])
 def test_hostile_json_is_a_400(client, body, words):
     r = client.post("/v1/read-batch", content=body, headers={"content-type": "application/json"})
-    if r.status_code == 200:  # a huge float is a number: the item alone fails
-        assert r.json() == [{"error": "item is float, expected a base64 string"}]
-        return
     _refused(r, 400, words)
 
 
@@ -137,7 +135,8 @@ def test_huge_header_is_431(server):
 
 def test_too_many_header_fields_is_431(server):
     fields = b"".join(b"x-%d: 1\r\n" % i for i in range(150))
-    status, error = _status_and_error(_raw(server.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + fields + b"\r\n"))
+    request = b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + fields + b"\r\n"
+    status, error = _status_and_error(_raw(server.port, request))
     assert status == 431 and "more than 100 request header fields" in error
 
 

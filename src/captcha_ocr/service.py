@@ -67,6 +67,8 @@ MAX_WAIT_MS = 2.0           # longest a queued image waits for others still bein
 BATCH_BODY_FACTOR = 8       # /v1/read-batch bodies may be this many times max_body
 DECODE_THREADS = 2          # threads decoding and resizing images
 MAX_BATCH_PIXELS = 16_000_000  # pixels in all the images of one /v1/read-batch request
+MAX_FORM_FIELDS = 1000      # text fields beside the files of a multipart body (ignored;
+                            # the body's size bounds the parsing work)
 MAX_JSON_DIGITS = 20        # digits in a JSON number (the schema has none; Python parses 4300)
 
 
@@ -267,12 +269,13 @@ def _is_image_type(media: str) -> bool:
     return media.startswith("image/") or media == "application/octet-stream"
 
 
-async def _multipart_files(request: Request, body: bytes, field: str, max_files: int) -> list[bytes | str]:
-    """The files sent as ``field`` in a multipart body (a text value becomes an error string)."""
+async def _multipart_files(request: Request, body: bytes, field: str, max_files: int) -> list[bytes]:
+    """The files sent as ``field`` in a multipart body (a text value there: 400)."""
     async def once() -> AsyncIterator[bytes]:
         yield body
 
-    parser = MultiPartParser(request.headers, once(), max_files=max_files, max_fields=max_files)
+    parser = MultiPartParser(request.headers, once(), max_files=max_files,
+                             max_fields=MAX_FORM_FIELDS)  # other fields are ignored, up to a point
     try:
         form = await parser.parse()
     except MultiPartException as e:
@@ -280,16 +283,16 @@ async def _multipart_files(request: Request, body: bytes, field: str, max_files:
             raise Refused(413, f"more than {max_files} files, over the batch limit of {max_files}") from None
         raise Refused(400, f"malformed multipart body: {e.message}") from None
     try:
-        return [await v.read() if isinstance(v, UploadFile) else f"field {field!r} must be a file, not text"
-                for v in form.getlist(field)]
+        values = form.getlist(field)
+        if not all(isinstance(v, UploadFile) for v in values):
+            raise Refused(400, f"field {field!r} must be a file, not text")
+        return [await v.read() for v in values]
     finally:
         await form.close()
 
 
-def _b64(item: Any) -> bytes | str:
+def _b64(item: str) -> bytes | str:
     """Decode one base64 item of a JSON batch (an optional data: URL prefix is allowed)."""
-    if not isinstance(item, str):
-        return f"item is {type(item).__name__}, expected a base64 string"
     if item.startswith("data:") and "," in item:
         item = item.split(",", 1)[1]
     item = "".join(item.split())  # line breaks, as MIME encoders write them
@@ -310,6 +313,9 @@ def _json_items(body: bytes, max_items: int) -> list[bytes | str]:
     images = _json_images(body)
     if len(images) > max_items:
         raise Refused(413, f"{len(images)} images, over the batch limit of {max_items}")
+    for i, item in enumerate(images):  # the request's shape is wrong: refuse it whole
+        if not isinstance(item, str):
+            raise Refused(400, f"images[{i}] is {type(item).__name__}, expected a base64 string")
     return [_b64(i) for i in images]
 
 
@@ -333,6 +339,9 @@ def _json_images(body: bytes) -> list[Any]:
     images = doc.get("images") if isinstance(doc, dict) else None
     if not isinstance(images, list):
         raise Refused(400, 'expected a JSON object {"images": [base64, ...]}')
+    if len(doc) > 1:
+        other = next(k for k in doc if k != "images")
+        raise Refused(400, f'unknown field {other!r}: expected a JSON object {{"images": [base64, ...]}}')
     return images
 
 
@@ -374,15 +383,23 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (415, "wrong content type"), (422, "not an image, truncated, or over the pixel limit")]}
 
 _READ_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
-        "image": {"type": "string", "format": "binary"}}}},
-    "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["image"],
+        "properties": {"image": {"type": "string", "format": "binary", "minLength": 1}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary", "minLength": 1}}}}}
 
-_BATCH_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
-        "images": {"type": "array", "items": {"type": "string", "format": "binary"}}}}},
-    "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
-        "images": {"type": "array", "items": {"type": "string", "format": "byte"}}}}}}}}
+
+def _batch_body(max_batch: int) -> dict[str, Any]:
+    def images(fmt: str) -> dict[str, Any]:  # an empty or bad item fails alone: no minLength
+        return {"type": "array", "minItems": 1, "maxItems": max_batch,
+                "items": {"type": "string", "format": fmt}}
+
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "required": ["images"],
+                                           "properties": {"images": images("binary")}}},
+        "application/json": {"schema": {"type": "object", "required": ["images"],
+                                        "additionalProperties": False,
+                                        "properties": {"images": images("byte")}}}}}}
 
 
 # ---------------------------------------------------------------- logging
@@ -474,8 +491,6 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
             files = await _multipart_files(request, body, "image", max_files=4)
             if not files:
                 raise Refused(400, "multipart body has no file field 'image'")
-            if isinstance(files[0], str):
-                raise Refused(400, files[0])
             body = files[0]
             if not body:
                 raise Refused(400, "the 'image' file is empty")
@@ -487,7 +502,7 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         return JSONResponse(out)
 
     @app.post("/v1/read-batch", response_model=list[BatchItem], responses=_ERRORS,
-              openapi_extra=_BATCH_BODY, summary="Read several captcha images")
+              openapi_extra=_batch_body(max_batch), summary="Read several captcha images")
     async def read_batch(request: Request) -> Response:
         media = _media_type(request)
         _check_type(request, media, media in ("multipart/form-data", "application/json"),
