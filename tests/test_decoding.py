@@ -1,8 +1,10 @@
+import itertools
+
 import numpy as np
 import pytest
 
 from captcha_ocr.charset import Charset
-from captcha_ocr.decoding import greedy_decode
+from captcha_ocr.decoding import DecodeOptions, decode, greedy_decode, sequence_log_probs
 
 CS = Charset("ab")
 
@@ -44,3 +46,83 @@ def test_confidences_in_unit_interval():
     for d in greedy_decode(lp, CS):
         assert 0 <= d.confidence <= 1
         assert len(d.char_confidences) == len(d.text)
+
+
+# ---------------------------------------------------------------- options, search, forward
+
+
+def _random_log_probs(rng, b, t, c, sharp=3.0):
+    x = rng.normal(size=(b, t, c)) * sharp
+    return (x - np.logaddexp.reduce(x, axis=2, keepdims=True)).astype(np.float32)
+
+
+def test_sequence_log_probs_equal_torch_ctc_loss():
+    import torch
+
+    rng = np.random.default_rng(0)
+    lp = _random_log_probs(rng, 6, 12, 5, sharp=1.0)
+    labels = [[1, 2, 2], [3], [], [4, 4, 4, 1], [1, 2, 3, 4, 1], [2, 1]]
+    ours = sequence_log_probs(lp, labels)
+    flat = torch.tensor([c for x in labels for c in x], dtype=torch.long)
+    loss = torch.nn.functional.ctc_loss(
+        torch.from_numpy(lp).transpose(0, 1), flat, torch.full((6,), 12, dtype=torch.long),
+        torch.tensor([len(x) for x in labels]), blank=0, reduction="none", zero_infinity=False)
+    assert np.allclose(ours, -loss.numpy(), atol=1e-4)
+
+
+def _all_labels(c, most):
+    out = [()]
+    for n in range(1, most + 1):
+        out += list(itertools.product(range(1, c), repeat=n))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_beam_search_finds_the_most_probable_reading_of_each_length(seed):
+    """Against brute force: every label that fits 7 steps, scored by the forward algorithm."""
+    rng = np.random.default_rng(seed)
+    lp = _random_log_probs(rng, 1, 7, 4, sharp=2.0)
+    charset = Charset("abc")
+    labels = _all_labels(4, 7)
+    scores = sequence_log_probs(np.repeat(lp, len(labels), 0), [list(x) for x in labels])
+    for length in (2, 3):
+        idx = [i for i, x in enumerate(labels) if len(x) == length]
+        best = max(idx, key=lambda i: scores[i])
+        got = decode(lp, charset, DecodeOptions(min_length=length, max_length=length, beam=64))[0]
+        assert got.text == charset.decode(list(labels[best]))
+        assert got.confidence == pytest.approx(np.exp(scores[best]), rel=1e-4)
+    # unconstrained: the best label overall, and alternatives in order with their probabilities
+    got = decode(lp, charset, DecodeOptions(beam=64))[0]
+    order = np.argsort(-scores)
+    assert got.text == charset.decode(list(labels[order[0]]))
+    alt = [charset.decode(list(labels[i])) for i in order[:3]]
+    assert [a for a, _ in got.alternatives[:3]] == alt
+
+
+def test_allow_masks_other_characters():
+    charset = Charset("ab12")
+    lp = np.log(np.array([[[0.1, 0.5, 0.1, 0.2, 0.1],     # "a" likely, "1" second
+                           [0.9, 0.025, 0.025, 0.025, 0.025],
+                           [0.1, 0.1, 0.1, 0.1, 0.6]]], np.float32))  # '2'
+    assert decode(lp, charset)[0].text == "a2"
+    assert decode(lp, charset, DecodeOptions(allow="12"))[0].text == "12"
+
+
+def test_options_checked_against_the_alphabet():
+    charset = Charset("ab12")
+    with pytest.raises(ValueError, match="'Z' are not in the model's alphabet"):
+        DecodeOptions(allow="1Z").check(charset)
+    with pytest.raises(ValueError, match="min length 5 is over max length 4"):
+        DecodeOptions(min_length=5, max_length=4).check(charset)
+
+
+def test_greedy_confidence_is_the_text_probability_and_temperature_flattens_it():
+    rng = np.random.default_rng(3)
+    lp = _random_log_probs(rng, 4, 10, 5)
+    charset = Charset("abcd")
+    plain = decode(lp, charset)
+    assert [d.text for d in plain] == [d.text for d in greedy_decode(lp, charset)]
+    forward = np.exp(sequence_log_probs(lp, [charset.encode(d.text) for d in plain]))
+    assert np.allclose([d.confidence for d in plain], forward, rtol=1e-5)
+    hot = decode(lp, charset, temperature=2.0)
+    assert all(h.confidence < p.confidence for h, p in zip(hot, plain))

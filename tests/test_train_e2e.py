@@ -38,7 +38,8 @@ def test_train_eval_predict(subset, tmp_path, capsys):
     assert main(["predict", *map(str, files), "--model", str(out), "--json"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["path"] for x in lines] == [str(f) for f in files]
-    assert all(set(x) == {"path", "text", "confidence"} and 0 <= x["confidence"] <= 1 for x in lines)
+    assert all(set(x) == {"path", "text", "confidence", "accepted"} and 0 <= x["confidence"] <= 1
+               for x in lines)
 
 
 def test_train_colour_variable_length_any_size(tmp_path, capsys):

@@ -44,6 +44,13 @@ def _at_least(low: float, kind: type = int):
     return parse
 
 
+def _fraction_closed(text: str) -> float:
+    value = _at_least(0.0, float)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = _at_least(0.0, float)(text)
     if value >= 1:
@@ -125,6 +132,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         try:
             result = train(data, a.out, arch=a.arch, image=image, cfg=cfg, init=init,
                            command=shlex.join(["captcha-ocr", *a.argv]), resume=a.resume,
+                           ignore_case=a.ignore_case,
                            on_start=start, on_epoch=progress.epoch, on_batch=progress.batch)
         except KeyboardInterrupt:
             from .staging import StagedModelDir
@@ -195,20 +203,62 @@ def _reader(a: argparse.Namespace):
     return Reader.load(a.model, threads=getattr(a, "threads", 0) or 0)
 
 
+def _add_reading_options(p: argparse.ArgumentParser) -> None:
+    """The reading options, the same for predict and eval (and the service's parameters)."""
+    g = p.add_argument_group("reading options")
+    g.add_argument("--allow", metavar="CHARS", help="only these characters may be read (e.g. 0123456789)")
+    g.add_argument("--length", type=COUNT, help="the reading has exactly this many characters")
+    g.add_argument("--min-length", type=COUNT, help="at least this many characters")
+    g.add_argument("--max-length", type=COUNT, help="at most this many characters")
+    g.add_argument("--beam", type=COUNT, default=0, metavar="K",
+                   help="beam search; with --json, up to K alternatives with probabilities")
+    g.add_argument("--solve", action="store_true",
+                   help="also compute the answer of an arithmetic captcha ('14+27' -> 41)")
+    g.add_argument("--min-confidence", type=_fraction_closed, metavar="P",
+                   help="flag readings whose calibrated confidence is below P")
+
+
+def _reading_options(reader, a: argparse.Namespace):
+    from .runtime import ReadOptionError
+
+    try:
+        return reader.options(allow=a.allow, length=a.length, min_length=a.min_length,
+                              max_length=a.max_length, beam=a.beam, solve=a.solve,
+                              min_confidence=a.min_confidence)
+    except ReadOptionError as e:
+        raise CLIError(str(e)) from None
+
+
+def _reading_json(r) -> dict:
+    """The JSON fields of one reading, beside its path."""
+    row = dict(text=r.text, confidence=round(r.confidence, 6), accepted=r.accepted)
+    if r.alternatives:
+        row["alternatives"] = [dict(text=t, probability=round(q, 6)) for t, q in r.alternatives]
+    if r.answer is not None or r.answer_error is not None:
+        row["answer"] = r.answer
+        if r.answer_error:
+            row["answer_error"] = r.answer_error
+    return row
+
+
 def cmd_eval(a: argparse.Namespace) -> None:
     reader = _reader(a)
+    options = _reading_options(reader, a)
     samples = discover(a.data_dir)
+    # A model trained with --ignore-case reads one case: compare that way by default.
+    fold = a.ignore_case or bool(reader.info.training.get("ignore_case"))
+    norm = (lambda t: t.lower()) if fold else (lambda t: t)  # noqa: E731
+    labels = [norm(s.label) for s in samples]
     # A label with characters the model cannot emit is read and counted wrong, not fatal.
-    unknown = {s.path: reader.charset.unknown(s.label) for s in samples}
+    unknown = {s.path: reader.charset.unknown(y) for s, y in zip(samples, labels)}
     unknown = {path: chars for path, chars in unknown.items() if chars}
     if unknown and not a.json:
         path, chars = next(iter(unknown.items()))
         _err_console().print(f"warning: {len(unknown)} labels have characters the model does not "
                              f"know (first: {path}: {chars!r}); they count as wrong",
                              markup=False, soft_wrap=True)
-    readings = reader.read_many([s.path for s in samples], batch_size=a.batch_size)
-    labels = [s.label for s in samples]
-    preds = [r.text for r in readings]
+    readings = reader.read_many([s.path for s in samples], a.batch_size, options)
+    preds = [norm(r.text) for r in readings]
 
     def why(s, r) -> dict:
         if r.error:
@@ -218,15 +268,24 @@ def cmd_eval(a: argparse.Namespace) -> None:
         return {}
 
     errors = [dict(file=str(s.path), label=s.label, prediction=r.text) | why(s, r)
-              for s, r in zip(samples, readings) if r.text != s.label]
+              for s, r, y, p in zip(samples, readings, labels, preds) if p != y]
     report = dict(n=len(samples), sequence_accuracy=sequence_accuracy(labels, preds),
                   cer=cer(labels, preds), errors=errors)
+    if options.min_confidence is not None:
+        kept = [p == y for r, y, p in zip(readings, labels, preds) if r.ok and r.accepted]
+        report["accepted"] = len(kept)
+        report["accepted_accuracy"] = sum(kept) / len(kept) if kept else None
     if a.json:
         print(json.dumps(report, ensure_ascii=False))
         return
-    print(f"images: {report['n']}  correct: {report['n'] - len(errors)}  wrong: {len(errors)}")
+    print(f"images: {report['n']}  correct: {report['n'] - len(errors)}  wrong: {len(errors)}"
+          + ("  (case ignored)" if fold else ""))
     print(f"sequence accuracy: {report['sequence_accuracy']:.4f}")
     print(f"CER: {report['cer']:.4f}")
+    if "accepted" in report:
+        acc = report["accepted_accuracy"]
+        print(f"accepted (confidence >= {options.min_confidence}): {report['accepted']} of "
+              f"{report['n']}, of which right: " + ("-" if acc is None else f"{acc:.4f}"))
     for e in errors:
         why = f"  ({e['error']})" if "error" in e else ""
         print(f"{e['file']}  {e['label']} -> {e['prediction']}{why}")
@@ -251,18 +310,20 @@ def cmd_predict(a: argparse.Namespace) -> None:
         raise CLIError(f"no images found in {' '.join(a.paths)} (expected {', '.join(IMAGE_SUFFIXES)})")
     from rich.progress import Progress
 
+    options = _reading_options(reader, a)
     failed = 0
     console = _err_console()
     with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("reading", total=len(paths))
-        for path, r in zip(paths, reader.iter_read(paths, batch_size=a.batch_size)):
+        for path, r in zip(paths, reader.iter_read(paths, a.batch_size, options)):
             failed += not r.ok
             if a.json:
-                row = dict(path=str(path), text=r.text, confidence=round(r.confidence, 6))
-                print(json.dumps(row | ({"error": r.error} if r.error else {}), ensure_ascii=False),
-                      flush=True)
+                row = {"path": str(path)} | (_reading_json(r) if r.ok else {"error": r.error})
+                print(json.dumps(row, ensure_ascii=False), flush=True)
             elif r.ok:
-                print(f"{path}\t{r.text}", flush=True)
+                shown = r.text if r.answer is None else f"{r.text}\t{r.answer}"
+                flag = "" if r.accepted else f"\tLOW CONFIDENCE {r.confidence:.3f}"
+                print(f"{path}\t{shown}{flag}", flush=True)
             else:
                 console.print(f"error: {r.error}", markup=False, soft_wrap=True)
             bar.advance(task)
@@ -417,6 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the whole image (default: crop to where images differ, if that is "
                    "clearly smaller)")
     t.add_argument("--threads", type=COUNT, default=0, help="torch threads (default: all cores)")
+    t.add_argument("--ignore-case", action="store_true",
+                   help="fold labels to lower case (for sites that accept either case); the "
+                        "model reads lower case")
     t.add_argument("--resume", action="store_true",
                    help="continue the run that was interrupted in OUT.partial (same data and "
                         "options; the result is the same as without the interruption)")
@@ -429,6 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", help=model_help)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--batch-size", type=POSITIVE, default=64, help="images per batch (default: 64)")
+    e.add_argument("--ignore-case", action="store_true", help="compare readings and labels in lower case")
+    _add_reading_options(e)
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("predict", help="read images or folders of images",
@@ -439,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='one JSON object per line: {"path", "text", "confidence"}')
     r.add_argument("--batch-size", type=POSITIVE, default=64, help="images per batch (default: 64)")
     r.add_argument("--threads", type=COUNT, default=0, help="ONNX Runtime threads (default: all cores)")
+    _add_reading_options(r)
     r.set_defaults(func=cmd_predict)
 
     x = sub.add_parser("export", help="(re)write model.onnx from a model directory's weights",

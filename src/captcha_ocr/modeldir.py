@@ -34,6 +34,7 @@ class FILES:
     history = "history.csv"
     curves = "curves.png"
     grid = "predictions.png"
+    calibration = "calibration.png"
 
 
 class ModelError(ValueError):
@@ -93,6 +94,8 @@ class ModelInfo:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT
+    # The temperature that calibrates confidences (``calibration``); {} before it existed.
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @property
     def charset(self) -> Charset:
@@ -128,7 +131,7 @@ class ModelInfo:
                 alphabet=d["alphabet"], image=from_dict(ImageConfig, d["image"]),
                 model=from_dict(ModelConfig, d["model"]), blank=d.get("blank", BLANK),
                 files=d.get("files", {}), training=d.get("training", {}),
-                metrics=d.get("metrics", {}),
+                metrics=d.get("metrics", {}), calibration=d.get("calibration", {}),
             )
             info._check(path)
             return info
@@ -137,8 +140,16 @@ class ModelInfo:
                 raise
             raise ModelError(f"{path}: malformed model metadata ({e})") from None
 
+    @property
+    def temperature(self) -> float:
+        """The calibrating temperature (1.0 when the model has none)."""
+        return float(self.calibration.get("temperature", 1.0))
+
     def _check(self, path: Path) -> None:
         """The fields agree with each other (a hand edit can break that)."""
+        t = self.calibration.get("temperature", 1.0)
+        if not isinstance(t, (int, float)) or not 0 < t < 1000:
+            raise ModelError(f"{path}: calibration temperature {t!r} is not a positive number")
         n = self.charset.n_classes  # ImageConfig checks its own fields
         if self.model.n_classes != n:
             raise ModelError(f"{path}: an alphabet of {len(self.alphabet)} characters needs "

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 
 from .modeldir import atomic_write  # noqa: E402
 
-__all__ = ["plot_curves", "plot_predictions"]
+__all__ = ["plot_calibration", "plot_curves", "plot_predictions"]
 
 
 def _save(fig, path: Path) -> None:
@@ -57,4 +57,18 @@ def plot_predictions(images: np.ndarray, labels: Sequence[str], preds: Sequence[
                      color="black" if ok else "red", fontsize=10)
     fig.suptitle(f"{sum(p == t for p, t in zip(preds[:n], labels[:n]))}/{n} correct "
                  "(red: wrong, with the label)", fontsize=10)
+    _save(fig, path)
+
+
+def plot_calibration(curves: dict[str, Sequence[tuple[float, float, int]]], title: str, path: Path) -> None:
+    """Reliability diagram: accuracy against mean confidence per bin, one line per
+    ``curves`` entry (``calibration.reliability`` output); the diagonal is perfect."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfect")
+    for name, bins in curves.items():
+        pts = [(m, a, c) for m, a, c in bins if c]
+        ax.plot([m for m, _, _ in pts], [a for _, a, _ in pts], marker="o", label=name)
+    ax.set(xlabel="confidence (mean per bin)", ylabel="share of readings right", xlim=(0, 1),
+           ylim=(0, 1.02), title=title)
+    ax.legend(loc="upper left", fontsize=8)
     _save(fig, path)

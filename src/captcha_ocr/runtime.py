@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .decoding import greedy_decode
+from .decoding import DecodeOptions, decode
 from .modeldir import FILES, ModelError, ModelInfo
 from .preprocess import DEFAULT_MAX_PIXELS, ImageError, ImageSource, preprocess
 
-__all__ = ["BUNDLED_MODEL", "ImageError", "ModelError", "Reader", "Reading", "bundled_model_dir"]
+__all__ = ["BUNDLED_MODEL", "ImageError", "ModelError", "ReadOptionError", "ReadOptions", "Reader",
+           "Reading", "bundled_model_dir"]
 
 BUNDLED_MODEL = "captcha_images_v2"
 
@@ -46,19 +47,50 @@ class Reading:
 
     Attributes:
         text: the decoded text ("" when ``error`` is set).
-        confidence: in [0, 1]: the product of ``char_confidences``.
-        char_confidences: one probability per character of ``text``.
+        confidence: in [0, 1]: the probability of ``text`` under the model at its
+            calibrated temperature: the chance that the reading is right.
+        char_confidences: one probability per character of ``text`` (for shading).
         error: why this item could not be read (``read_many`` only), else None.
+        alternatives: with ``beam``: up to K (text, probability) readings, best first.
+        answer: with ``solve``: the value of the arithmetic expression read, else None.
+        answer_error: with ``solve``, why there is no answer.
+        accepted: False when ``confidence`` is under ``min_confidence`` (True without one).
     """
 
     text: str
     confidence: float
     char_confidences: tuple[float, ...]
     error: str | None = None
+    alternatives: tuple[tuple[str, float], ...] = ()
+    answer: int | None = None
+    answer_error: str | None = None
+    accepted: bool = True
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+class ReadOptionError(ValueError):
+    """Reading options that cannot apply to the model (one line)."""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a reading may be asked for (``Reader.options`` builds and checks one).
+
+    Attributes:
+        decode: allowed characters, length range, beam width (``decoding.DecodeOptions``).
+        solve: also compute the answer of an arithmetic expression (``solve.solve``).
+        min_confidence: readings below it get ``accepted=False``.
+    """
+
+    decode: DecodeOptions = DecodeOptions()
+    solve: bool = False
+    min_confidence: float | None = None
+
+
+DEFAULT_OPTIONS = ReadOptions()
 
 
 def _failed(error: str) -> Reading:
@@ -153,18 +185,75 @@ class Reader:
         """One image -> ``(C, H, W)`` model input. Raises ``ImageError``."""
         return preprocess(source, self.info.image, self.max_pixels)
 
-    def read_arrays(self, batch: np.ndarray) -> list[Reading]:
-        """Read a preprocessed batch ``(N, C, H, W)``."""
-        return [Reading(d.text, d.confidence, d.char_confidences)
-                for d in greedy_decode(self.run(batch), self.charset)]
+    def options(self, *, allow: str | None = None, length: int | None = None,
+                min_length: int | None = None, max_length: int | None = None, beam: int = 0,
+                solve: bool = False, min_confidence: float | None = None) -> ReadOptions:
+        """Check reading options against this model and bundle them.
 
-    def read(self, source: ImageSource) -> Reading:
+        Args:
+            allow: the only characters the reading may hold (others are masked).
+            length: the reading's exact length (or ``min_length`` / ``max_length``):
+                the most probable reading of an allowed length, by beam search.
+            beam: K > 0: beam search, with up to K alternatives and their probabilities.
+            solve: also return the ``answer`` of an arithmetic reading ("14+27" -> 41).
+            min_confidence: flag readings below it (``accepted=False``).
+
+        Raises:
+            ReadOptionError: characters outside the alphabet, inconsistent lengths,
+                a confidence outside [0, 1].
+        """
+        if length is not None:
+            if min_length is not None or max_length is not None:
+                raise ReadOptionError("give a length, or a min and max length, not both")
+            min_length = max_length = length
+        d = DecodeOptions(allow=allow, min_length=min_length, max_length=max_length, beam=beam)
+        try:
+            d.check(self.charset)
+        except ValueError as e:
+            raise ReadOptionError(str(e)) from None
+        if min_confidence is not None and not 0 <= min_confidence <= 1:
+            raise ReadOptionError(f"min confidence must be in [0, 1], not {min_confidence}")
+        return ReadOptions(d, solve, min_confidence)
+
+    def read_arrays(self, batch: np.ndarray, options: ReadOptions = DEFAULT_OPTIONS) -> list[Reading]:
+        """Read a preprocessed batch ``(N, C, H, W)``."""
+        return self.readings(self.run(batch), options)
+
+    def readings(self, log_probs: np.ndarray, options: ReadOptions = DEFAULT_OPTIONS) -> list[Reading]:
+        """Decode the network's output ``(N, T, C)`` (``run``) into readings, with ``options``."""
+        out = []
+        for d in decode(log_probs, self.charset, options.decode, self.info.temperature):
+            answer, why = None, None
+            if options.solve:
+                from .solve import solve
+
+                solved = solve(d.text)
+                answer, why = solved.answer, solved.error
+            accepted = options.min_confidence is None or d.confidence >= options.min_confidence
+            out.append(Reading(d.text, d.confidence, d.char_confidences, None, d.alternatives,
+                               answer, why, accepted))
+        return out
+
+    def _options(self, options: ReadOptions | None, kwargs: dict) -> ReadOptions:
+        if kwargs:
+            if options is not None:
+                raise ReadOptionError("pass options=... or keyword options, not both")
+            return self.options(**kwargs)
+        return options or DEFAULT_OPTIONS
+
+    def read(self, source: ImageSource, options: ReadOptions | None = None, **kwargs) -> Reading:
         """Read one image (path, encoded bytes, PIL image or uint8 array).
+
+        Args:
+            options: from ``Reader.options(...)``, or the same as keywords here:
+                ``reader.read(x, allow="0123456789", length=4, beam=5, solve=True,
+                min_confidence=0.9)`` (default: greedy, no constraints).
 
         Raises:
             ImageError: the image cannot be read; the message names it.
+            ReadOptionError: options that do not fit the model.
         """
-        return self.read_arrays(self.preprocess(source)[None])[0]
+        return self.read_arrays(self.preprocess(source)[None], self._options(options, kwargs))[0]
 
     def _submit(self, sources: list) -> Callable[[], tuple[np.ndarray, list[str | None]]]:
         """Start preprocessing ``sources`` into one batch array, in a few chunks on the
@@ -191,19 +280,23 @@ class Reader:
 
         return wait
 
-    def _read_prepared(self, batch: np.ndarray, errors: list[str | None]) -> list[Reading]:
+    def _read_prepared(self, batch: np.ndarray, errors: list[str | None],
+                       options: ReadOptions) -> list[Reading]:
         good = [i for i, e in enumerate(errors) if e is None]
         if len(good) == len(errors):
-            return self.read_arrays(batch)
-        read = iter(self.read_arrays(batch[good]) if good else [])
+            return self.read_arrays(batch, options)
+        read = iter(self.read_arrays(batch[good], options) if good else [])
         return [_failed(e) if e is not None else next(read) for e in errors]
 
-    def iter_read(self, sources: Iterable[ImageSource], batch_size: int = 64) -> Iterator[Reading]:
+    def iter_read(self, sources: Iterable[ImageSource], batch_size: int = 64,
+                  options: ReadOptions | None = None, **kwargs) -> Iterator[Reading]:
         """Read images lazily in batches, yielding results in input order.
 
         Decoding of the next batch (in threads) overlaps inference on the current one.
-        A source that cannot be read yields a ``Reading`` with ``error`` set.
+        A source that cannot be read yields a ``Reading`` with ``error`` set. Options as
+        for ``read``.
         """
+        options = self._options(options, kwargs)
         it = iter(sources)
         pending = self._submit(list(islice(it, batch_size)))
         while True:
@@ -211,8 +304,10 @@ class Reader:
             if not errors:
                 return
             pending = self._submit(list(islice(it, batch_size)))
-            yield from self._read_prepared(batch, errors)
+            yield from self._read_prepared(batch, errors, options)
 
-    def read_many(self, sources: Iterable[ImageSource], batch_size: int = 64) -> list[Reading]:
-        """Read many images in batches; same order as ``sources``; bad items carry ``error``."""
-        return list(self.iter_read(sources, batch_size))
+    def read_many(self, sources: Iterable[ImageSource], batch_size: int = 64,
+                  options: ReadOptions | None = None, **kwargs) -> list[Reading]:
+        """Read many images in batches; same order as ``sources``; bad items carry
+        ``error``. Options as for ``read``."""
+        return list(self.iter_read(sources, batch_size, options, **kwargs))

@@ -36,10 +36,10 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -51,7 +51,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .preprocess import DEFAULT_MAX_PIXELS, image_size
-from .runtime import ImageError, Reader, Reading
+from .runtime import DEFAULT_OPTIONS, ImageError, Reader, Reading, ReadOptionError, ReadOptions
 
 __all__ = ["MicroBatcher", "create_app", "serve"]
 
@@ -91,11 +91,12 @@ def _error(status: int, message: str) -> JSONResponse:
 class MicroBatcher:
     """Decodes images in a small thread pool and reads them in batches in one inference thread.
 
-    ``read(data)`` decodes one encoded image, queues its ``(C, H, W)`` array and waits
-    for its Reading. A background task takes up to ``max_batch`` queued arrays and runs
-    ``reader.read_arrays`` on them as soon as the batch is full, or no other image is
-    still being decoded, or the oldest has waited ``max_wait_ms``: a lone request does
-    not wait, concurrent ones share a batch. ``sizes`` counts batches by size.
+    ``read(data, options)`` decodes one encoded image, queues its ``(C, H, W)`` array and
+    waits for its network output. A background task takes up to ``max_batch`` queued
+    arrays and runs ``reader.run`` on them as soon as the batch is full, or no other image
+    is still being decoded, or the oldest has waited ``max_wait_ms``: a lone request does
+    not wait, concurrent ones share a batch. Each request then decodes its own outputs
+    with its own reading options (``reader.readings``). ``sizes`` counts batches by size.
     """
 
     def __init__(self, reader: Reader, max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
@@ -104,7 +105,7 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.sizes: Counter[int] = Counter()
-        self._queue: list[tuple[np.ndarray, asyncio.Future[Reading], float]] = []
+        self._queue: list[tuple[np.ndarray, asyncio.Future[np.ndarray], float]] = []
         self._decoding = 0               # images in the decode pool: they will queue soon
         self._arrived = asyncio.Event()  # something is queued
         self._ready = asyncio.Event()    # a batch is full, or nothing else is coming
@@ -139,19 +140,30 @@ class MicroBatcher:
         self._decode_one.shutdown(wait=True)
         self._thread.shutdown(wait=True)
 
-    async def read(self, data: bytes) -> Reading:
+    async def read(self, data: bytes, options: ReadOptions = DEFAULT_OPTIONS) -> Reading:
         """Read one encoded image. Raises ``ImageError`` when it cannot be decoded."""
         xs = await self._decoded([data], self._decode_one)
         if isinstance(xs[0], ImageError):
             raise xs[0]
-        return await self._enqueue(xs)[0]
+        lp = await self._enqueue(xs)[0]
+        return (await self._readings([lp], options))[0]
 
-    async def read_many(self, items: list[bytes | str]) -> list[Reading | str]:
+    async def read_many(self, items: list[bytes | str],
+                        options: ReadOptions = DEFAULT_OPTIONS) -> list[Reading | str]:
         """Read several encoded images; a str item, or one that cannot be decoded, gives a str error."""
         xs = await self._decoded(items, self._decode)
-        good = iter(await asyncio.gather(*self._enqueue([x for x in xs if isinstance(x, np.ndarray)])))
+        lps = await asyncio.gather(*self._enqueue([x for x in xs if isinstance(x, np.ndarray)]))
+        good = iter(await self._readings(lps, options) if lps else [])
         return [next(good) if isinstance(x, np.ndarray) else x if isinstance(x, str) else _image_error(x)
                 for x in xs]
+
+    async def _readings(self, lps: list[np.ndarray], options: ReadOptions) -> list[Reading]:
+        """Decode one request's network outputs with its options (a beam search off the loop)."""
+        batch = np.stack(lps)
+        if options.decode.searches:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._decode_one, self.reader.readings, batch, options)
+        return self.reader.readings(batch, options)
 
     async def _decoded(self, items: list[bytes | str], lane: ThreadPoolExecutor
                        ) -> list[np.ndarray | ImageError | str]:
@@ -171,7 +183,7 @@ class MicroBatcher:
                 out.append(e)
         return out
 
-    def _enqueue(self, xs: list[np.ndarray]) -> list[asyncio.Future[Reading]]:
+    def _enqueue(self, xs: list[np.ndarray]) -> list[asyncio.Future[np.ndarray]]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in xs]
         now = loop.time()
@@ -185,7 +197,7 @@ class MicroBatcher:
             if len(self._queue) >= self.max_batch or self._decoding == 0:
                 self._ready.set()
 
-    async def _take(self) -> list[tuple[np.ndarray, asyncio.Future[Reading], float]]:
+    async def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray], float]]:
         """Wait for a batch: full, nothing else coming, or its oldest item has waited ``max_wait``."""
         loop = asyncio.get_running_loop()
         await self._arrived.wait()
@@ -201,8 +213,8 @@ class MicroBatcher:
         self._poke()
         return [item for item in batch if not item[1].done()]
 
-    def _infer(self, xs: list[np.ndarray]) -> list[Reading]:
-        return self.reader.read_arrays(np.stack(xs))  # (N, C, H, W)
+    def _infer(self, xs: list[np.ndarray]) -> np.ndarray:
+        return self.reader.run(np.stack(xs))  # (N, C, H, W) -> (N, T, C): decoded per request
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -212,16 +224,16 @@ class MicroBatcher:
                 continue
             self.sizes[len(batch)] += 1
             try:
-                readings = await loop.run_in_executor(self._thread, self._infer, [x for x, _, _ in batch])
+                outputs = await loop.run_in_executor(self._thread, self._infer, [x for x, _, _ in batch])
             except Exception as e:  # an inference failure fails this batch, not the server
                 log.exception("inference failed on a batch of %d", len(batch))
                 for _, fut, _ in batch:
                     if not fut.done():
                         fut.set_exception(Refused(503, f"inference failed: {type(e).__name__}"))
                 continue
-            for (_, fut, _), reading in zip(batch, readings):
+            for (_, fut, _), lp in zip(batch, outputs):
                 if not fut.done():
-                    fut.set_result(reading)
+                    fut.set_result(lp)
 
 
 # ---------------------------------------------------------------- request bodies
@@ -348,14 +360,23 @@ def _json_images(body: bytes) -> list[Any]:
 # ---------------------------------------------------------------- responses
 
 
+class Alternative(BaseModel):
+    text: str
+    probability: float
+
+
 class ReadResult(BaseModel):
     """One reading (schema for the docs; responses are built directly)."""
 
     text: str
     confidence: float
     char_confidences: list[float]
+    accepted: bool
     model: str
     ms: float
+    alternatives: list[Alternative] | None = None
+    answer: int | None = None
+    answer_error: str | None = None
 
 
 class BatchItem(BaseModel):
@@ -364,8 +385,37 @@ class BatchItem(BaseModel):
     text: str | None = None
     confidence: float | None = None
     char_confidences: list[float] | None = None
+    accepted: bool | None = None
     model: str | None = None
+    alternatives: list[Alternative] | None = None
+    answer: int | None = None
+    answer_error: str | None = None
     error: str | None = None
+
+
+class OptionParams:
+    """The reading options as query parameters (the same as the CLI's; shown in /docs)."""
+
+    def __init__(
+        self,
+        allow: str | None = Query(None, min_length=1, max_length=256,
+                                  description="only these characters may be read, e.g. 0123456789"),
+        length: int | None = Query(None, ge=0, le=64, description="exact length of the reading"),
+        min_length: int | None = Query(None, ge=0, le=64, description="at least this many characters"),
+        max_length: int | None = Query(None, ge=0, le=64, description="at most this many characters"),
+        beam: int = Query(0, ge=0, le=32, description="beam search width; up to this many alternatives"),
+        solve: bool = Query(False, description="also return the answer of an arithmetic captcha"),
+        min_confidence: float | None = Query(None, ge=0, le=1,
+                                             description="readings below it get accepted: false"),
+    ) -> None:
+        self.kwargs = dict(allow=allow, length=length, min_length=min_length, max_length=max_length,
+                           beam=beam, solve=solve, min_confidence=min_confidence)
+
+    def options(self, reader: Reader) -> ReadOptions:
+        try:
+            return reader.options(**self.kwargs)
+        except ReadOptionError as e:
+            raise Refused(400, str(e)) from None
 
 
 class ErrorBody(BaseModel):
@@ -373,8 +423,16 @@ class ErrorBody(BaseModel):
 
 
 def _reading(r: Reading, model: str) -> dict[str, Any]:
-    return {"text": r.text, "confidence": round(r.confidence, 6),
-            "char_confidences": [round(c, 6) for c in r.char_confidences], "model": model}
+    out = {"text": r.text, "confidence": round(r.confidence, 6),
+           "char_confidences": [round(c, 6) for c in r.char_confidences], "accepted": r.accepted,
+           "model": model}
+    if r.alternatives:
+        out["alternatives"] = [{"text": t, "probability": round(q, 6)} for t, q in r.alternatives]
+    if r.answer is not None or r.answer_error is not None:
+        out["answer"] = r.answer
+        if r.answer_error:
+            out["answer_error"] = r.answer_error
+    return out
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -479,8 +537,9 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
 
     @app.post("/v1/read", response_model=ReadResult, responses=_ERRORS, openapi_extra=_READ_BODY,
               summary="Read one captcha image")
-    async def read(request: Request) -> Response:
+    async def read(request: Request, params: Annotated[OptionParams, Depends()]) -> Response:
         t0 = time.perf_counter()
+        options = params.options(reader)
         media = _media_type(request)
         _check_type(request, media, media == "multipart/form-data" or _is_image_type(media),
                     "send image/* bytes or multipart/form-data with a file field 'image'")
@@ -495,7 +554,7 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
             if not body:
                 raise Refused(400, "the 'image' file is empty")
         try:
-            r = await batcher().read(body)
+            r = await batcher().read(body, options)
         except ImageError as e:
             raise Refused(422, _image_error(e)) from None
         out = _reading(r, model) | {"ms": round((time.perf_counter() - t0) * 1000, 3)}
@@ -503,7 +562,8 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
 
     @app.post("/v1/read-batch", response_model=list[BatchItem], responses=_ERRORS,
               openapi_extra=_batch_body(max_batch), summary="Read several captcha images")
-    async def read_batch(request: Request) -> Response:
+    async def read_batch(request: Request, params: Annotated[OptionParams, Depends()]) -> Response:
+        options = params.options(reader)
         media = _media_type(request)
         _check_type(request, media, media in ("multipart/form-data", "application/json"),
                     "send multipart/form-data with file fields 'images', or JSON "
@@ -523,7 +583,7 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         if pixels > max_batch_pixels:
             raise Refused(413, f"the images hold {pixels:,} pixels in all, over the limit of "
                                f"{max_batch_pixels:,} for one batch request")
-        readings = await batcher().read_many(items)
+        readings = await batcher().read_many(items, options)
         return JSONResponse([{"error": r} if isinstance(r, str) else _reading(r, model) for r in readings])
 
     @app.get("/healthz", summary="Liveness")

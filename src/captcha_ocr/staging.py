@@ -24,7 +24,8 @@ from .modeldir import FILES, ModelError
 __all__ = ["CHECKPOINT", "StagedModelDir", "fault"]
 
 CHECKPOINT = "checkpoint"  # inside the staging directory: the resumable state
-MODEL_FILES = {FILES.weights, FILES.info, FILES.onnx, FILES.history, FILES.curves, FILES.grid}
+MODEL_FILES = {FILES.weights, FILES.info, FILES.onnx, FILES.history, FILES.curves, FILES.grid,
+               FILES.calibration}
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 

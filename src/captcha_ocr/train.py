@@ -413,11 +413,39 @@ def _model_info(model: CRNN, model_cfg: ModelConfig, split: Split, cfg: TrainCon
     )
 
 
+@torch.no_grad()
+def _log_probs(model: CRNN, split: Split, idx: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    images = torch.from_numpy(split.data.images)
+    parts = [model(images[idx[k : k + batch_size]]).numpy() for k in range(0, len(idx), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, model.steps, split.charset.n_classes))
+
+
+def _calibrate(model: CRNN, info: ModelInfo, split: Split, out: Path) -> None:
+    """Fit the confidence temperature on the validation split; draw its reliability diagram."""
+    from .calibration import confidences, fit_temperature, reliability
+    from .plots import plot_calibration
+
+    if not len(split.val):
+        return
+    lp = _log_probs(model, split, split.val)
+    labels = split.labels(split.val)
+    cal = fit_temperature(lp, labels, split.charset)
+    info.calibration = cal.record()
+    curves = {}
+    for name, temp in (("T = 1", 1.0), (f"T = {cal.temperature:g} (fitted)", cal.temperature)):
+        texts, conf = confidences(lp, split.charset, temp)
+        curves[name] = reliability(conf, np.array([t == y for t, y in zip(texts, labels)], float))
+    plot_calibration(curves, f"validation, {cal.n} images: ECE {cal.ece_before:.3f} -> "
+                             f"{cal.ece_after:.3f}", out / FILES.calibration)
+
+
 def _write_outputs(model: CRNN, info: ModelInfo, split: Split, history: list[EpochStats],
                    best_epoch: int, out: Path, export: bool) -> None:
     """Weights, ONNX, history and the two figures (validation images, else training ones)."""
     from .plots import plot_curves, plot_predictions
 
+    _calibrate(model, info, split, out)
     save_checkpoint(model, info, out)
     if export:
         from .export import export_onnx
@@ -494,7 +522,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
           params: dict | None = None, image: ImageConfig | dict | None = None,
           cfg: TrainConfig | None = None, init: InitModel | None = None,
           command: str = "", export: bool = True, resume: bool = False,
-          checkpoint_seconds: float = CHECKPOINT_SECONDS,
+          ignore_case: bool = False, checkpoint_seconds: float = CHECKPOINT_SECONDS,
           on_start: Callable[[TrainConfig, ImageConfig], None] | None = None,
           on_epoch: Callable[[EpochStats], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
@@ -520,6 +548,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
         command: the command line, recorded in ``model.json``.
         export: also write ``model.onnx``.
         resume: continue the interrupted run in ``OUT.partial`` (same data and options).
+        ignore_case: fold labels to lower case (for sites that accept either case); the
+            model then reads lower case, and ``model.json`` records it.
         checkpoint_seconds: the resumable state is saved after a round when this long
             has passed since the last save (0: every round).
         on_start: called once the input and the budget are known.
@@ -545,8 +575,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
         work = staged.begin(resume)
         try:
             return _train_into(staged, work, data_dir, arch, params, image, cfg, init, command,
-                               export, resume, checkpoint_seconds, on_start, on_epoch,
-                               on_batch, t0)
+                               export, resume, ignore_case, checkpoint_seconds, on_start,
+                               on_epoch, on_batch, t0)
         except OSError as e:  # a full disk, a read-only or vanished folder
             where = e.filename or staged.partial
             raise ModelError(f"{where}: {e.strerror or e} during training; the previous model "
@@ -555,9 +585,11 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
 
 
 def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, image, cfg, init,
-                command, export, resume, checkpoint_seconds, on_start, on_epoch, on_batch,
-                t0) -> TrainResult:
+                command, export, resume, ignore_case, checkpoint_seconds, on_start, on_epoch,
+                on_batch, t0) -> TrainResult:
     samples = discover(data_dir)
+    if ignore_case:
+        samples = [dataclasses.replace(s, label=s.label.lower()) for s in samples]
     geometry = None
     if not isinstance(image, ImageConfig):
         fixed = input_overrides(init) if init is not None else FIXED_INPUT.get(arch, {})
@@ -594,6 +626,8 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
         info.training["init"] = init.record()
     if resume:
         info.training["resumed"] = True
+    if ignore_case:
+        info.training["ignore_case"] = True
     _write_outputs(model, info, split, history, best_epoch, work, export)
     info.training["seconds"] = round(time.perf_counter() - t0, 2)
     info.save(work)

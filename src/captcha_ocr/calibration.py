@@ -1,0 +1,89 @@
+"""Calibrated confidence: one temperature, fitted on held-out images, and its measures.
+
+A reading's confidence is the probability of its text under the network (the CTC
+forward algorithm, ``decoding``). Networks trained to low loss are over-confident;
+dividing the logits by a temperature T > 1 (or sharpening, T < 1) fixes most of that
+(Guo et al., "On Calibration of Modern Neural Networks", ICML 2017). T is chosen on
+the inner validation split at training time, to minimise the log-loss of "the greedy
+reading is right" given its confidence; the greedy text itself does not change with
+T. Numpy only: the reading path uses the measures too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .charset import Charset
+from .decoding import greedy_decode, sequence_log_probs, temper
+
+__all__ = ["Calibration", "expected_calibration_error", "fit_temperature", "reliability"]
+
+TEMPERATURES = np.geomspace(0.25, 8.0, 61)
+BINS = 10
+
+
+@dataclass(frozen=True)
+class Calibration:
+    temperature: float
+    n: int                 # validation images it was fitted on
+    accuracy: float        # of the greedy readings on them
+    ece_before: float      # at T = 1
+    ece_after: float       # at the fitted T (on the same images: optimistic)
+
+    def record(self) -> dict:
+        return dict(temperature=self.temperature, n=self.n, accuracy=self.accuracy,
+                    ece_before=self.ece_before, ece_after=self.ece_after)
+
+
+def confidences(log_probs: np.ndarray, charset: Charset, temperature: float) -> tuple[list[str], np.ndarray]:
+    """Greedy texts and their probabilities at ``temperature``."""
+    lp = temper(log_probs.astype(np.float32), temperature)
+    texts = [d.text for d in greedy_decode(lp, charset)]
+    return texts, np.exp(sequence_log_probs(lp, [charset.encode(t) for t in texts]))
+
+
+def reliability(conf: np.ndarray, correct: np.ndarray, bins: int = BINS) -> list[tuple[float, float, int]]:
+    """Per confidence bin (equal width on [0, 1]): (mean confidence, accuracy, count)."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        m = which == b
+        out.append((float(conf[m].mean()) if m.any() else float((edges[b] + edges[b + 1]) / 2),
+                    float(correct[m].mean()) if m.any() else float("nan"), int(m.sum())))
+    return out
+
+
+def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, bins: int = BINS) -> float:
+    """Sum over bins of |accuracy - confidence| weighted by the bin's share of images."""
+    n = len(conf)
+    if n == 0:
+        return float("nan")
+    return float(sum(c / n * abs(acc - mean) for mean, acc, c in reliability(conf, correct, bins) if c))
+
+
+def fit_temperature(log_probs: np.ndarray, labels: list[str], charset: Charset) -> Calibration:
+    """The temperature (from ``TEMPERATURES``) that minimises the log-loss of correctness.
+
+    ``log_probs`` ``(N, T, C)`` of held-out images, ``labels`` their texts. With no
+    images, or all of them right or all wrong, the loss has no interior minimum: the
+    grid's end is taken, bounded by ``TEMPERATURES``.
+    """
+    if len(labels) == 0:
+        return Calibration(1.0, 0, float("nan"), float("nan"), float("nan"))
+    texts, _ = confidences(log_probs, charset, 1.0)
+    correct = np.array([t == y for t, y in zip(texts, labels)], np.float64)
+    best, best_loss, at_one = 1.0, np.inf, None
+    for temp in TEMPERATURES:
+        _, conf = confidences(log_probs, charset, float(temp))
+        p = np.clip(conf, 1e-6, 1 - 1e-6)
+        loss = -float(np.mean(correct * np.log(p) + (1 - correct) * np.log(1 - p)))
+        if loss < best_loss - 1e-9:
+            best, best_loss = float(temp), loss
+    _, at_one = confidences(log_probs, charset, 1.0)
+    _, fitted = confidences(log_probs, charset, best)
+    return Calibration(round(best, 4), len(labels), float(correct.mean()),
+                       expected_calibration_error(at_one, correct),
+                       expected_calibration_error(fitted, correct))

@@ -1,0 +1,102 @@
+"""The answer of an arithmetic captcha: "14+27" -> 41, "3x4=?" -> 12.
+
+A small recursive-descent parser (no ``eval``): integers, ``+ - x X * /`` and the
+Unicode signs ``× ÷ −``, the usual precedence (``x * /`` before ``+ -``), an optional
+leading minus, and an optional trailing ``=`` or ``=?``. Division must come out exact:
+captcha answers are whole numbers, so "7/2" is refused rather than rounded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["Solved", "solve"]
+
+_TOKEN = re.compile(r"\s*(?:(\d+)|(.))")
+_OPS = {"+": "+", "-": "-", "−": "-", "x": "*", "X": "*", "*": "*", "×": "*", "/": "/", "÷": "/"}
+MAX_DIGITS = 12  # a captcha's numbers are small; this also bounds the work
+
+
+@dataclass(frozen=True)
+class Solved:
+    """``answer`` when ``text`` parses and computes, else None and ``error`` says why."""
+
+    answer: int | None
+    error: str | None = None
+
+
+class _Fail(Exception):
+    pass
+
+
+def _tokens(text: str) -> list[str | int]:
+    body = text.strip()
+    for tail in ("=?", "="):
+        if body.endswith(tail):
+            body = body[: -len(tail)]
+            break
+    out: list[str | int] = []
+    for number, other in _TOKEN.findall(body):
+        if number:
+            if len(number) > MAX_DIGITS:
+                raise _Fail(f"a number of {len(number)} digits")
+            out.append(int(number))
+        elif other.strip():
+            if other not in _OPS:
+                raise _Fail(f"{other!r} is not a number or an operator")
+            out.append(_OPS[other])
+    if not out:
+        raise _Fail("no expression")
+    if len(out) > 64:
+        raise _Fail(f"{len(out)} numbers and operators (at most 64)")
+    return out
+
+
+def solve(text: str) -> Solved:
+    """Parse and compute ``text``; never raises."""
+    try:
+        tokens = _tokens(text)
+        value, end = _sum(tokens, 0)
+        if end != len(tokens):
+            raise _Fail(f"unexpected {tokens[end]!r}")
+        return Solved(value)
+    except _Fail as e:
+        return Solved(None, f"{text!r} is not an arithmetic expression: {e}")
+
+
+def _sum(tokens: list[str | int], i: int) -> tuple[int, int]:
+    value, i = _product(tokens, i)
+    while i < len(tokens) and tokens[i] in ("+", "-"):
+        op = tokens[i]
+        right, i = _product(tokens, i + 1)
+        value = value + right if op == "+" else value - right
+    return value, i
+
+
+def _product(tokens: list[str | int], i: int) -> tuple[int, int]:
+    value, i = _operand(tokens, i)
+    while i < len(tokens) and tokens[i] in ("*", "/"):
+        op = tokens[i]
+        right, i = _operand(tokens, i + 1)
+        if op == "*":
+            value *= right
+        elif right == 0:
+            raise _Fail("division by zero")
+        elif value % right:
+            raise _Fail(f"{value}/{right} is not a whole number")
+        else:
+            value //= right
+    return value, i
+
+
+def _operand(tokens: list[str | int], i: int) -> tuple[int, int]:
+    if i >= len(tokens):
+        raise _Fail("it ends with an operator")
+    tok = tokens[i]
+    if tok == "-":  # a leading minus
+        value, i = _operand(tokens, i + 1)
+        return -value, i
+    if not isinstance(tok, int):
+        raise _Fail(f"{tok!r} where a number should be")
+    return tok, i + 1

@@ -1,0 +1,139 @@
+"""Reading options end to end: allowed characters, length, beam search, arithmetic
+answers, a confidence threshold, case folding, calibration. On the shipped base model
+(pretrained on the style zoo, arithmetic included) and on zoo captchas: no dataset needed."""
+
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from captcha_ocr.cli import main
+from captcha_ocr.data import discover
+from captcha_ocr.modeldir import FILES
+from captcha_ocr.runtime import Reader, ReadOptionError
+from captcha_ocr.service import create_app
+from captcha_ocr.solve import solve
+from captcha_ocr.zoo import render, write_style
+
+
+@pytest.fixture(scope="module")
+def base():
+    return Reader.load("base")
+
+
+@pytest.fixture(scope="module")
+def arithmetic(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("arith")
+    write_style("arithmetic", folder, 12, seed=77)
+    return folder
+
+
+def _images(style, n, seed=5):
+    return [render(style, seed, i) for i in range(n)]
+
+
+def test_solve_end_to_end_on_arithmetic_captchas(arithmetic, capsys):
+    assert main(["predict", str(arithmetic), "--model", "base", "--solve", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    labels = {str(s.path): s.label for s in discover(arithmetic)}
+    assert len(rows) == 12
+    right = 0
+    for row in rows:
+        truth = solve(labels[row["path"]]).answer
+        assert truth is not None  # the zoo's labels are expressions
+        right += row["answer"] == truth
+    assert right >= 10  # the base reads this style at 0.99
+
+
+def test_allow_only_emits_allowed_characters(base):
+    for img, _ in _images("bold_caps", 6):
+        r = base.read(np.asarray(img), allow="0123456789")
+        assert set(r.text) <= set("0123456789")
+
+
+def test_length_gives_a_reading_of_that_length(base):
+    for img, label in _images("pastel_digits", 5):
+        a = np.asarray(img)
+        assert len(base.read(a, length=len(label) + 1).text) == len(label) + 1
+        r = base.read(a, min_length=2, max_length=3)
+        assert 2 <= len(r.text) <= 3
+
+
+def test_beam_alternatives_are_ordered_probabilities(base):
+    img, label = _images("dark_bg", 1)[0]
+    r = base.read(np.asarray(img), beam=5)
+    probs = [q for _, q in r.alternatives]
+    assert 1 <= len(r.alternatives) <= 5 and r.alternatives[0][0] == r.text
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+    assert r.confidence == pytest.approx(probs[0])
+    assert len({t for t, _ in r.alternatives}) == len(r.alternatives)
+
+
+def test_options_that_do_not_fit_the_model_are_one_line(base, capsys, arithmetic):
+    with pytest.raises(ReadOptionError, match="'é' are not in the model's alphabet"):
+        base.read(np.zeros((32, 128), np.uint8), allow="1é")
+    assert main(["predict", str(arithmetic), "--model", "base", "--allow", "é"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not in the model's alphabet" in err
+
+
+def test_min_confidence_flags_low_readings(arithmetic, capsys):
+    assert main(["predict", str(arithmetic), "--model", "base", "--min-confidence", "1", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all(row["accepted"] is (row["confidence"] >= 1) for row in rows)
+    assert main(["predict", str(arithmetic), "--model", "base", "--min-confidence", "0.999999"]) == 0
+    out = capsys.readouterr().out
+    low = [line for line in out.splitlines() if "LOW CONFIDENCE" in line]
+    assert 0 < len(low) <= 12
+    assert main(["eval", str(arithmetic), "--model", "base", "--min-confidence", "0.5", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["accepted"] <= 12 and 0 <= report["accepted_accuracy"] <= 1
+
+
+def test_service_takes_the_options_as_query_parameters(base):
+    img, label = _images("arithmetic", 1, seed=9)[0]
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    with TestClient(create_app(base)) as c:
+        r = c.post("/v1/read?solve=true&beam=3&min_confidence=0.2", content=buf.getvalue(),
+                   headers={"content-type": "image/png"})
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["answer"] == solve(out["text"]).answer and len(out["alternatives"]) >= 1
+        assert out["accepted"] is (out["confidence"] >= 0.2)
+        bad = c.post("/v1/read?allow=%C3%A9", content=buf.getvalue(), headers={"content-type": "image/png"})
+        assert bad.status_code == 400 and "not in the model's alphabet" in bad.json()["error"]
+        assert c.post("/v1/read?beam=-1", content=buf.getvalue(),
+                      headers={"content-type": "image/png"}).status_code == 400
+        names = {p["name"] for p in c.get("/openapi.json").json()["paths"]["/v1/read"]["post"]["parameters"]}
+        assert names == {"allow", "length", "min_length", "max_length", "beam", "solve", "min_confidence"}
+
+
+def test_ignore_case_training_reads_one_case_and_records_it(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_style("line_mesh", data, 40, seed=3)  # mixed case
+    assert any(c.isupper() for s in discover(data) for c in s.label)
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), "--ignore-case", "--init", "none",
+                 "--steps", "8", "--batch-size", "8", "--threads", "1", "-q"]) == 0
+    info = json.loads((out / FILES.info).read_text())
+    assert info["training"]["ignore_case"] is True
+    assert info["alphabet"] == info["alphabet"].lower()
+    capsys.readouterr()
+    assert main(["eval", str(data), "--model", str(out)]) == 0
+    assert "(case ignored)" in capsys.readouterr().out
+
+
+def test_training_fits_a_temperature_and_draws_the_reliability_diagram(tmp_path):
+    data = tmp_path / "data"
+    write_style("pastel_digits", data, 60, seed=4)
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), "--init", "none", "--steps", "30",
+                 "--batch-size", "8", "--threads", "1", "-q"]) == 0
+    cal = json.loads((out / FILES.info).read_text())["calibration"]
+    assert cal["n"] == 6 and 0.25 <= cal["temperature"] <= 8 and 0 <= cal["ece_after"] <= 1
+    assert (out / FILES.calibration).stat().st_size > 1000
+    assert Reader.load(out).info.temperature == cal["temperature"]
