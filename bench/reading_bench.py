@@ -1,0 +1,109 @@
+"""Reading options benchmark: calibrated confidence and beam search against greedy.
+
+For each style: train with the default recipe on N labeled images (``captcha-ocr train``,
+as in styles_bench: same splits, same seeds), then read held-out test images and print:
+
+- greedy and beam-search (K) sequence accuracy;
+- expected calibration error of ``confidence`` at T = 1 and at the temperature that
+  training fitted on its inner validation split (the test images never saw the fit);
+- the threshold that accepts 95% of the test images, and how many of the accepted
+  readings are right (target: >= 99.9%);
+- the coverage at which accepted readings are 99.9% right.
+
+    python bench/reading_bench.py                                   # 3 real styles, N=500
+    python bench/reading_bench.py --styles captcha_images_v2 wavy --n 200 --seeds 1 2
+    python bench/reading_bench.py --quick                           # 2 styles, N=200, test 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from captcha_ocr import Reader  # noqa: E402
+from captcha_ocr.calibration import confidences, expected_calibration_error  # noqa: E402
+from styles_bench import available_styles, style_sets, train  # noqa: E402
+
+DEFAULT_STYLES = ["captcha_images_v2", "henan_digits4", "rsce_gradient5"]
+
+
+def coverage_at(conf: np.ndarray, right: np.ndarray, target: float) -> tuple[float, float]:
+    """Threshold accepting the ``target`` share of images (highest confidences), and the
+    accuracy of those accepted."""
+    order = np.argsort(-conf)
+    k = max(1, int(round(target * len(conf))))
+    return float(conf[order[k - 1]]), float(right[order[:k]].mean())
+
+
+def precise_coverage(conf: np.ndarray, right: np.ndarray, precision: float = 0.999) -> float:
+    """The largest share of images (most confident first) whose readings are at least
+    ``precision`` right."""
+    order = np.argsort(-conf)
+    ok = np.cumsum(right[order]) / np.arange(1, len(conf) + 1)
+    good = np.flatnonzero(ok >= precision)
+    return float((good.max() + 1) / len(conf)) if len(good) else 0.0
+
+
+def measure(model: Path, test, beam: int) -> dict:
+    reader = Reader.load(model)
+    paths, labels = [s.path for s in test], [s.label for s in test]
+    greedy = reader.read_many(paths)
+    searched = reader.read_many(paths, beam=beam)
+    right = np.array([r.text == y for r, y in zip(greedy, labels)], float)
+    conf = np.array([r.confidence for r in greedy])
+    lp = np.concatenate([reader.run(np.stack([reader.preprocess(x) for x in paths[k : k + 64]]))
+                         for k in range(0, len(paths), 64)])
+    _, raw = confidences(lp, reader.charset, 1.0)  # before calibration
+    threshold, accepted_acc = coverage_at(conf, right, 0.95)
+    return dict(acc=right.mean(), beam_acc=np.mean([r.text == y for r, y in zip(searched, labels)]),
+                temp=reader.info.temperature, ece_raw=expected_calibration_error(raw, right),
+                ece=expected_calibration_error(conf, right), threshold=threshold,
+                accepted_acc=accepted_acc, cover999=precise_coverage(conf, right))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--styles", nargs="+", default=DEFAULT_STYLES)
+    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1])
+    ap.add_argument("--test", type=int, default=500)
+    ap.add_argument("--beam", type=int, default=8)
+    ap.add_argument("--quick", action="store_true", help="2 styles, N=200, test 300")
+    ap.add_argument("--extra-args", default="", help="more options for captcha-ocr train")
+    a = ap.parse_args()
+    if a.quick:
+        a.styles, a.n, a.test = ["captcha_images_v2", "pastel_digits"], 200, 300
+    styles, missing = available_styles()
+    if missing:
+        print(f"real styles not here (skipped): {', '.join(missing)}")
+    print(f"N {a.n}, test {a.test}, beam {a.beam}, seeds {a.seeds}")
+    print(f"{'style':18} {'seed':>4} {'greedy':>7} {'beam':>7} {'T':>6} {'ECE T=1':>8} {'ECE':>7} "
+          f"{'thr@95%':>8} {'acc@95%':>8} {'cov@99.9%':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in a.styles:
+            if name not in styles:
+                continue
+            test, train_dir = style_sets(name, styles[name], a.test, work)
+            for seed in a.seeds:
+                data = train_dir(a.n, seed)
+                if data is None:
+                    continue
+                out = work / f"{name}-{seed}-model"
+                _, error = train(data, out, seed, a.extra_args.split())
+                if error:
+                    print(f"{name:18} {seed:4d} FAILED: {error}", flush=True)
+                    continue
+                m = measure(out, test, a.beam)
+                print(f"{name:18} {seed:4d} {m['acc']:7.4f} {m['beam_acc']:7.4f} {m['temp']:6.3f} "
+                      f"{m['ece_raw']:8.4f} {m['ece']:7.4f} {m['threshold']:8.4f} "
+                      f"{m['accepted_acc']:8.4f} {m['cover999']:9.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
