@@ -182,3 +182,12 @@ def test_normal_keep_alive_requests_are_unaffected(server):
 def test_malformed_http_is_a_json_400(server):
     status, error = _status_and_error(_raw(server.port, b"GARBAGE\x00\x01 / HTTP/9\r\n\r\n"))
     assert status == 400 and error == "malformed HTTP request"
+
+
+def test_a_big_body_sent_with_its_headers_is_not_a_big_header(server):
+    """A whole request (headers and a 100 KB body) in one read is judged by its headers."""
+    body = b'{"images": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    with httpx.Client(base_url=server.url, timeout=5) as c:
+        for _ in range(2):
+            r = c.post("/v1/read-batch", content=body, headers={"content-type": "application/json"})
+            assert r.status_code == 400 and "nested too deeply" in r.json()["error"]

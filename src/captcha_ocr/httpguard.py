@@ -47,6 +47,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._n_headers = 0
         self._timer: asyncio.TimerHandle | None = None
         self._limit: tuple[int, str] | None = None  # a limit the parser was stopped for
+        self._events = 0  # headers and messages completed on this connection
         self._arm(self.header_timeout, "headers")
 
     def _arm(self, seconds: float, what: str) -> None:
@@ -77,11 +78,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._in_head and self._timer is None:  # the first byte of a keep-alive request
             self._arm(self.header_timeout, "headers")
-        head = self._in_head
+        events = self._events
         super().data_received(data)  # a parse error, ours included, ends in send_400_response
         if self.transport.is_closing():
             return
-        if head and self._in_head:  # the headers are still not complete: count what they took
+        # Count the chunk when it was all header bytes: no request's headers or message
+        # ended inside it (a chunk that ends a body and starts the next request's headers
+        # is not counted: at most one read's worth, as the limit is checked again next read).
+        if self._in_head and self._events == events:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
                 self._refuse(431, f"request headers over the limit of {self.max_header_bytes:,} bytes")
@@ -101,6 +105,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._events += 1
         self._arm(self.body_timeout, "body")
         super().on_headers_complete()
 
@@ -109,6 +114,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # of them (uvicorn's keep-alive timeout covers the wait for it).
         self._disarm()
         self._in_head, self._head_bytes, self._n_headers = True, 0, 0
+        self._events += 1
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -1,0 +1,227 @@
+"""Soak: `captcha-ocr serve` under mixed good, malformed, slow and huge requests.
+
+Starts the service on a free loopback port (bundled model unless --model), measures the
+good requests' latency alone (idle), then for --seconds runs, side by side:
+
+- good clients: keep-alive POST /v1/read of real captcha PNGs (latency recorded);
+- bad clients: random bytes, truncated PNGs, wrong content types, hostile JSON batches
+  (deep nesting, huge numbers), text where a file should be;
+- huge clients: bodies over the limit, pixel-heavy batches, 200 KB headers;
+- slow clients: connections that trickle a partial header or body and stall.
+
+Prints requests served per kind, statuses, the good requests' p50/p99 against the idle
+run, the server's memory (VmRSS) at start and end, and the count of 5xx (target 0;
+good p99 within 2x of idle).
+
+    python bench/soak_bench.py                 # 300 s
+    python bench/soak_bench.py --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def captcha_pngs(n: int) -> list[bytes]:
+    from captcha.image import ImageCaptcha
+
+    random.seed(0)
+    gen = ImageCaptcha(width=200, height=50)
+    out = []
+    for i in range(n):
+        buf = io.BytesIO()
+        gen.generate_image(f"{i:05d}"[-5:]).save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.status: dict[str, Counter] = {}
+        self.latency: list[float] = []
+
+    def add(self, kind: str, status: int | str, seconds: float | None = None) -> None:
+        with self.lock:
+            self.status.setdefault(kind, Counter())[status] += 1
+            if seconds is not None:
+                self.latency.append(seconds)
+
+
+def good_client(url: str, pngs: list[bytes], stop: threading.Event, stats: Stats) -> None:
+    with httpx.Client(base_url=url, timeout=30) as c:
+        k = 0
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                r = c.post("/v1/read", content=pngs[k % len(pngs)], headers={"content-type": "image/png"})
+                stats.add("good", r.status_code, time.perf_counter() - t0)
+            except httpx.HTTPError as e:
+                stats.add("good", type(e).__name__)
+            k += 1
+
+
+def bad_client(url: str, pngs: list[bytes], stop: threading.Event, stats: Stats, seed: int) -> None:
+    rng = random.Random(seed)
+    cases = [
+        lambda: ("/v1/read", rng.randbytes(rng.randint(1, 4000)), "image/png"),
+        lambda: ("/v1/read", pngs[0][: rng.randint(10, 600)], "image/png"),
+        lambda: ("/v1/read", pngs[0], "text/plain"),
+        lambda: ("/v1/read-batch", b'{"images": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "application/json"),
+        lambda: ("/v1/read-batch", b'{"images": [' + b"7" * 5000 + b"]}", "application/json"),
+        lambda: ("/v1/read-batch", b'{"images": "x"}', "application/json"),
+        lambda: ("/v1/read?allow=%C3%A9", pngs[1], "image/png"),
+    ]
+    with httpx.Client(base_url=url, timeout=30) as c:
+        while not stop.is_set():
+            path, body, media = rng.choice(cases)()
+            try:
+                stats.add("bad", c.post(path, content=body, headers={"content-type": media}).status_code)
+            except httpx.HTTPError as e:
+                stats.add("bad", type(e).__name__)
+
+
+def huge_client(url: str, port: int, stop: threading.Event, stats: Stats, seed: int) -> None:
+    rng = random.Random(seed)
+    big = Image.fromarray(np.random.default_rng(seed).integers(0, 255, (1000, 1900), np.uint8))
+    buf = io.BytesIO()
+    big.save(buf, "PNG", compress_level=1)
+    import base64
+
+    heavy = {"images": [base64.b64encode(buf.getvalue()).decode()] * 9}
+    with httpx.Client(base_url=url, timeout=30) as c:
+        while not stop.is_set():
+            kind = rng.randrange(3)
+            try:
+                if kind == 0:
+                    r = c.post(
+                        "/v1/read", content=b"\0" * (3 * 1024 * 1024), headers={"content-type": "image/png"}
+                    )
+                    stats.add("huge", r.status_code)
+                elif kind == 1:
+                    stats.add("huge", c.post("/v1/read-batch", json=heavy).status_code)
+                else:
+                    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                        s.sendall(
+                            b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 200_000 + b"\r\n\r\n"
+                        )
+                        head = s.recv(64)
+                    stats.add("huge", int(head.split()[1]) if head.startswith(b"HTTP/") else "closed")
+            except (httpx.HTTPError, OSError) as e:
+                stats.add("huge", type(e).__name__)
+
+
+def slow_client(port: int, stop: threading.Event, stats: Stats) -> None:
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+                s.sendall(b"POST /v1/read HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\n")
+                head = s.recv(64)  # the server's 408, after its header timeout
+            stats.add("slow", int(head.split()[1]) if head.startswith(b"HTTP/") else "closed")
+        except OSError as e:
+            stats.add("slow", type(e).__name__)
+
+
+def measure_idle(url: str, pngs: list[bytes], seconds: float, clients: int) -> list[float]:
+    """The good clients alone: the latency to compare with."""
+    stats, stop = Stats(), threading.Event()
+    threads = [threading.Thread(target=good_client, args=(url, pngs, stop, stats)) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return stats.latency
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=300)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--good", type=int, default=4, help="good clients")
+    a = ap.parse_args()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "captcha_ocr.cli", "serve", "--port", str(port), "--header-timeout", "5"]
+    if a.model:
+        cmd += ["--model", a.model]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # its log: not kept
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        pngs = captcha_pngs(64)
+        idle = measure_idle(url, pngs, 20, a.good)
+        start_mb = rss_mb(server.pid)
+        stats, stop = Stats(), threading.Event()
+        threads = [threading.Thread(target=good_client, args=(url, pngs, stop, stats)) for _ in range(a.good)]
+        threads += [threading.Thread(target=bad_client, args=(url, pngs, stop, stats, k)) for k in range(2)]
+        threads += [threading.Thread(target=huge_client, args=(url, port, stop, stats, 7))]
+        threads += [threading.Thread(target=slow_client, args=(port, stop, stats)) for _ in range(16)]
+        for t in threads:
+            t.start()
+        t0 = time.perf_counter()
+        time.sleep(a.seconds)
+        stop.set()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        end_mb = rss_mb(server.pid)
+    finally:
+        server.terminate()
+        server.wait(30)
+    print(
+        f"soak: {wall:.0f} s; {a.good} good, 2 bad, 1 huge, 16 slow clients; 2 cores shared with the clients"
+    )
+    print(f"{'kind':6} {'requests':>9}  statuses")
+    five = 0
+    for kind, c in stats.status.items():
+        five += sum(v for k, v in c.items() if isinstance(k, int) and k >= 500)
+        print(
+            f"{kind:6} {sum(c.values()):9d}  " + ", ".join(f"{k}: {v}" for k, v in sorted(c.items(), key=str))
+        )
+    lat, base = np.array(stats.latency) * 1000, np.array(idle) * 1000
+    print(
+        f"good p50/p99 ms: idle {np.percentile(base, 50):.1f}/{np.percentile(base, 99):.1f} "
+        f"({len(base)} requests, good clients alone), "
+        f"soak {np.percentile(lat, 50):.1f}/{np.percentile(lat, 99):.1f}"
+        f" -> p99 ratio {np.percentile(lat, 99) / np.percentile(base, 99):.2f} (target <= 2)"
+    )
+    print(f"server memory (VmRSS): {start_mb:.0f} MB at start, {end_mb:.0f} MB at end")
+    print(f"5xx: {five} (target 0)")
+
+
+if __name__ == "__main__":
+    main()
