@@ -193,3 +193,16 @@ def test_few_labels_fine_tune_the_base_model_unless_told(tmp_path):
         init[name] = json.loads((out / FILES.info).read_text())["training"].get("init", {})
     assert init["auto"].get("model") == "base"
     assert init["none"] == {} and init["arch"] == {}
+
+
+def test_fine_tuning_rate_and_budget_follow_the_data_size():
+    from captcha_ocr.config import FT_FEW, FT_STEPS, FT_STEPS_FEW
+    from captcha_ocr.train import recipe, resolve_budget
+
+    ft = recipe("crnn", finetune=True)
+    few, many = resolve_budget(ft, FT_FEW - 1), resolve_budget(ft, FT_FEW)
+    assert (few.lr, few.steps) == (ft.lr_few, FT_STEPS_FEW) and few.lr < many.lr
+    assert (many.lr, many.steps) == (ft.lr, FT_STEPS)
+    asked = resolve_budget(recipe("crnn", finetune=True, lr=5e-4), 10)
+    assert asked.lr == 5e-4  # an explicit rate holds at every size
+    assert resolve_budget(recipe("crnn"), 10).lr == recipe("crnn").lr  # scratch: one rate

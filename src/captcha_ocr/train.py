@@ -32,6 +32,7 @@ from .config import (
     DEFAULT_ARCH,
     FINETUNE,
     FIXED_INPUT,
+    FT_FEW,
     RECIPES,
     ImageConfig,
     ModelConfig,
@@ -57,6 +58,8 @@ def recipe(arch: str, finetune: bool = False, **overrides) -> TrainConfig:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
     base = {**RECIPES[arch], **(dict(FINETUNE, finetune=True) if finetune else {}),
             **{k: v for k, v in overrides.items() if v is not None}}
+    if overrides.get("lr") is not None:
+        base["lr_few"] = None  # the rate asked for, whatever the data size
     return TrainConfig(**base)
 
 
@@ -478,7 +481,10 @@ def choose_input(samples: list[Sample], overrides: dict | None = None) -> tuple[
 
 def resolve_budget(cfg: TrainConfig, n_train: int) -> TrainConfig:
     """Turn a step budget into rounds: ``cfg.steps`` if set, else ``steps_budget`` when the
-    recipe gives no epochs; a recipe in epochs is kept as it is."""
+    recipe gives no epochs; a recipe in epochs is kept as it is. With fewer than
+    ``FT_FEW`` training images, ``cfg.lr_few`` (where set) replaces the rate."""
+    if cfg.lr_few is not None and n_train < FT_FEW:
+        cfg = dataclasses.replace(cfg, lr=cfg.lr_few)
     steps = cfg.steps or (0 if cfg.epochs else steps_budget(n_train, cfg.batch_size, cfg.finetune))
     if not steps:
         return cfg
