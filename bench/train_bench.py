@@ -8,6 +8,7 @@ recipe and seed.
 
     python bench/train_bench.py                  # 5 folds x 3 seeds, seed and fast recipes
     python bench/train_bench.py --quick          # a few minutes: 2 folds, 1 seed, fast only
+    python bench/train_bench.py --archs default --seeds 1   # the plain `captcha-ocr train`
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def link_folder(files: list[Path], dest: Path) -> Path:
 
 
 def run_fold(arch: str, seed: int, train_dir: Path, test_files, out: Path, extra: list[str]):
+    recipe = [] if arch == "default" else ["--arch", arch]  # default: the plain user command
     cmd = [sys.executable, "-m", "captcha_ocr.cli", "train", str(train_dir), "--out", str(out),
-           "--arch", arch, "--seed", str(seed), "-q", *extra]
+           *recipe, "--seed", str(seed), "-q", *extra]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
@@ -66,7 +68,10 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    ap.add_argument("--archs", nargs="+", default=["seed", "fast"])
+    ap.add_argument("--archs", nargs="+", default=["seed", "fast"],
+                    help="recipes; 'default' runs `captcha-ocr train` with no --arch (what a "
+                         "user gets: fine-tuning the base model or the crnn recipe)")
+    ap.add_argument("--extra-args", default="", help="more options for captcha-ocr train")
     ap.add_argument("--only-folds", type=int, nargs="+", help="run only these folds (0-based)")
     ap.add_argument("--quick", action="store_true", help="2 of 5 folds, seed 1, fast recipe only")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -92,7 +97,7 @@ def main() -> None:
                     test = [samples[i] for i in sorted(held)]
                     base = Path(tmp) / f"{arch}-{seed}-{k}"
                     r = run_fold(arch, seed, link_folder(train_files, base / "data"), test,
-                                 base / "model", [])
+                                 base / "model", a.extra_args.split())
                     r.update(fold=k, seed=seed)
                     rows.append(r)
                     print(f"{arch:6} {r['params']:7d} {r['mflops']:6.1f} {k:4d} {seed:4d} "

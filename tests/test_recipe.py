@@ -182,7 +182,7 @@ def test_fine_tuning_refuses_what_cannot_fit(tmp_path, capsys):
     assert "drop the --channels option" in capsys.readouterr().err
 
 
-def test_few_labels_fine_tune_the_base_model_unless_told(tmp_path):
+def test_train_fine_tunes_the_base_model_unless_told(tmp_path):
     data = tmp_path / "digits"
     write_style("pastel_digits", data, 30, seed=6)
     runs = {"auto": [], "none": ["--init", "none"], "arch": ["--arch", "crnn"]}

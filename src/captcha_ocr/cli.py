@@ -78,10 +78,6 @@ def _err_console():
 # ---------------------------------------------------------------- train
 
 
-# Below this many labeled images, train fine-tunes the base model unless told otherwise.
-AUTO_INIT_BELOW = 500
-
-
 def cmd_train(a: argparse.Namespace) -> None:
     from .download import resolve_data
     from .train import recipe, train
@@ -89,10 +85,10 @@ def cmd_train(a: argparse.Namespace) -> None:
     data = resolve_data(a.data_dir)
     init = None
     if a.init is None and a.arch is None and a.height is None and a.channels is None:
-        # Few labels: start from the shipped base model (fine-tuning), which reads far
-        # better than training from scratch there (README, "Fine-tuning").
-        if len(discover(data)) < AUTO_INIT_BELOW:
-            a.init = "base"
+        # Start from the shipped base model (fine-tuning): far better than training from
+        # scratch with few labels, as good with 500 and 2x faster, and it never sits on the
+        # CTC plateau (README, "Fine-tuning and the base model").
+        a.init = "base"
     if a.init == "none":
         a.init = None
     if a.init:
