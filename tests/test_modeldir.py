@@ -46,11 +46,17 @@ def test_alphabet_and_class_count_edited_together_still_refused_by_the_network(m
         Reader.load(model_copy)
 
 
+def test_channels_that_do_not_fit_the_network(model_copy):
+    channels = json.loads((model_copy / FILES.info).read_text())["image"]["channels"]
+    _edit(model_copy, image__channels=4 - channels)  # grey <-> colour
+    with pytest.raises(ModelError, match=f"input channels {4 - channels} does not fit the network"):
+        Reader.load(model_copy)
+
+
 @pytest.mark.parametrize(("key", "value", "message"), [
-    ("image__channels", 3, "input channels 3 does not fit the network"),
-    ("image__channels", 2, r"malformed model metadata \(channels must be 1 \(grey\) or 3"),
     ("image__height", 64, "input height 64 does not fit the network"),
-    ("image__width", -5, r"malformed model metadata \(image size -5x50 is too small"),
+    ("image__channels", 2, r"malformed model metadata \(channels must be 1 \(grey\) or 3"),
+    ("image__width", -5, r"malformed model metadata \(image size -5x\d+ is too small"),
     ("image__crop", [0.5, 0, 0.2, 1], "malformed model metadata .*crop"),
 ])
 def test_input_that_does_not_fit(model_copy, key, value, message):

@@ -13,11 +13,8 @@ Every refused request gets ``{"error": "one line"}`` with its status: 400 empty 
 malformed, 413 body or batch over its limit, 415 wrong content type, 422 not an image,
 truncated or over the pixel limit.
 
-Concurrency: the event loop only parses HTTP. Each image is decoded in a small thread
-pool, then queued; one inference thread runs the ONNX session on up to ``max_batch``
-queued images at a time, as soon as the batch is full or no other image is still being
-decoded, and at the latest ``max_wait_ms`` after the oldest arrived. A lone request
-does not wait; concurrent requests share batches.
+Concurrency: the event loop only parses HTTP; ``batcher.MicroBatcher`` decodes images in
+threads and runs the network on batches shared by concurrent requests, in its own thread.
 
 Imports the runtime and leaves only (never torch); only ``captcha-ocr serve`` imports it.
 """
@@ -31,14 +28,11 @@ import gc
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -50,8 +44,9 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .batcher import MAX_BATCH, MAX_WAIT_MS, MicroBatcher, Unavailable, item_error
 from .preprocess import DEFAULT_MAX_PIXELS, image_size
-from .runtime import DEFAULT_OPTIONS, ImageError, Reader, Reading, ReadOptionError, ReadOptions
+from .runtime import ImageError, Reader, Reading, ReadOptionError, ReadOptions
 
 __all__ = ["MicroBatcher", "create_app", "serve"]
 
@@ -62,10 +57,7 @@ MiB = 1024 * 1024
 
 # Defaults, one place.
 MAX_BODY = 2 * MiB          # bytes in one request body (413 above)
-MAX_BATCH = 64              # images per inference batch and per /v1/read-batch request
-MAX_WAIT_MS = 2.0           # longest a queued image waits for others still being decoded
 BATCH_BODY_FACTOR = 8       # /v1/read-batch bodies may be this many times max_body
-DECODE_THREADS = 2          # threads decoding and resizing images
 MAX_BATCH_PIXELS = 16_000_000  # pixels in all the images of one /v1/read-batch request
 MAX_FORM_FIELDS = 1000      # text fields beside the files of a multipart body (ignored;
                             # the body's size bounds the parsing work)
@@ -83,157 +75,6 @@ class Refused(Exception):
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)
-
-
-# ---------------------------------------------------------------- micro-batching
-
-
-class MicroBatcher:
-    """Decodes images in a small thread pool and reads them in batches in one inference thread.
-
-    ``read(data, options)`` decodes one encoded image, queues its ``(C, H, W)`` array and
-    waits for its network output. A background task takes up to ``max_batch`` queued
-    arrays and runs ``reader.run`` on them as soon as the batch is full, or no other image
-    is still being decoded, or the oldest has waited ``max_wait_ms``: a lone request does
-    not wait, concurrent ones share a batch. Each request then decodes its own outputs
-    with its own reading options (``reader.readings``). ``sizes`` counts batches by size.
-    """
-
-    def __init__(self, reader: Reader, max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
-                 decode_threads: int = DECODE_THREADS) -> None:
-        self.reader = reader
-        self.max_batch = max_batch
-        self.max_wait = max_wait_ms / 1000
-        self.sizes: Counter[int] = Counter()
-        self._queue: list[tuple[np.ndarray, asyncio.Future[np.ndarray], float]] = []
-        self._decoding = 0               # images in the decode pool: they will queue soon
-        self._arrived = asyncio.Event()  # something is queued
-        self._ready = asyncio.Event()    # a batch is full, or nothing else is coming
-        self._decode = ThreadPoolExecutor(decode_threads, thread_name_prefix="captcha-decode")
-        # Single images decode in their own lane: a read never queues behind big batches.
-        self._decode_one = ThreadPoolExecutor(1, thread_name_prefix="captcha-decode-one")
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="captcha-infer")
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
-
-    async def stop(self) -> None:
-        """Stop taking batches, fail whatever is still queued, and join the threads."""
-        n = sum(self.sizes.values())
-        if n:
-            images = sum(k * v for k, v in self.sizes.items())
-            log.info("inference: %d batches, %d images, mean batch %.1f, largest %d",
-                     n, images, images / n, max(self.sizes))
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        for _, fut, _ in self._queue:
-            if not fut.done():
-                fut.set_exception(Refused(503, "the server is shutting down"))
-        self._queue.clear()
-        self._decode.shutdown(wait=True)
-        self._decode_one.shutdown(wait=True)
-        self._thread.shutdown(wait=True)
-
-    async def read(self, data: bytes, options: ReadOptions = DEFAULT_OPTIONS) -> Reading:
-        """Read one encoded image. Raises ``ImageError`` when it cannot be decoded."""
-        xs = await self._decoded([data], self._decode_one)
-        if isinstance(xs[0], ImageError):
-            raise xs[0]
-        lp = await self._enqueue(xs)[0]
-        return (await self._readings([lp], options))[0]
-
-    async def read_many(self, items: list[bytes | str],
-                        options: ReadOptions = DEFAULT_OPTIONS) -> list[Reading | str]:
-        """Read several encoded images; a str item, or one that cannot be decoded, gives a str error."""
-        xs = await self._decoded(items, self._decode)
-        lps = await asyncio.gather(*self._enqueue([x for x in xs if isinstance(x, np.ndarray)]))
-        good = iter(await self._readings(lps, options) if lps else [])
-        return [next(good) if isinstance(x, np.ndarray) else x if isinstance(x, str) else _image_error(x)
-                for x in xs]
-
-    async def _readings(self, lps: list[np.ndarray], options: ReadOptions) -> list[Reading]:
-        """Decode one request's network outputs with its options (a beam search off the loop)."""
-        batch = np.stack(lps)
-        if options.decode.searches:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._decode_one, self.reader.readings, batch, options)
-        return self.reader.readings(batch, options)
-
-    async def _decoded(self, items: list[bytes | str], lane: ThreadPoolExecutor
-                       ) -> list[np.ndarray | ImageError | str]:
-        self._decoding += len(items)
-        try:
-            return await asyncio.get_running_loop().run_in_executor(lane, self._preprocess, items)
-        finally:
-            self._decoding -= len(items)  # and _enqueue queues them before the batcher looks
-            self._poke()
-
-    def _preprocess(self, items: list[bytes | str]) -> list[np.ndarray | ImageError | str]:
-        out: list[np.ndarray | ImageError | str] = []
-        for item in items:
-            try:
-                out.append(item if isinstance(item, str) else self.reader.preprocess(item))
-            except ImageError as e:
-                out.append(e)
-        return out
-
-    def _enqueue(self, xs: list[np.ndarray]) -> list[asyncio.Future[np.ndarray]]:
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in xs]
-        now = loop.time()
-        self._queue += [(x, fut, now) for x, fut in zip(xs, futures)]
-        self._poke()
-        return futures
-
-    def _poke(self) -> None:
-        if self._queue:
-            self._arrived.set()
-            if len(self._queue) >= self.max_batch or self._decoding == 0:
-                self._ready.set()
-
-    async def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray], float]]:
-        """Wait for a batch: full, nothing else coming, or its oldest item has waited ``max_wait``."""
-        loop = asyncio.get_running_loop()
-        await self._arrived.wait()
-        left = self._queue[0][2] + self.max_wait - loop.time()
-        if not self._ready.is_set() and left > 0:
-            try:
-                await asyncio.wait_for(self._ready.wait(), left)
-            except asyncio.TimeoutError:
-                pass
-        batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
-        self._arrived.clear()
-        self._ready.clear()
-        self._poke()
-        return [item for item in batch if not item[1].done()]
-
-    def _infer(self, xs: list[np.ndarray]) -> np.ndarray:
-        return self.reader.run(np.stack(xs))  # (N, C, H, W) -> (N, T, C): decoded per request
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._take()
-            if not batch:
-                continue
-            self.sizes[len(batch)] += 1
-            try:
-                outputs = await loop.run_in_executor(self._thread, self._infer, [x for x, _, _ in batch])
-            except Exception as e:  # an inference failure fails this batch, not the server
-                log.exception("inference failed on a batch of %d", len(batch))
-                for _, fut, _ in batch:
-                    if not fut.done():
-                        fut.set_exception(Refused(503, f"inference failed: {type(e).__name__}"))
-                continue
-            for (_, fut, _), lp in zip(batch, outputs):
-                if not fut.done():
-                    fut.set_result(lp)
 
 
 # ---------------------------------------------------------------- request bodies
@@ -271,10 +112,6 @@ def _check_type(request: Request, media: str, ok: bool, hint: str) -> None:
         raise Refused(400, "empty body: send an image")
     if media and not ok:
         raise Refused(415, f"content type {media!r} is not accepted: {hint}")
-
-
-def _image_error(e: ImageError) -> str:
-    return str(e).removeprefix("bytes: ")
 
 
 def _is_image_type(media: str) -> bool:
@@ -556,7 +393,7 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         try:
             r = await batcher().read(body, options)
         except ImageError as e:
-            raise Refused(422, _image_error(e)) from None
+            raise Refused(422, item_error(e)) from None
         out = _reading(r, model) | {"ms": round((time.perf_counter() - t0) * 1000, 3)}
         return JSONResponse(out)
 
@@ -636,6 +473,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Refused)
     async def refused(request: Request, e: Refused) -> JSONResponse:
         return _error(e.status, e.message)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, e: Unavailable) -> JSONResponse:
+        return _error(503, str(e))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, e: HTTPException) -> Response:

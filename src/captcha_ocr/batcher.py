@@ -1,0 +1,184 @@
+"""Micro-batching for the service: decode images in threads, run the network on batches.
+
+Concurrent requests share inference batches: a batch runs as soon as it is full, or no
+other image is still being decoded, or its oldest image has waited ``max_wait_ms``. The
+network's outputs go back to each request, which decodes them with its own reading
+options (``Reader.readings``). No HTTP here: the service wraps it, tests drive it
+directly. Single images decode in a lane of their own, so a read never queues behind
+big batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .runtime import DEFAULT_OPTIONS, ImageError, Reader, Reading, ReadOptions
+
+__all__ = ["DECODE_THREADS", "MAX_BATCH", "MAX_WAIT_MS", "MicroBatcher", "Unavailable", "item_error"]
+
+log = logging.getLogger("captcha_ocr.service")
+
+MAX_BATCH = 64              # images per inference batch
+MAX_WAIT_MS = 2.0           # longest a queued image waits for others still being decoded
+DECODE_THREADS = 2          # threads decoding and resizing images (batch requests)
+
+
+class Unavailable(RuntimeError):
+    """The batcher cannot read now (shutting down, or inference failed): a 503."""
+
+
+def item_error(e: ImageError) -> str:
+    return str(e).removeprefix("bytes: ")
+
+
+class MicroBatcher:
+    """Decodes images in a small thread pool and reads them in batches in one inference thread.
+
+    ``read(data, options)`` decodes one encoded image, queues its ``(C, H, W)`` array and
+    waits for its network output. A background task takes up to ``max_batch`` queued
+    arrays and runs ``reader.run`` on them as soon as the batch is full, or no other image
+    is still being decoded, or the oldest has waited ``max_wait_ms``: a lone request does
+    not wait, concurrent ones share a batch. Each request then decodes its own outputs
+    with its own reading options (``reader.readings``). ``sizes`` counts batches by size.
+    """
+
+    def __init__(self, reader: Reader, max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
+                 decode_threads: int = DECODE_THREADS) -> None:
+        self.reader = reader
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.sizes: Counter[int] = Counter()
+        self._queue: list[tuple[np.ndarray, asyncio.Future[np.ndarray], float]] = []
+        self._decoding = 0               # images in the decode pool: they will queue soon
+        self._arrived = asyncio.Event()  # something is queued
+        self._ready = asyncio.Event()    # a batch is full, or nothing else is coming
+        self._decode = ThreadPoolExecutor(decode_threads, thread_name_prefix="captcha-decode")
+        # Single images decode in their own lane: a read never queues behind big batches.
+        self._decode_one = ThreadPoolExecutor(1, thread_name_prefix="captcha-decode-one")
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="captcha-infer")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+
+    async def stop(self) -> None:
+        """Stop taking batches, fail whatever is still queued, and join the threads."""
+        n = sum(self.sizes.values())
+        if n:
+            images = sum(k * v for k, v in self.sizes.items())
+            log.info("inference: %d batches, %d images, mean batch %.1f, largest %d",
+                     n, images, images / n, max(self.sizes))
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for _, fut, _ in self._queue:
+            if not fut.done():
+                fut.set_exception(Unavailable("the server is shutting down"))
+        self._queue.clear()
+        self._decode.shutdown(wait=True)
+        self._decode_one.shutdown(wait=True)
+        self._thread.shutdown(wait=True)
+
+    async def read(self, data: bytes, options: ReadOptions = DEFAULT_OPTIONS) -> Reading:
+        """Read one encoded image. Raises ``ImageError`` when it cannot be decoded."""
+        xs = await self._decoded([data], self._decode_one)
+        if isinstance(xs[0], ImageError):
+            raise xs[0]
+        lp = await self._enqueue(xs)[0]
+        return (await self._readings([lp], options))[0]
+
+    async def read_many(self, items: list[bytes | str],
+                        options: ReadOptions = DEFAULT_OPTIONS) -> list[Reading | str]:
+        """Read several encoded images; a str item, or one that cannot be decoded, gives a str error."""
+        xs = await self._decoded(items, self._decode)
+        lps = await asyncio.gather(*self._enqueue([x for x in xs if isinstance(x, np.ndarray)]))
+        good = iter(await self._readings(lps, options) if lps else [])
+        return [next(good) if isinstance(x, np.ndarray) else x if isinstance(x, str) else item_error(x)
+                for x in xs]
+
+    async def _readings(self, lps: list[np.ndarray], options: ReadOptions) -> list[Reading]:
+        """Decode one request's network outputs with its options (a beam search off the loop)."""
+        batch = np.stack(lps)
+        if options.decode.searches:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._decode_one, self.reader.readings, batch, options)
+        return self.reader.readings(batch, options)
+
+    async def _decoded(self, items: list[bytes | str], lane: ThreadPoolExecutor
+                       ) -> list[np.ndarray | ImageError | str]:
+        self._decoding += len(items)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(lane, self._preprocess, items)
+        finally:
+            self._decoding -= len(items)  # and _enqueue queues them before the batcher looks
+            self._poke()
+
+    def _preprocess(self, items: list[bytes | str]) -> list[np.ndarray | ImageError | str]:
+        out: list[np.ndarray | ImageError | str] = []
+        for item in items:
+            try:
+                out.append(item if isinstance(item, str) else self.reader.preprocess(item))
+            except ImageError as e:
+                out.append(e)
+        return out
+
+    def _enqueue(self, xs: list[np.ndarray]) -> list[asyncio.Future[np.ndarray]]:
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in xs]
+        now = loop.time()
+        self._queue += [(x, fut, now) for x, fut in zip(xs, futures)]
+        self._poke()
+        return futures
+
+    def _poke(self) -> None:
+        if self._queue:
+            self._arrived.set()
+            if len(self._queue) >= self.max_batch or self._decoding == 0:
+                self._ready.set()
+
+    async def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray], float]]:
+        """Wait for a batch: full, nothing else coming, or its oldest item has waited ``max_wait``."""
+        loop = asyncio.get_running_loop()
+        await self._arrived.wait()
+        left = self._queue[0][2] + self.max_wait - loop.time()
+        if not self._ready.is_set() and left > 0:
+            try:
+                await asyncio.wait_for(self._ready.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+        batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+        self._arrived.clear()
+        self._ready.clear()
+        self._poke()
+        return [item for item in batch if not item[1].done()]
+
+    def _infer(self, xs: list[np.ndarray]) -> np.ndarray:
+        return self.reader.run(np.stack(xs))  # (N, C, H, W) -> (N, T, C): decoded per request
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._take()
+            if not batch:
+                continue
+            self.sizes[len(batch)] += 1
+            try:
+                outputs = await loop.run_in_executor(self._thread, self._infer, [x for x, _, _ in batch])
+            except Exception as e:  # an inference failure fails this batch, not the server
+                log.exception("inference failed on a batch of %d", len(batch))
+                for _, fut, _ in batch:
+                    if not fut.done():
+                        fut.set_exception(Unavailable(f"inference failed: {type(e).__name__}"))
+                continue
+            for (_, fut, _), lp in zip(batch, outputs):
+                if not fut.done():
+                    fut.set_result(lp)
