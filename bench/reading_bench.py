@@ -8,7 +8,8 @@ as in styles_bench: same splits, same seeds), then read held-out test images and
   training fitted on its inner validation split (the test images never saw the fit);
 - the threshold that accepts 95% of the test images, and how many of the accepted
   readings are right (target: >= 99.9%);
-- the coverage at which accepted readings are 99.9% right.
+- the coverage at which accepted readings are 99.9% right;
+- (diagnostic) the temperature that would have been best on the test images, and its ECE.
 
     python bench/reading_bench.py                                   # 3 real styles, N=500
     python bench/reading_bench.py --styles captcha_images_v2 wavy --n 200 --seeds 1 2
@@ -26,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from captcha_ocr import Reader  # noqa: E402
-from captcha_ocr.calibration import confidences, expected_calibration_error  # noqa: E402
+from captcha_ocr.calibration import TEMPERATURES, confidences, expected_calibration_error  # noqa: E402
 from styles_bench import available_styles, style_sets, train  # noqa: E402
 
 DEFAULT_STYLES = ["captcha_images_v2", "henan_digits4", "rsce_gradient5"]
@@ -59,11 +60,16 @@ def measure(model: Path, test, beam: int) -> dict:
     lp = np.concatenate([reader.run(np.stack([reader.preprocess(x) for x in paths[k : k + 64]]))
                          for k in range(0, len(paths), 64)])
     _, raw = confidences(lp, reader.charset, 1.0)  # before calibration
+    # Diagnostic: the temperature that would have been best on the test images themselves.
+    ece_at = {float(t): expected_calibration_error(confidences(lp, reader.charset, float(t))[1], right)
+              for t in TEMPERATURES[::4]}
+    best_t = min(ece_at, key=ece_at.get)
     threshold, accepted_acc = coverage_at(conf, right, 0.95)
     return dict(acc=right.mean(), beam_acc=np.mean([r.text == y for r, y in zip(searched, labels)]),
                 temp=reader.info.temperature, ece_raw=expected_calibration_error(raw, right),
                 ece=expected_calibration_error(conf, right), threshold=threshold,
-                accepted_acc=accepted_acc, cover999=precise_coverage(conf, right))
+                accepted_acc=accepted_acc, cover999=precise_coverage(conf, right),
+                best_t=best_t, best_ece=ece_at[best_t])
 
 
 def main() -> None:
@@ -83,7 +89,7 @@ def main() -> None:
         print(f"real styles not here (skipped): {', '.join(missing)}")
     print(f"N {a.n}, test {a.test}, beam {a.beam}, seeds {a.seeds}")
     print(f"{'style':18} {'seed':>4} {'greedy':>7} {'beam':>7} {'T':>6} {'ECE T=1':>8} {'ECE':>7} "
-          f"{'thr@95%':>8} {'acc@95%':>8} {'cov@99.9%':>9}")
+          f"{'thr@95%':>8} {'acc@95%':>8} {'cov@99.9%':>9} {'test-best T, ECE':>16}")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in a.styles:
@@ -102,7 +108,8 @@ def main() -> None:
                 m = measure(out, test, a.beam)
                 print(f"{name:18} {seed:4d} {m['acc']:7.4f} {m['beam_acc']:7.4f} {m['temp']:6.3f} "
                       f"{m['ece_raw']:8.4f} {m['ece']:7.4f} {m['threshold']:8.4f} "
-                      f"{m['accepted_acc']:8.4f} {m['cover999']:9.3f}", flush=True)
+                      f"{m['accepted_acc']:8.4f} {m['cover999']:9.3f} "
+                      f"{m['best_t']:8.3f} {m['best_ece']:7.4f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,27 @@ def test_page_reads_an_uploaded_captcha(browser_page, server, captcha_png):
     assert problems == []
 
 
+def test_page_sends_the_reading_options(browser_page, server, captcha_png):
+    """Allowed characters, a length, a confidence floor: the card shows what the API
+    answers for the same query."""
+    page, problems = browser_page
+    query = "?allow=2345&length=3&min_confidence=1"
+    expected = httpx.post(f"{server.url}/v1/read{query}", content=captcha_png.read_bytes(),
+                          headers={"Content-Type": "image/png"}).json()
+    assert len(expected["text"]) == 3 and set(expected["text"]) <= set("2345")
+    page.goto(server.url + "/")
+    page.wait_for_function("document.querySelector('#model').textContent.startsWith('model ')")
+    page.fill("#allow", "2345")
+    page.fill("#length", "3")
+    page.fill("#minconf", "1")
+    page.set_input_files("#file", str(captcha_png))
+    page.wait_for_selector(".result[data-state=done]", timeout=15_000)
+    card = page.locator(".result").first
+    assert card.locator(".text").inner_text() == expected["text"]
+    assert ("LOW CONFIDENCE" in card.locator(".meta").inner_text()) is (not expected["accepted"])
+    assert problems == []
+
+
 def test_page_reads_several_and_shows_errors(browser_page, server, captcha_png, tmp_path):
     page, problems = browser_page
     bad = tmp_path / "broken.png"

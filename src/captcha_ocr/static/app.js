@@ -59,8 +59,12 @@ function showReading(card, r) {
     span.append(small);
     return span;
   }));
+  const answer = r.answer !== undefined
+    ? (r.answer === null ? ` · no answer (${r.answer_error})` : ` · answer ${r.answer}`) : "";
+  const flag = r.accepted === false ? " · LOW CONFIDENCE: fetch a new captcha" : "";
   card.querySelector(".meta").textContent =
-    `confidence ${pct(r.confidence)} · ${r.ms.toFixed(1)} ms · ${r.model}`;
+    `confidence ${pct(r.confidence)}${answer}${flag} · ${r.ms.toFixed(1)} ms · ${r.model}`;
+  card.classList.toggle("low", r.accepted === false);
   card.dataset.state = "done";
 }
 
@@ -72,11 +76,23 @@ function showError(card, message) {
   card.dataset.state = "error";
 }
 
+// The reading options of the form, as the query string of POST /v1/read.
+function optionQuery() {
+  const q = new URLSearchParams();
+  const allow = $("#allow").value.trim();
+  if (allow) q.set("allow", allow);
+  if ($("#length").value !== "") q.set("length", $("#length").value);
+  if ($("#minconf").value !== "") q.set("min_confidence", $("#minconf").value);
+  if ($("#solve").checked) q.set("solve", "true");
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
 async function readFile(file, card) {
   pending += 1;
   updateStatus();
   try {
-    const response = await fetch("/v1/read", {
+    const response = await fetch("/v1/read" + optionQuery(), {
       method: "POST",
       headers: { "Content-Type": file.type || "application/octet-stream" },
       body: file,
