@@ -88,13 +88,15 @@ def free_port() -> int:
 class Server:
     """`captcha-ocr serve` on a free loopback port, its output in a log file."""
 
-    def __init__(self, model_dir: Path | str, log: Path, *args: str) -> None:
+    def __init__(self, model_dir: Path | str, log: Path, *args: str,
+                 command: tuple[str, ...] = ("serve",), ready: str = "/healthz") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
+        self.ready = ready
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "captcha_ocr.cli", "serve", "--model", str(model_dir),
+                [sys.executable, "-m", "captcha_ocr.cli", *command, "--model", str(model_dir),
                  "--port", str(self.port), *args], stdout=out, stderr=subprocess.STDOUT)
         self._wait_ready()
 
@@ -104,7 +106,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.ready}", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.2)
@@ -120,3 +122,31 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+# ---------------------------------------------------------------- a browser
+
+# The machine's network is closed: without these Chromium keeps trying to reach outside hosts.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser_page(tmp_path):
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium); the page is untested")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    with sync_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                    if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+            yield page, problems
+        finally:
+            context.close()

@@ -2,7 +2,6 @@
 
 import base64
 import random
-import shutil
 import signal
 from pathlib import Path
 
@@ -10,10 +9,6 @@ import httpx
 import pytest
 
 from conftest import Server
-
-# The machine's network is closed: without these Chromium keeps trying to reach outside hosts.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -32,27 +27,6 @@ def captcha_png(tmp_path) -> Path:
     path = tmp_path / "g7n4x.png"
     ImageCaptcha(width=200, height=50).generate_image("g7n4x").save(path)
     return path
-
-
-@pytest.fixture
-def browser_page(tmp_path):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Chromium is not installed (Debian: apt-get install chromium); the page is untested")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with sync_api.sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            problems: list[str] = []
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-                    if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
-            yield page, problems
-        finally:
-            context.close()
 
 
 def shown_text(api_text: str) -> str:

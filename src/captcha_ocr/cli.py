@@ -365,6 +365,13 @@ def cmd_serve(a: argparse.Namespace) -> None:
           body_timeout=a.body_timeout)
 
 
+def cmd_label(a: argparse.Namespace) -> None:
+    from .labeling import serve_labeling
+
+    serve_labeling(a.data_dir, a.model, a.host, a.port, order=a.order, trust_stems=a.trust_stems,
+                   open_browser=not a.no_browser)
+
+
 # ---------------------------------------------------------------- zoo
 
 
@@ -538,6 +545,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a client has to send a request's body, 408 after (default: 30)")
     v.add_argument("--threads", type=COUNT, default=1, help="ONNX Runtime threads (default: 1)")
     v.set_defaults(func=cmd_serve)
+
+    lb = sub.add_parser("label", help="label a folder of captchas in the browser",
+                        description="Serve a local page that shows the images of DATA_DIR one "
+                        "at a time with the model's reading pre-filled; Enter accepts. Labels "
+                        "are written to DATA_DIR/labels.csv as you go.")
+    lb.add_argument("data_dir", help="folder of captcha images (labels.csv is written there)")
+    lb.add_argument("--model", default="base",
+                    help="model that pre-fills readings: a model directory, a shipped name, or "
+                         "'none' (default: base)")
+    lb.add_argument("--order", choices=["confidence", "file"], default="confidence",
+                    help="least confident first (default) or file order")
+    lb.add_argument("--trust-stems", action="store_true",
+                    help="file names are labels: show them as labels to confirm or correct")
+    lb.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    lb.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
+    lb.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    lb.set_defaults(func=cmd_label)
 
     z = sub.add_parser("zoo", help="list the synthetic captcha styles, or write one as a dataset",
                        description="Without STYLE: list the seeded synthetic captcha styles. With STYLE: "

@@ -27,6 +27,7 @@ __all__ = [
     "fingerprint",
     "list_images",
     "load_images",
+    "read_labels_csv",
     "split_indices",
 ]
 
@@ -57,7 +58,13 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _read_labels_csv(path: Path) -> dict[str, str]:
+def read_labels_csv(path: Path) -> dict[str, str]:
+    """``{file: label}`` from a ``labels.csv`` (header ``file,label``; a BOM is fine).
+
+    Raises:
+        DatasetError: not UTF-8, no header, a malformed row, or one file labeled twice
+            with different labels.
+    """
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM (Excel's UTF-8) is fine
             rows = list(csv.reader(f))
@@ -96,7 +103,7 @@ def discover(folder: str | Path) -> list[Sample]:
     """
     folder = Path(folder)
     paths = list_images(folder)
-    overrides = _read_labels_csv(folder / LABELS_FILE) if (folder / LABELS_FILE).is_file() else {}
+    overrides = read_labels_csv(folder / LABELS_FILE) if (folder / LABELS_FILE).is_file() else {}
     names = {p.name for p in paths}
     missing = [name for name in overrides if name not in names]
     if missing:

@@ -1,0 +1,157 @@
+"""The labels of a folder being labeled: ``labels.csv`` and the images set aside.
+
+``DIR/labels.csv`` (``file,label``, the format training reads) holds every accepted
+label; ``DIR/labels-skipped.csv`` (``file,status``) the images skipped or marked
+unreadable, so they are not shown again. Every change rewrites the file whole,
+atomically (temporary file, fsync, rename): a crash at any instant leaves the previous
+or the new version, never a torn one. One process owns a folder at a time (a lock
+file), and within it one lock orders the writes of every browser tab.
+
+No torch and no HTTP here: ``labeling`` serves it, tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import LABELS_FILE, DatasetError, list_images, read_labels_csv
+from .modeldir import atomic_write
+
+__all__ = ["SKIPPED_FILE", "STATUSES", "LabelStore"]
+
+SKIPPED_FILE = "labels-skipped.csv"
+STATUSES = ("skipped", "unreadable")
+LOCK_FILE = ".labels.lock"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What is known of one image: its label, or that it was set aside."""
+
+    label: str | None = None
+    status: str | None = None  # "skipped" or "unreadable"
+
+
+class LabelStore:
+    """The labeling state of ``folder``; ``trust_stems``: file stems count as labels too.
+
+    Raises (on creation):
+        DatasetError: no such folder, no images, a malformed ``labels.csv``, a folder
+            that cannot be written, or one another ``captcha-ocr label`` holds.
+    """
+
+    def __init__(self, folder: str | Path, trust_stems: bool = False) -> None:
+        self.folder = Path(folder)
+        self.images = list_images(self.folder)
+        if not self.images:
+            raise DatasetError(f"{self.folder}: no images to label (expected png, jpg, gif, bmp "
+                               "or webp files)")
+        self._names = {p.name for p in self.images}
+        self._lock = threading.Lock()
+        self._hold_folder()
+        labels_path = self.folder / LABELS_FILE
+        self.labels: dict[str, str] = read_labels_csv(labels_path) if labels_path.is_file() else {}
+        if trust_stems:
+            for p in self.images:
+                self.labels.setdefault(p.name, p.stem)
+        self.set_aside: dict[str, str] = self._read_skipped()
+
+    def _hold_folder(self) -> None:
+        try:
+            fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise DatasetError(f"{self.folder}: cannot write there ({e.strerror}); labels are "
+                               "saved in the folder: choose a writable one") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DatasetError(f"{self.folder}: another captcha-ocr label is open on this folder; "
+                               "use its page (several tabs of it are fine)") from None
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        if getattr(self, "_lock_fd", None) is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _read_skipped(self) -> dict[str, str]:
+        path = self.folder / SKIPPED_FILE
+        if not path.is_file():
+            return {}
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+        return {r[0]: r[1] for r in rows[1:] if len(r) == 2 and r[1] in STATUSES and r[0] in self._names}
+
+    # ------------------------------------------------------------ queries
+
+    def entry(self, name: str) -> Entry:
+        return Entry(self.labels.get(name), self.set_aside.get(name))
+
+    def done(self, name: str) -> bool:
+        return name in self.labels or name in self.set_aside
+
+    def counts(self) -> dict[str, int]:
+        statuses = list(self.set_aside.values())
+        return dict(total=len(self.images), labeled=len(self.labels),
+                    skipped=statuses.count("skipped"), unreadable=statuses.count("unreadable"),
+                    remaining=sum(not self.done(p.name) for p in self.images))
+
+    def path(self, name: str) -> Path:
+        """The image file ``name`` of the folder (nothing outside it).
+
+        Raises:
+            KeyError: not an image of this folder.
+        """
+        if name not in self._names:
+            raise KeyError(name)
+        return self.folder / name
+
+    # ------------------------------------------------------------ changes (atomic)
+
+    def set_label(self, name: str, label: str) -> None:
+        """Accept ``label`` for image ``name`` (written at once); it leaves the set-aside list."""
+        self.path(name)
+        label = label.strip()
+        if not label:
+            raise ValueError("an empty label: type the text, or skip the image")
+        if "\n" in label or "\r" in label:
+            raise ValueError("a label is one line")
+        with self._lock:
+            self.labels[name] = label
+            changed_aside = self.set_aside.pop(name, None) is not None
+            self._write_labels()
+            if changed_aside:
+                self._write_skipped()
+
+    def set_aside_as(self, name: str, status: str) -> None:
+        """Mark ``name`` skipped or unreadable (written at once); a label it had is removed."""
+        self.path(name)
+        if status not in STATUSES:
+            raise ValueError(f"status {status!r}: expected one of {', '.join(STATUSES)}")
+        with self._lock:
+            self.set_aside[name] = status
+            had_label = self.labels.pop(name, None) is not None
+            self._write_skipped()
+            if had_label:
+                self._write_labels()
+
+    def _write_labels(self) -> None:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["file", "label"])
+        w.writerows(sorted(self.labels.items()))
+        atomic_write(self.folder / LABELS_FILE, buf.getvalue())
+
+    def _write_skipped(self) -> None:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["file", "status"])
+        w.writerows(sorted(self.set_aside.items()))
+        atomic_write(self.folder / SKIPPED_FILE, buf.getvalue())

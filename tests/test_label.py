@@ -1,0 +1,177 @@
+"""`captcha-ocr label`: the labels file, the order, the page by keyboard, a SIGKILL.
+
+Generated captchas (zoo), the shipped base model pre-filling readings; no dataset needed.
+"""
+
+import csv
+import os
+import signal
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from captcha_ocr.cli import main
+from captcha_ocr.data import DatasetError, discover
+from captcha_ocr.labeling import Labeling, create_label_app
+from captcha_ocr.labels import SKIPPED_FILE, LabelStore
+from captcha_ocr.runtime import Reader
+from captcha_ocr.zoo import write_style
+from conftest import Server
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Twelve captchas named 0000.png... (not their text), the truth kept aside."""
+    made = tmp_path / "made"
+    write_style("bold_caps", made, 12, seed=21)
+    truth = {s.path.name: s.label for s in discover(made)}
+    (made / "labels.csv").unlink()
+    return made, truth
+
+
+def _labels(folder):
+    with (folder / "labels.csv").open(newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["file", "label"]
+    return dict(rows[1:])
+
+
+@pytest.fixture(scope="module")
+def base():
+    return Reader.load("base")
+
+
+def test_least_confident_first_and_set_aside_images_do_not_come_back(folder, base):
+    made, _ = folder
+    store = LabelStore(made)
+    try:
+        lab = Labeling(store, base)
+        conf = [lab.readings[n].confidence for n in lab.queue()]
+        assert conf == sorted(conf) and len(conf) == 12
+        first, second = lab.queue()[:2]
+        store.set_aside_as(first, "skipped")
+        store.set_aside_as(second, "unreadable")
+        assert first not in lab.queue() and second not in lab.queue()
+        assert lab.state()["skipped"] == 1 and lab.state()["unreadable"] == 1
+        assert Labeling(store, base, order="file").queue()[:2] == sorted(lab.queue())[:2]
+    finally:
+        store.close()
+    again = LabelStore(made)  # a restart reads what was set aside
+    try:
+        assert Labeling(again, base).queue() == lab.queue()
+        assert (made / SKIPPED_FILE).read_text().count("\n") == 3
+    finally:
+        again.close()
+
+
+def test_api_labels_corrects_and_counts_unchanged(folder, base):
+    made, truth = folder
+    store = LabelStore(made)
+    try:
+        lab = Labeling(store, base)
+        with TestClient(create_label_app(lab)) as c:
+            name = c.get("/api/queue").json()["queue"][0]
+            item = c.get(f"/api/item/{name}").json()
+            prefill = item["reading"]["text"]
+            s = c.post("/api/label", json={"name": name, "label": prefill, "prefill": prefill}).json()
+            assert s["labeled"] == 1 and s["accepted_unchanged"] == 1
+            c.post("/api/label", json={"name": name, "label": truth[name], "prefill": prefill})
+            assert _labels(made) == {name: truth[name]}
+            assert c.get(f"/api/item/{name}").json()["label"] == truth[name]
+            assert c.post("/api/label", json={"name": name, "label": " "}).status_code == 400
+            for path in ("/api/image/..%2Flabels.csv", "/api/image/labels.csv", "/api/item/x.png"):
+                bad = c.get(path)
+                assert bad.status_code == 404 and set(bad.json()) == {"error"}, path
+            assert c.post("/api/set-aside", json={"name": name, "status": "lost"}).status_code == 400
+    finally:
+        store.close()
+
+
+def test_bad_folders_are_one_line(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("no images here")
+    assert main(["label", str(tmp_path), "--no-browser", "--model", "none"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no images to label" in err
+
+
+def test_a_second_label_process_on_one_folder_is_refused(folder):
+    made, _ = folder
+    store = LabelStore(made)
+    try:
+        with pytest.raises(DatasetError, match="another captcha-ocr label is open on this folder"):
+            LabelStore(made)
+    finally:
+        store.close()
+
+
+def test_sigkill_between_two_labels_loses_nothing(folder, tmp_path):
+    made, truth = folder
+    server = Server("base", tmp_path / "label.log", "--no-browser", command=("label", str(made)),
+                    ready="/api/state")
+    try:
+        names = httpx.get(f"{server.url}/api/queue").json()["queue"][:5]
+        for name in names:
+            r = httpx.post(f"{server.url}/api/label", json={"name": name, "label": truth[name]})
+            assert r.status_code == 200
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(10)
+    finally:
+        server.stop()
+    assert _labels(made) == {n: truth[n] for n in names}
+    assert not [p for p in made.iterdir() if p.name.endswith(".tmp")]
+    # and the next session starts with them
+    again = Server("base", tmp_path / "label2.log", "--no-browser", command=("label", str(made)),
+                   ready="/api/state")
+    try:
+        state = httpx.get(f"{again.url}/api/state").json()
+        assert state["labeled"] == 5 and state["remaining"] == 7
+    finally:
+        again.stop()
+
+
+def test_label_ten_by_keyboard_correct_one_and_resume_after_reload(folder, tmp_path, browser_page):
+    made, truth = folder
+    page, problems = browser_page
+    server = Server("base", tmp_path / "label.log", "--no-browser", command=("label", str(made)),
+                    ready="/api/state")
+    try:
+        page.goto(server.url + "/")
+        typed = {}
+        shown = ""
+        for _ in range(10):
+            page.wait_for_function("([before]) => { const n = document.querySelector('#name').textContent;"
+                                   " return n.length > 0 && n !== before && "
+                                   "document.activeElement.id === 'label'; }", arg=[shown])
+            shown = page.locator("#name").inner_text()
+            name = shown.split(" ")[0]
+            page.keyboard.press("Control+a")
+            page.keyboard.type(truth[name])
+            done = int(page.locator("#progress").get_attribute("data-done") or 0)
+            page.keyboard.press("Enter")
+            page.wait_for_function(f"Number(document.querySelector('#progress').dataset.done) > {done}")
+            typed[name] = truth[name]
+        assert _labels(made) == typed
+        # back to the tenth image, correct it by keyboard
+        page.wait_for_function("document.activeElement.id === 'label'")
+        page.keyboard.press("Alt+ArrowLeft")
+        last = list(typed)[-1]
+        page.wait_for_function(f"document.querySelector('#name').textContent.startsWith('{last}')")
+        assert page.locator("#label").input_value() == typed[last]
+        page.keyboard.press("Control+a")
+        page.keyboard.type("FIXED")
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"!document.querySelector('#name').textContent.startsWith('{last}')")
+        typed[last] = "FIXED"
+        assert _labels(made) == typed
+        # a reload continues with the two images left (once the shown image has loaded:
+        # a reload aborts a request in flight)
+        page.wait_for_function("document.querySelector('#image').complete")
+        page.reload()
+        page.wait_for_function("document.querySelector('#name').textContent.length > 0")
+        name = page.locator("#name").inner_text().split(" ")[0]
+        assert name not in typed
+        assert "10 labeled / 12" in page.locator("#progress").inner_text()
+        assert problems == []
+    finally:
+        server.stop()
