@@ -175,3 +175,32 @@ def test_label_ten_by_keyboard_correct_one_and_resume_after_reload(folder, tmp_p
         assert problems == []
     finally:
         server.stop()
+
+
+def test_train_from_the_labels_so_far_then_switch_model(folder, base):
+    import time
+
+    made, truth = folder
+    store = LabelStore(made)
+    try:
+        lab = Labeling(store, base)
+        with TestClient(create_label_app(lab)) as c:
+            r = c.post("/api/train", json={"steps": 5})
+            assert r.status_code == 400 and "label at least 10" in r.json()["error"]
+            for name in lab.queue()[:10]:
+                c.post("/api/label", json={"name": name, "label": truth[name]})
+            assert c.post("/api/train", json={"steps": 5}).json()["running"] is True
+            assert c.post("/api/train", json={"steps": 5}).status_code == 400  # one at a time
+            deadline = time.monotonic() + 240
+            while (t := c.get("/api/train").json())["running"] and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert t["result"] == "done", t["lines"][-5:]
+            assert lab.reader.model_dir == made / ".label-model"
+            info = lab.reader.info
+            assert info.training["init"]["model"] == "base" and info.training["n_images"] == 10
+            assert c.get("/api/state").json()["model"].startswith(".label-model@")
+            assert len(c.get("/api/queue").json()["queue"]) == 2
+            assert sorted(p.name for p in made.iterdir() if not p.name.startswith(".")) == \
+                sorted([*truth, "labels.csv"])
+    finally:
+        store.close()

@@ -8,12 +8,20 @@ once, atomically (``labels.LabelStore``), so a restart resumes where it stopped.
 Endpoints (JSON unless said): ``GET /`` the page, ``GET /api/state`` counts and pace,
 ``GET /api/queue`` the images still to do in order, ``GET /api/item/{name}`` one image's
 reading and label, ``GET /api/image/{name}`` its bytes, ``POST /api/label`` and
-``POST /api/set-aside`` (skipped or unreadable). Errors are ``{"error": "one line"}``.
+``POST /api/set-aside`` (skipped or unreadable), ``POST /api/train`` (start training on
+the labels so far, in a background process) and ``GET /api/train`` (its output; when it
+ends, the page's model is the new one). Errors are ``{"error": "one line"}``.
 """
 
 from __future__ import annotations
 
+import csv
 import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,17 +30,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from .labels import STATUSES, LabelStore
-from .runtime import Reader, Reading
+from .runtime import Reader, Reading, bundled_model_dir
 
 __all__ = ["Labeling", "create_label_app", "serve_labeling"]
 
 log = logging.getLogger("captcha_ocr.label")
 STATIC = Path(__file__).with_name("static")
 ORDERS = ("confidence", "file")
+MIN_TRAIN_LABELS = 10  # fewer cannot fill a training and a validation split
+MAX_LINES = 40         # of the training run's output kept for the page
 
 
 class Labeling:
@@ -82,10 +92,87 @@ class Labeling:
                 "session_labels": self.session_labels, "accepted_unchanged": self.unchanged,
                 "labels_per_minute": round(self.session_labels / minutes, 2)}
 
+    def use(self, reader: Reader) -> None:
+        """Switch to a new model and rank the images again."""
+        self.reader = reader
+        self.rank()
+
     def label(self, name: str, label: str, prefill: str | None) -> None:
         self.store.set_label(name, label)
         self.session_labels += 1
         self.unchanged += prefill is not None and label.strip() == prefill
+
+
+class Trainer:
+    """One background ``captcha-ocr train`` on the labels so far, its output kept for the page.
+
+    The labeled images are linked into a folder of their own (with their ``labels.csv``)
+    and trained into ``DIR/.label-model`` (fine-tuned from the page's model where it has
+    one); when the run ends, the page's model is replaced by the new one and the images
+    are ranked again.
+    """
+
+    def __init__(self, labeling: Labeling) -> None:
+        self.labeling = labeling
+        self.proc: subprocess.Popen | None = None
+        self.lines: list[str] = []
+        self.result: str | None = None  # "done", or the failure's last line
+        self.model_dir = labeling.store.folder / ".label-model"
+        self._work: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, steps: int | None = None) -> None:
+        if self.running:
+            raise ValueError("a training run is already going on")
+        store = self.labeling.store
+        labeled = sorted(store.labels.items())
+        if len(labeled) < MIN_TRAIN_LABELS:
+            raise ValueError(f"{len(labeled)} labels: label at least {MIN_TRAIN_LABELS} before training")
+        self._work = tempfile.TemporaryDirectory(prefix="captcha-ocr-label-")
+        data = Path(self._work.name) / "data"
+        data.mkdir()
+        for name, _ in labeled:
+            (data / name).symlink_to(store.path(name).resolve())
+        with (data / "labels.csv").open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["file", "label"])
+            w.writerows(labeled)
+        cmd = [sys.executable, "-m", "captcha_ocr.cli", "train", str(data), "--out", str(self.model_dir)]
+        reader = self.labeling.reader
+        if reader is not None:  # a shipped model by its name, as the user would write it
+            shipped = reader.model_dir.parent == bundled_model_dir().parent
+            cmd += ["--init", reader.model_dir.name if shipped else str(reader.model_dir)]
+        if steps:
+            cmd += ["--steps", str(steps)]
+        self.lines, self.result = [f"training on {len(labeled)} labels"], None
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "COLUMNS": "120"})
+        threading.Thread(target=self._follow, daemon=True).start()
+
+    def _follow(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.rstrip()
+            if line:
+                self.lines = (self.lines + [line])[-MAX_LINES:]
+        code = self.proc.wait()
+        if code == 0:
+            try:
+                self.labeling.use(Reader.load(self.model_dir))
+                self.result = "done"
+            except Exception as e:  # noqa: BLE001 - shown on the page, one line
+                self.result = f"the new model cannot be loaded: {e}"
+        else:
+            self.result = self.lines[-1] if self.lines else f"exit status {code}"
+        if self._work is not None:
+            self._work.cleanup()
+            self._work = None
+
+    def state(self) -> dict[str, Any]:
+        return {"running": self.running, "lines": self.lines[-MAX_LINES:], "result": self.result}
 
 
 class LabelBody(BaseModel):
@@ -97,6 +184,10 @@ class LabelBody(BaseModel):
 class AsideBody(BaseModel):
     name: str
     status: str
+
+
+class TrainBody(BaseModel):
+    steps: int | None = Field(None, ge=1, le=100_000, description="optimizer steps (default: the recipe's)")
 
 
 def create_label_app(labeling: Labeling) -> FastAPI:
@@ -160,6 +251,18 @@ def create_label_app(labeling: Labeling) -> FastAPI:
             raise ValueError(f"status {body.status!r}: expected one of {', '.join(STATUSES)}")
         labeling.store.set_aside_as(body.name, body.status)
         return labeling.state()
+
+    trainer = Trainer(labeling)
+    app.state.trainer = trainer
+
+    @app.post("/api/train")
+    async def train(body: TrainBody) -> dict[str, Any]:
+        trainer.start(body.steps)
+        return trainer.state()
+
+    @app.get("/api/train")
+    async def training() -> dict[str, Any]:
+        return trainer.state()
 
     return app
 

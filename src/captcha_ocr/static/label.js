@@ -98,6 +98,35 @@ async function back() {
   await show(history.pop());
 }
 
+async function followTraining() {
+  const log = $("#train-log");
+  log.hidden = false;
+  for (;;) {
+    const t = await api("/api/train");
+    log.textContent = t.lines.join("\n") + (t.result ? `\n${t.result}` : "");
+    if (!t.running) {
+      $("#train").disabled = false;
+      if (t.result === "done") {   // the new model ranked the images again
+        queue = (await api("/api/queue")).queue.filter((n) => n !== current?.name);
+        showProgress(await api("/api/state"));
+      }
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+$("#train").addEventListener("click", async () => {
+  try {
+    $("#train").disabled = true;
+    await api("/api/train", {});
+    await followTraining();
+  } catch (e) {
+    $("#train").disabled = false;
+    say(e.message);
+  }
+});
+
 $("#form").addEventListener("submit", (e) => { e.preventDefault(); accept(); });
 $("#back").addEventListener("click", back);
 $("#skip").addEventListener("click", () => setAside("skipped"));
