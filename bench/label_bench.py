@@ -9,6 +9,7 @@ target p95 <= 50 ms).
 
     python bench/label_bench.py                       # captcha_images_v2 and rsce_gradient5, 300 each
     python bench/label_bench.py --n 50 --styles henan_digits4
+    python bench/label_bench.py --models base --train-after 60   # label, train, label
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(page, folder: Path, truth: dict[str, str], model: str) -> dict:
+def run(page, folder: Path, truth: dict[str, str], model: str, train_after: int = 0) -> dict:
     port = free_port()
     server = subprocess.Popen(
         [
@@ -73,8 +74,20 @@ def run(page, folder: Path, truth: dict[str, str], model: str) -> dict:
                 time.sleep(0.1)
         page.goto(url + "/")
         keys, unchanged, waits, shown = 0, 0, [], ""
+        right: list[bool] = []  # the pre-fill was right, per image in order
+        trained_s = 0.0
         t0 = time.perf_counter()
-        for _ in range(len(truth)):
+        for i in range(len(truth)):
+            if train_after and i == train_after:  # press Train, wait for the new model
+                t1 = time.perf_counter()
+                page.click("#train")
+                page.wait_for_function(
+                    "!document.querySelector('#train').disabled && "
+                    "document.querySelector('#train-log').textContent.includes('done')",
+                    timeout=600_000,
+                )
+                trained_s = time.perf_counter() - t1
+                shown = ""  # the image on screen (pre-filled by the old model) is labeled next
             page.wait_for_function(
                 "([b]) => { const n = document.querySelector('#name').textContent;"
                 " return n.length > 0 && n !== b && document.activeElement.id === 'label'; }",
@@ -82,7 +95,8 @@ def run(page, folder: Path, truth: dict[str, str], model: str) -> dict:
             )
             shown = page.locator("#name").inner_text()
             name = shown.split(" ")[0]
-            if page.locator("#label").input_value() == truth[name]:
+            right.append(page.locator("#label").input_value() == truth[name])
+            if right[-1]:
                 keys += 1
                 unchanged += 1
             else:
@@ -108,6 +122,9 @@ def run(page, folder: Path, truth: dict[str, str], model: str) -> dict:
         per_min=len(truth) / minutes,
         p50=float(np.percentile(w, 50)),
         p95=float(np.percentile(w, 95)),
+        before=float(np.mean(right[: train_after or len(right)])),
+        after=float(np.mean(right[train_after:])) if train_after else None,
+        trained_s=trained_s,
     )
 
 
@@ -120,6 +137,12 @@ def main() -> None:
         nargs="+",
         default=["none", "base"],
         help="pre-fill models (captcha_images_v2 also gets its bundled model)",
+    )
+    ap.add_argument(
+        "--train-after",
+        type=int,
+        default=0,
+        help="press Train after this many labels (each run), then go on with the new model",
     )
     a = ap.parse_args()
     chromium = shutil.which("chromium")
@@ -147,11 +170,17 @@ def main() -> None:
                 for s in pick:
                     (folder / s.path.name).symlink_to(s.path.resolve())
                 page = browser.new_page()
-                r = run(page, folder, truth, model)
+                r = run(page, folder, truth, model, a.train_after)
                 page.close()
                 print(
                     f"{style:18} {model:18} {len(truth):6d} {r['keys']:8.2f} {r['unchanged']:9.3f} "
-                    f"{r['per_min']:10.1f} {r['p50']:18.1f} {r['p95']:7.1f}",
+                    f"{r['per_min']:10.1f} {r['p50']:18.1f} {r['p95']:7.1f}"
+                    + (
+                        f"  pre-fill right: {r['before']:.3f} of the first {a.train_after}, "
+                        f"{r['after']:.3f} of the rest after training ({r['trained_s']:.0f} s)"
+                        if a.train_after
+                        else ""
+                    ),
                     flush=True,
                 )
         browser.close()
