@@ -106,6 +106,8 @@ async function followTraining() {
     log.textContent = t.lines.join("\n") + (t.result ? `\n${t.result}` : "");
     if (!t.running) {
       $("#train").disabled = false;
+      input.focus();  // back to typing
+      input.select();
       if (t.result === "done") {   // the new model ranked the images again
         queue = (await api("/api/queue")).queue.filter((n) => n !== current?.name);
         showProgress(await api("/api/state"));
