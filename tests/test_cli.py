@@ -31,8 +31,10 @@ def assert_one_line_error(rc, err, *needles):
 
 
 def test_train_empty_folder(capsys, tmp_path):
-    rc, _, err = run(capsys, "train", tmp_path, "--out", tmp_path / "m", "-q")
-    assert_one_line_error(rc, err, "no images", str(tmp_path))
+    data = tmp_path / "data"
+    data.mkdir()
+    rc, _, err = run(capsys, "train", data, "--out", tmp_path / "m", "-q")
+    assert_one_line_error(rc, err, "no images", str(data))
 
 
 def test_train_missing_folder(capsys, tmp_path):
