@@ -56,16 +56,17 @@ def _random_log_probs(rng, b, t, c, sharp=3.0):
     return (x - np.logaddexp.reduce(x, axis=2, keepdims=True)).astype(np.float32)
 
 
-def test_sequence_log_probs_equal_torch_ctc_loss():
+@pytest.mark.parametrize("copies", [1, 4])  # 6 images: per image; 24: vectorised
+def test_sequence_log_probs_equal_torch_ctc_loss(copies):
     import torch
 
     rng = np.random.default_rng(0)
-    lp = _random_log_probs(rng, 6, 12, 5, sharp=1.0)
-    labels = [[1, 2, 2], [3], [], [4, 4, 4, 1], [1, 2, 3, 4, 1], [2, 1]]
+    lp = _random_log_probs(rng, 6 * copies, 12, 5, sharp=1.0)
+    labels = [[1, 2, 2], [3], [], [4, 4, 4, 1], [1, 2, 3, 4, 1], [2, 1]] * copies
     ours = sequence_log_probs(lp, labels)
     flat = torch.tensor([c for x in labels for c in x], dtype=torch.long)
     loss = torch.nn.functional.ctc_loss(
-        torch.from_numpy(lp).transpose(0, 1), flat, torch.full((6,), 12, dtype=torch.long),
+        torch.from_numpy(lp).transpose(0, 1), flat, torch.full((6 * copies,), 12, dtype=torch.long),
         torch.tensor([len(x) for x in labels]), blank=0, reduction="none", zero_infinity=False)
     assert np.allclose(ours, -loss.numpy(), atol=1e-4)
 

@@ -14,6 +14,7 @@ model's temperature; with a temperature fitted on held-out images at training ti
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -124,10 +125,46 @@ def _mask(log_probs: np.ndarray, charset: Charset, allow: str) -> np.ndarray:
     return x - np.logaddexp.reduce(x, axis=-1, keepdims=True)
 
 
+# Below this batch size the forward algorithm runs per image on Python floats: 37 us an
+# image against 316 us for one call of the vectorised form (its numpy calls cost more
+# than its arithmetic at batch 1); at batch 64 the vectorised form is 2x faster.
+SCALAR_BELOW = 16
+
+
+def _forward_one(lp: np.ndarray, label: list[int]) -> float:
+    """log P(label) for one image's ``(T, C)`` log-probabilities, in probability space
+    with the sum of the states rescaled to 1 at every step."""
+    ext = [BLANK]
+    for c in label:
+        ext += [c, BLANK]
+    n = len(ext)
+    rows = np.exp(lp[:, ext].astype(np.float64)).tolist()
+    skip = [k >= 2 and ext[k] != BLANK and ext[k] != ext[k - 2] for k in range(n)]
+    alpha = [0.0] * n
+    alpha[0] = rows[0][0]
+    if n > 1:
+        alpha[1] = rows[0][1]
+    log_scale = 0.0
+    for emit in rows[1:]:
+        nxt, one, two = [0.0] * n, 0.0, 0.0  # alpha[k-1], alpha[k-2] of the previous step
+        for k in range(n):
+            nxt[k] = (alpha[k] + one + (two if skip[k] else 0.0)) * emit[k]
+            two, one = one, alpha[k]
+        total = sum(nxt)
+        if total <= 0.0:
+            return -math.inf
+        log_scale += math.log(total)
+        alpha = [v / total for v in nxt]
+    end = alpha[-1] + (alpha[-2] if n > 1 else 0.0)
+    return log_scale + math.log(end) if end > 0.0 else -math.inf
+
+
 def sequence_log_probs(log_probs: np.ndarray, labels: list[list[int]]) -> np.ndarray:
     """log P(label | image) for each batch item: the CTC forward algorithm over all the
     alignments of its label. ``log_probs`` ``(B, T, C)``, labels of class ids (no blank)."""
     b, t, _ = log_probs.shape
+    if b < SCALAR_BELOW:
+        return np.array([_forward_one(log_probs[i], labels[i]) for i in range(b)])
     n = np.array([len(x) for x in labels])
     s = 2 * max(1, int(n.max(initial=0))) + 1
     ext = np.zeros((b, s), np.int64)  # blank, c1, blank, c2, ... blank
