@@ -132,3 +132,18 @@ def test_train_unwritable_out_fails_before_training(capsys, synth_dir, tmp_path)
 def test_predict_empty_folder(capsys, tmp_path):
     rc, _, err = run(capsys, "predict", tmp_path)
     assert_one_line_error(rc, err, "no images found")
+
+
+def test_provider_cuda_loads_or_says_how_to_get_it(capsys, tmp_path):
+    import onnxruntime as ort
+    from PIL import Image
+
+    img = tmp_path / "x.png"
+    Image.new("L", (200, 50), 255).save(img)
+    rc, out, err = run(capsys, "predict", img, "--provider", "cuda")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        assert rc == 0 and out.startswith(str(img))
+    else:
+        assert_one_line_error(rc, err, "provider 'cuda' is not available", "onnxruntime-gpu")
+    rc, out, _ = run(capsys, "predict", img, "--provider", "cpu")
+    assert rc == 0 and out.startswith(str(img))

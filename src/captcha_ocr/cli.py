@@ -196,11 +196,13 @@ class _EpochProgress:
 def _reader(a: argparse.Namespace):
     from .runtime import Reader
 
-    return Reader.load(a.model, threads=getattr(a, "threads", 0) or 0)
+    return Reader.load(a.model, threads=getattr(a, "threads", 0) or 0, provider=a.provider)
 
 
 def _add_reading_options(p: argparse.ArgumentParser) -> None:
     """The reading options, the same for predict and eval (and the service's parameters)."""
+    p.add_argument("--provider", choices=["cpu", "cuda"], default="cpu",
+                   help="ONNX Runtime execution provider (cuda: needs onnxruntime-gpu)")
     g = p.add_argument_group("reading options")
     g.add_argument("--allow", metavar="CHARS", help="only these characters may be read (e.g. 0123456789)")
     g.add_argument("--length", type=COUNT, help="the reading has exactly this many characters")
@@ -362,7 +364,7 @@ def cmd_serve(a: argparse.Namespace) -> None:
     serve(a.model, a.host, a.port, max_body=int(a.max_body_mb * 1024 * 1024), max_batch=a.max_batch,
           max_wait_ms=a.max_wait_ms, max_pixels=a.max_pixels, threads=a.threads,
           max_batch_pixels=a.max_batch_pixels, header_timeout=a.header_timeout,
-          body_timeout=a.body_timeout)
+          body_timeout=a.body_timeout, provider=a.provider)
 
 
 def cmd_label(a: argparse.Namespace) -> None:
@@ -544,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--body-timeout", type=_at_least(0.01, float), default=30.0,
                    help="seconds a client has to send a request's body, 408 after (default: 30)")
     v.add_argument("--threads", type=COUNT, default=1, help="ONNX Runtime threads (default: 1)")
+    v.add_argument("--provider", choices=["cpu", "cuda"], default="cpu",
+                   help="ONNX Runtime execution provider (cuda: needs onnxruntime-gpu)")
     v.set_defaults(func=cmd_serve)
 
     lb = sub.add_parser("label", help="label a folder of captchas in the browser",

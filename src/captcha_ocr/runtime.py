@@ -97,6 +97,21 @@ def _failed(error: str) -> Reading:
     return Reading("", 0.0, (), error)
 
 
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def _providers(name: str) -> list[str]:
+    """ONNX Runtime's provider list for ``name`` (CPU kept last as ORT's fallback)."""
+    if name not in PROVIDERS:
+        raise ModelError(f"provider {name!r}: expected one of {', '.join(PROVIDERS)}")
+    wanted = PROVIDERS[name]
+    if wanted not in ort.get_available_providers():
+        raise ModelError(f"provider {name!r} is not available in this onnxruntime "
+                         f"({', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
+                         "instead of onnxruntime for CUDA, or use --provider cpu")
+    return list(dict.fromkeys([wanted, "CPUExecutionProvider"]))
+
+
 def _check_graph(session: ort.InferenceSession, info: ModelInfo, onnx_path: Path) -> None:
     """``model.json`` must describe the network it sits beside (it can be edited by hand,
     and its checksum covers the ONNX file, not itself)."""
@@ -136,7 +151,7 @@ class Reader:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, *, threads: int = 0,
-             max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Reader:
+             max_pixels: int | None = DEFAULT_MAX_PIXELS, provider: str = "cpu") -> Reader:
         """Load a model directory (default: the bundled pretrained model).
 
         Args:
@@ -145,11 +160,14 @@ class Reader:
             threads: ONNX Runtime intra-op threads (0: half the cores; the other half
                 decode images for ``read_many``, a two-stage pipeline).
             max_pixels: images with more pixels are refused before decoding.
+            provider: ONNX Runtime execution provider: "cpu", or "cuda" where the
+                ``onnxruntime-gpu`` package is installed instead of ``onnxruntime``.
 
         Raises:
-            ModelError: the directory is not a model, or ``model.onnx`` does not match
-                the checksum in ``model.json``.
+            ModelError: the directory is not a model, ``model.onnx`` does not match
+                the checksum in ``model.json``, or the provider is not available.
         """
+        providers = _providers(provider)
         if model_dir is None:
             model_dir = bundled_model_dir()
             if not (model_dir / FILES.info).is_file():
@@ -166,7 +184,7 @@ class Reader:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         try:
-            session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
         _check_graph(session, info, onnx_path)

@@ -503,7 +503,7 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
           max_body: int = MAX_BODY, max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
           max_pixels: int | None = DEFAULT_MAX_PIXELS, threads: int = 1,
           max_batch_pixels: int = MAX_BATCH_PIXELS, header_timeout: float | None = None,
-          body_timeout: float | None = None, log_level: str = "info") -> None:
+          body_timeout: float | None = None, log_level: str = "info", provider: str = "cpu") -> None:
     """Load a model and serve it with uvicorn until SIGINT/SIGTERM.
 
     Args:
@@ -517,11 +517,12 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
         threads: ONNX Runtime threads for inference (1 leaves the other cores to HTTP
             and decoding, which serves more requests than more inference threads).
         log_level: uvicorn's and the request log's level.
+        provider: ONNX Runtime execution provider ("cpu" or "cuda").
     """
     import uvicorn
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    reader = Reader.load(model_dir, threads=threads, max_pixels=max_pixels)
+    reader = Reader.load(model_dir, threads=threads, max_pixels=max_pixels, provider=provider)
     app = create_app(reader, max_body=max_body, max_batch=max_batch, max_wait_ms=max_wait_ms,
                      max_batch_pixels=max_batch_pixels)
     # Everything loaded so far lives as long as the process: move it out of the cyclic GC's
