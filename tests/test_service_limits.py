@@ -191,3 +191,25 @@ def test_a_big_body_sent_with_its_headers_is_not_a_big_header(server):
         for _ in range(2):
             r = c.post("/v1/read-batch", content=body, headers={"content-type": "application/json"})
             assert r.status_code == 400 and "nested too deeply" in r.json()["error"]
+
+
+def test_several_worker_processes_share_the_port(tmp_path):
+    """`serve --workers 2`: two processes, each with its own model, answer on one port;
+    SIGTERM stops them all."""
+    import signal
+    import subprocess
+
+    s = Server(bundled_model_dir(), tmp_path / "workers.log", "--workers", "2", "--header-timeout", "1")
+    try:
+        children = subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True, text=True)
+        workers = [int(p) for p in children.stdout.split()]
+        assert len(workers) >= 2, children
+        with httpx.Client(base_url=s.url, timeout=10) as c:
+            for _ in range(20):
+                r = c.post("/v1/read", content=png(), headers={"content-type": "image/png"})
+                assert r.status_code == 200 and r.json()["model"].startswith("captcha_images_v2@")
+        status, error = _status_and_error(_raw(s.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n"))
+        assert status == 408 and "within 1 s" in error  # the limits reach the workers
+    finally:
+        assert s.stop(signal.SIGTERM) == 0
+    assert s.log.read_text().count("model captcha_images_v2@") >= 2  # each worker loaded its own

@@ -364,7 +364,7 @@ def cmd_serve(a: argparse.Namespace) -> None:
     serve(a.model, a.host, a.port, max_body=int(a.max_body_mb * 1024 * 1024), max_batch=a.max_batch,
           max_wait_ms=a.max_wait_ms, max_pixels=a.max_pixels, threads=a.threads,
           max_batch_pixels=a.max_batch_pixels, header_timeout=a.header_timeout,
-          body_timeout=a.body_timeout, provider=a.provider)
+          body_timeout=a.body_timeout, provider=a.provider, workers=a.workers)
 
 
 def cmd_label(a: argparse.Namespace) -> None:
@@ -548,6 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=COUNT, default=1, help="ONNX Runtime threads (default: 1)")
     v.add_argument("--provider", choices=["cpu", "cuda"], default="cpu",
                    help="ONNX Runtime execution provider (cuda: needs onnxruntime-gpu)")
+    v.add_argument("--workers", type=POSITIVE, default=1,
+                   help="processes sharing the port, each with its own model (default: 1)")
     v.set_defaults(func=cmd_serve)
 
     lb = sub.add_parser("label", help="label a folder of captchas in the browser",

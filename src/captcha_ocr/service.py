@@ -27,6 +27,7 @@ import binascii
 import gc
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -499,11 +500,39 @@ def _add_error_handlers(app: FastAPI) -> None:
 # ---------------------------------------------------------------- running it
 
 
+ENV_CONFIG = "CAPTCHA_OCR_SERVE_CONFIG"  # how `serve --workers N` configures its workers
+
+
+def _loaded_app(cfg: dict[str, Any]) -> FastAPI:
+    """The app for one process: its own Reader, the protocol's limits, a frozen heap."""
+    from .httpguard import GuardedHttpProtocol
+
+    for name in ("header_timeout", "body_timeout"):  # read per connection, in this process
+        if cfg.get(name) is not None:
+            setattr(GuardedHttpProtocol, name, float(cfg[name]))
+    reader = Reader.load(cfg["model_dir"], threads=cfg["threads"], max_pixels=cfg["max_pixels"],
+                         provider=cfg["provider"])
+    app = create_app(reader, max_body=cfg["max_body"], max_batch=cfg["max_batch"],
+                     max_wait_ms=cfg["max_wait_ms"], max_batch_pixels=cfg["max_batch_pixels"])
+    # Everything loaded so far lives as long as the process: move it out of the cyclic GC's
+    # sight, so its full collections stay short (p99 latency under load drops by about 25%).
+    gc.collect()
+    gc.freeze()
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's app factory in each worker of ``serve --workers N`` (config in the environment)."""
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(message)s")
+    return _loaded_app(json.loads(os.environ[ENV_CONFIG]))
+
+
 def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000, *,
           max_body: int = MAX_BODY, max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
           max_pixels: int | None = DEFAULT_MAX_PIXELS, threads: int = 1,
           max_batch_pixels: int = MAX_BATCH_PIXELS, header_timeout: float | None = None,
-          body_timeout: float | None = None, log_level: str = "info", provider: str = "cpu") -> None:
+          body_timeout: float | None = None, log_level: str = "info", provider: str = "cpu",
+          workers: int = 1) -> None:
     """Load a model and serve it with uvicorn until SIGINT/SIGTERM.
 
     Args:
@@ -518,24 +547,26 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
             and decoding, which serves more requests than more inference threads).
         log_level: uvicorn's and the request log's level.
         provider: ONNX Runtime execution provider ("cpu" or "cuda").
+        workers: processes sharing the port, each with its own Reader and micro-batcher
+            (uvicorn's supervisor starts, restarts and stops them).
     """
     import uvicorn
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
-    reader = Reader.load(model_dir, threads=threads, max_pixels=max_pixels, provider=provider)
-    app = create_app(reader, max_body=max_body, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                     max_batch_pixels=max_batch_pixels)
-    # Everything loaded so far lives as long as the process: move it out of the cyclic GC's
-    # sight, so its full collections stay short (p99 latency under load drops by about 25%).
-    gc.collect()
-    gc.freeze()
     from .httpguard import GuardedHttpProtocol
 
-    limits = {k: v for k, v in dict(header_timeout=header_timeout, body_timeout=body_timeout).items()
-              if v is not None}
-    protocol = type("HttpProtocol", (GuardedHttpProtocol,), limits) if limits else GuardedHttpProtocol
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
+    cfg = dict(model_dir=str(model_dir) if model_dir is not None else None, threads=threads,
+               max_pixels=max_pixels, provider=provider, max_body=max_body, max_batch=max_batch,
+               max_wait_ms=max_wait_ms, max_batch_pixels=max_batch_pixels,
+               header_timeout=header_timeout, body_timeout=body_timeout)
     # Limits on header size and count, and read timeouts for headers and bodies
     # (httpguard); idle keep-alive connections close after 5 s (uvicorn's own).
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level=log_level,
-                server_header=False, timeout_graceful_shutdown=10, backlog=2048,
-                http=protocol, timeout_keep_alive=5)
+    common = dict(host=host, port=port, access_log=False, log_level=log_level, server_header=False,
+                  timeout_graceful_shutdown=10, backlog=2048, http=GuardedHttpProtocol,
+                  timeout_keep_alive=5)
+    if workers <= 1:
+        uvicorn.run(_loaded_app(cfg), **common)
+        return
+    Reader.load(model_dir, provider=provider)  # a bad model or provider: one line, before forking
+    os.environ[ENV_CONFIG] = json.dumps(cfg)
+    uvicorn.run("captcha_ocr.service:app_from_env", factory=True, workers=workers, **common)
