@@ -217,7 +217,8 @@ def _start_server(args, port: int, log_path: Path) -> subprocess.Popen:
 
     cmd = [sys.executable, "-m", "captcha_ocr.cli", "serve", "--port", str(port),
            "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
-           "--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
+           "--threads", str(args.threads), "--workers", str(args.workers)] + \
+        (["--model", args.model] if args.model else [])
     log = open(log_path, "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(300):
@@ -279,6 +280,9 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=1, help="server's ONNX Runtime threads")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes (serve --workers; the CPU columns then count the "
+                        "supervisor only)")
     args = p.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 

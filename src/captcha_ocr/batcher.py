@@ -53,13 +53,13 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.sizes: Counter[int] = Counter()
-        self._queue: list[tuple[np.ndarray, asyncio.Future[np.ndarray], float]] = []
+        self._queue: list[tuple[np.ndarray, asyncio.Future, float]] = []
         self._decoding = 0               # images in the decode pool: they will queue soon
         self._arrived = asyncio.Event()  # something is queued
         self._ready = asyncio.Event()    # a batch is full, or nothing else is coming
         self._decode = ThreadPoolExecutor(decode_threads, thread_name_prefix="captcha-decode")
         # Single images decode in their own lane: a read never queues behind big batches.
-        self._decode_one = ThreadPoolExecutor(1, thread_name_prefix="captcha-decode-one")
+        self._decode_one = ThreadPoolExecutor(decode_threads, thread_name_prefix="captcha-decode-one")
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="captcha-infer")
         self._task: asyncio.Task[None] | None = None
 
@@ -93,21 +93,25 @@ class MicroBatcher:
         xs = await self._decoded([data], self._decode_one)
         if isinstance(xs[0], ImageError):
             raise xs[0]
-        lp = await self._enqueue(xs)[0]
-        return (await self._readings([lp], options))[0]
+        return (await self._readings([await self._enqueue(xs)[0]], options))[0]
 
     async def read_many(self, items: list[bytes | str],
                         options: ReadOptions = DEFAULT_OPTIONS) -> list[Reading | str]:
         """Read several encoded images; a str item, or one that cannot be decoded, gives a str error."""
         xs = await self._decoded(items, self._decode)
-        lps = await asyncio.gather(*self._enqueue([x for x in xs if isinstance(x, np.ndarray)]))
-        good = iter(await self._readings(lps, options) if lps else [])
+        outs = await asyncio.gather(*self._enqueue([x for x in xs if isinstance(x, np.ndarray)]))
+        good = iter(await self._readings(outs, options) if outs else [])
         return [next(good) if isinstance(x, np.ndarray) else x if isinstance(x, str) else item_error(x)
                 for x in xs]
 
-    async def _readings(self, lps: list[np.ndarray], options: ReadOptions) -> list[Reading]:
-        """Decode one request's network outputs with its options (a beam search off the loop)."""
-        batch = np.stack(lps)
+    async def _readings(self, outs: list[tuple[np.ndarray, Reading]],
+                        options: ReadOptions) -> list[Reading]:
+        """One request's readings: decoded in the inference thread with the default
+        options, else decoded here from the network's outputs with the request's own
+        (a beam search off the event loop)."""
+        if options == DEFAULT_OPTIONS:
+            return [reading for _, reading in outs]
+        batch = np.stack([lp for lp, _ in outs])
         if options.decode.searches:
             return await asyncio.get_running_loop().run_in_executor(
                 self._decode_one, self.reader.readings, batch, options)
@@ -131,7 +135,7 @@ class MicroBatcher:
                 out.append(e)
         return out
 
-    def _enqueue(self, xs: list[np.ndarray]) -> list[asyncio.Future[np.ndarray]]:
+    def _enqueue(self, xs: list[np.ndarray]) -> list[asyncio.Future]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in xs]
         now = loop.time()
@@ -145,7 +149,7 @@ class MicroBatcher:
             if len(self._queue) >= self.max_batch or self._decoding == 0:
                 self._ready.set()
 
-    async def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray], float]]:
+    async def _take(self) -> list[tuple[np.ndarray, asyncio.Future, float]]:
         """Wait for a batch: full, nothing else coming, or its oldest item has waited ``max_wait``."""
         loop = asyncio.get_running_loop()
         await self._arrived.wait()
@@ -161,8 +165,11 @@ class MicroBatcher:
         self._poke()
         return [item for item in batch if not item[1].done()]
 
-    def _infer(self, xs: list[np.ndarray]) -> np.ndarray:
-        return self.reader.run(np.stack(xs))  # (N, C, H, W) -> (N, T, C): decoded per request
+    def _infer(self, xs: list[np.ndarray]) -> list[tuple[np.ndarray, Reading]]:
+        """The network on a batch, and its readings with the default options (what most
+        requests ask for: decoded here, once per batch, off the event loop)."""
+        out = self.reader.run(np.stack(xs))  # (N, C, H, W) -> (N, T, C)
+        return list(zip(out, self.reader.readings(out)))
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -179,6 +186,6 @@ class MicroBatcher:
                     if not fut.done():
                         fut.set_exception(Unavailable(f"inference failed: {type(e).__name__}"))
                 continue
-            for (_, fut, _), lp in zip(batch, outputs):
+            for (_, fut, _), out in zip(batch, outputs):
                 if not fut.done():
-                    fut.set_result(lp)
+                    fut.set_result(out)

@@ -32,9 +32,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .batcher import MAX_BATCH, MAX_WAIT_MS, MicroBatcher, Unavailable, item_error
 from .preprocess import DEFAULT_MAX_PIXELS, image_size
-from .runtime import ImageError, Reader, Reading, ReadOptionError, ReadOptions
+from .runtime import DEFAULT_OPTIONS, ImageError, Reader, Reading, ReadOptionError, ReadOptions
 
 __all__ = ["MicroBatcher", "create_app", "serve"]
 
@@ -231,29 +231,63 @@ class BatchItem(BaseModel):
     error: str | None = None
 
 
-class OptionParams:
-    """The reading options as query parameters (the same as the CLI's; shown in /docs)."""
+# The reading options as query parameters (the same as the CLI's). Parsed by hand: a
+# FastAPI dependency with Query fields cost about half a millisecond a request here (a
+# thread hop and pydantic validation), a third of a single read's time.
+_OPTION_PARAMS: list[dict[str, Any]] = [
+    {"name": "allow", "in": "query", "required": False,
+     "description": "only these characters may be read, e.g. 0123456789",
+     "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+    {"name": "length", "in": "query", "required": False, "description": "exact length of the reading",
+     "schema": {"type": "integer", "minimum": 0, "maximum": 64}},
+    {"name": "min_length", "in": "query", "required": False, "description": "at least this many characters",
+     "schema": {"type": "integer", "minimum": 0, "maximum": 64}},
+    {"name": "max_length", "in": "query", "required": False, "description": "at most this many characters",
+     "schema": {"type": "integer", "minimum": 0, "maximum": 64}},
+    {"name": "beam", "in": "query", "required": False,
+     "description": "beam search width; up to this many alternatives",
+     "schema": {"type": "integer", "minimum": 0, "maximum": 32, "default": 0}},
+    {"name": "solve", "in": "query", "required": False,
+     "description": "also return the answer of an arithmetic captcha",
+     "schema": {"type": "boolean", "default": False}},
+    {"name": "min_confidence", "in": "query", "required": False,
+     "description": "readings below it get accepted: false",
+     "schema": {"type": "number", "minimum": 0, "maximum": 1}},
+]
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
-    def __init__(
-        self,
-        allow: str | None = Query(None, min_length=1, max_length=256,
-                                  description="only these characters may be read, e.g. 0123456789"),
-        length: int | None = Query(None, ge=0, le=64, description="exact length of the reading"),
-        min_length: int | None = Query(None, ge=0, le=64, description="at least this many characters"),
-        max_length: int | None = Query(None, ge=0, le=64, description="at most this many characters"),
-        beam: int = Query(0, ge=0, le=32, description="beam search width; up to this many alternatives"),
-        solve: bool = Query(False, description="also return the answer of an arithmetic captcha"),
-        min_confidence: float | None = Query(None, ge=0, le=1,
-                                             description="readings below it get accepted: false"),
-    ) -> None:
-        self.kwargs = dict(allow=allow, length=length, min_length=min_length, max_length=max_length,
-                           beam=beam, solve=solve, min_confidence=min_confidence)
 
-    def options(self, reader: Reader) -> ReadOptions:
-        try:
-            return reader.options(**self.kwargs)
-        except ReadOptionError as e:
-            raise Refused(400, str(e)) from None
+def _query_value(name: str, text: str, schema: dict[str, Any]) -> Any:
+    kind = schema["type"]
+    try:
+        if kind == "boolean":
+            if text.lower() not in _TRUE | _FALSE:
+                raise ValueError
+            return text.lower() in _TRUE
+        value: Any = int(text) if kind == "integer" else float(text) if kind == "number" else text
+    except ValueError:
+        raise Refused(400, f"invalid request: query parameter {name!r} must be a {kind}") from None
+    if kind == "string" and not schema["minLength"] <= len(value) <= schema["maxLength"]:
+        raise Refused(400, f"invalid request: query parameter {name!r} must have "
+                           f"{schema['minLength']}-{schema['maxLength']} characters")
+    if kind in ("integer", "number") and not (schema["minimum"] <= value <= schema["maximum"]
+                                              and value == value):
+        raise Refused(400, f"invalid request: query parameter {name!r} must be in "
+                           f"[{schema['minimum']}, {schema['maximum']}]")
+    return value
+
+
+def _query_options(request: Request, reader: Reader) -> ReadOptions:
+    """The request's reading options (other query parameters are ignored)."""
+    query = request.query_params
+    if not query:
+        return DEFAULT_OPTIONS
+    kwargs = {p["name"]: _query_value(p["name"], query[p["name"]], p["schema"])
+              for p in _OPTION_PARAMS if p["name"] in query}
+    try:
+        return reader.options(**kwargs)
+    except ReadOptionError as e:
+        raise Refused(400, str(e)) from None
 
 
 class ErrorBody(BaseModel):
@@ -373,11 +407,12 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
     def batcher() -> MicroBatcher:
         return app.state.batcher
 
-    @app.post("/v1/read", response_model=ReadResult, responses=_ERRORS, openapi_extra=_READ_BODY,
+    @app.post("/v1/read", response_model=ReadResult, responses=_ERRORS,
+              openapi_extra={**_READ_BODY, "parameters": _OPTION_PARAMS},
               summary="Read one captcha image")
-    async def read(request: Request, params: Annotated[OptionParams, Depends()]) -> Response:
+    async def read(request: Request) -> Response:
         t0 = time.perf_counter()
-        options = params.options(reader)
+        options = _query_options(request, reader)
         media = _media_type(request)
         _check_type(request, media, media == "multipart/form-data" or _is_image_type(media),
                     "send image/* bytes or multipart/form-data with a file field 'image'")
@@ -399,9 +434,10 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         return JSONResponse(out)
 
     @app.post("/v1/read-batch", response_model=list[BatchItem], responses=_ERRORS,
-              openapi_extra=_batch_body(max_batch), summary="Read several captcha images")
-    async def read_batch(request: Request, params: Annotated[OptionParams, Depends()]) -> Response:
-        options = params.options(reader)
+              openapi_extra={**_batch_body(max_batch), "parameters": _OPTION_PARAMS},
+              summary="Read several captcha images")
+    async def read_batch(request: Request) -> Response:
+        options = _query_options(request, reader)
         media = _media_type(request)
         _check_type(request, media, media in ("multipart/form-data", "application/json"),
                     "send multipart/form-data with file fields 'images', or JSON "
