@@ -46,32 +46,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(page, folder: Path, truth: dict[str, str], model: str, train_after: int = 0) -> dict:
+def start_label_server(folder: Path, model: str = "base") -> tuple[subprocess.Popen, str]:
+    """`captcha-ocr label FOLDER` on a free loopback port, once it answers: (process, URL)."""
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "captcha_ocr.cli",
-            "label",
-            str(folder),
-            "--model",
-            model,
-            "--port",
-            str(port),
-            "--no-browser",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    cmd = [sys.executable, "-m", "captcha_ocr.cli", "label", str(folder), "--model", model,
+           "--port", str(port), "--no-browser"]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/api/state", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.kill()
+    sys.exit(f"captcha-ocr label did not start on {folder}")
+
+
+def run(page, folder: Path, truth: dict[str, str], model: str, train_after: int = 0) -> dict:
+    server, url = start_label_server(folder, model)
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/api/state", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
         page.goto(url + "/")
         keys, unchanged, waits, shown = 0, 0, [], ""
         right: list[bool] = []  # the pre-fill was right, per image in order

@@ -6,50 +6,26 @@ python bench/label_screenshot.py
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from captcha_ocr.zoo import write_style
-from label_bench import CHROMIUM_ARGS, free_port
+from label_bench import CHROMIUM_ARGS, start_label_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    import subprocess
 
-    import httpx
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "site-captchas"
         write_style("bold_caps", folder, 40, seed=8)
         (folder / "labels.csv").unlink()
-        port = free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "captcha_ocr.cli",
-                "label",
-                str(folder),
-                "--port",
-                str(port),
-                "--no-browser",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        server, url = start_label_server(folder)
         try:
-            url = f"http://127.0.0.1:{port}"
-            for _ in range(300):
-                try:
-                    if httpx.get(f"{url}/api/state", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(
                     executable_path=shutil.which("chromium"), headless=True, args=CHROMIUM_ARGS

@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
-from starlette.exceptions import HTTPException
 
+from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
 from .runtime import Reader, Reading, bundled_model_dir
 
@@ -194,30 +193,20 @@ def create_label_app(labeling: Labeling) -> FastAPI:
     app = FastAPI(title="captcha-ocr label", docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    def refuse(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": " ".join(message.split())}, status_code=status)
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, e: HTTPException) -> JSONResponse:
-        return refuse(e.status_code, str(e.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0] if e.errors() else {}
-        return refuse(400, f"invalid request: {first.get('msg', 'bad input')}")
+    add_json_errors(app, log)
 
     @app.exception_handler(KeyError)
     async def unknown(request: Request, e: KeyError) -> JSONResponse:
-        return refuse(404, f"{e.args[0]!r} is not an image of {labeling.store.folder}")
+        return json_error(404, f"{e.args[0]!r} is not an image of {labeling.store.folder}")
 
     @app.exception_handler(ValueError)
     async def invalid(request: Request, e: ValueError) -> JSONResponse:
-        return refuse(400, str(e))
+        return json_error(400, str(e))
 
     @app.exception_handler(OSError)
     async def disk(request: Request, e: OSError) -> JSONResponse:
         log.error("cannot save in %s: %s", labeling.store.folder, e)
-        return refuse(507, f"cannot save the labels ({e.strerror or e}); nothing saved before "
+        return json_error(507, f"cannot save the labels ({e.strerror or e}); nothing saved before "
                            "is lost: fix that and try again")
 
     @app.get("/", include_in_schema=False)

@@ -35,17 +35,16 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .batcher import MAX_BATCH, MAX_WAIT_MS, MicroBatcher, Unavailable, item_error
+from .httperrors import add_json_errors, json_error
 from .preprocess import DEFAULT_MAX_PIXELS, image_size
 from .runtime import DEFAULT_OPTIONS, ImageError, Reader, Reading, ReadOptionError, ReadOptions
 
@@ -72,10 +71,6 @@ class Refused(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": " ".join(str(message).split())}, status_code=status)
 
 
 # ---------------------------------------------------------------- request bodies
@@ -509,28 +504,13 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Refused)
     async def refused(request: Request, e: Refused) -> JSONResponse:
-        return _error(e.status, e.message)
+        return json_error(e.status, e.message)
 
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, e: Unavailable) -> JSONResponse:
-        return _error(503, str(e))
+        return json_error(503, str(e))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, e: HTTPException) -> Response:
-        if e.status_code in (204, 304):
-            return Response(status_code=e.status_code, headers=e.headers)
-        return JSONResponse({"error": " ".join(str(e.detail).split())}, status_code=e.status_code,
-                            headers=e.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0] if e.errors() else {}
-        return _error(400, f"invalid request: {first.get('msg', 'bad input')}")
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, e: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error(500, f"internal error ({type(e).__name__})")
+    add_json_errors(app, log)
 
 
 # ---------------------------------------------------------------- running it
