@@ -194,3 +194,13 @@ def test_full_disk_is_one_line_and_the_old_model_survives(data, tmp_path, capsys
     assert "No space left on device during training" in err and "untouched" in err
     assert len(err.splitlines()) == 1
     assert _digest(out) == old
+
+
+def test_export_is_refused_while_a_train_holds_the_directory(data, tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), *TINY]) == 0
+    with StagedModelDir(out):
+        assert main(["export", str(out)]) != 0
+    assert "another captcha-ocr process" in capsys.readouterr().err
+    assert main(["export", str(out)]) == 0
+    Reader.load(out)

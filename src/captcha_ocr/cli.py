@@ -336,10 +336,12 @@ def cmd_export(a: argparse.Namespace) -> None:
     import numpy as np
 
     from .export import export_onnx, onnx_parity
+    from .staging import StagedModelDir
     from .train import load_checkpoint
 
-    model, info = load_checkpoint(a.model_dir)
-    path = export_onnx(model, info, a.model_dir)
+    with StagedModelDir(a.model_dir):  # the directory's lock: not while a train swaps it
+        model, info = load_checkpoint(a.model_dir)
+        path = export_onnx(model, info, a.model_dir)
     x = np.random.default_rng(0).random((4, info.image.channels, info.image.height,
                                          info.image.width), dtype=np.float32)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); "
