@@ -113,6 +113,7 @@ def test_a_swap_cut_between_its_renames_is_undone(data, tmp_path):
     out = tmp_path / "m"
     assert main(["train", str(data), "--out", str(out), *TINY]) == 0
     old = _digest(out)
+    (out / staging.OURS).write_text("1\n")  # as commit marks it before the renames
     out.rename(tmp_path / "m.prev")  # the state right after the first of the two renames
     with StagedModelDir(out):
         pass
@@ -204,3 +205,42 @@ def test_export_is_refused_while_a_train_holds_the_directory(data, tmp_path, cap
     assert "another captcha-ocr process" in capsys.readouterr().err
     assert main(["export", str(out)]) == 0
     Reader.load(out)
+
+
+@pytest.mark.parametrize("name", ["m.prev", "m.partial"])
+def test_a_users_folder_named_like_ours_is_never_touched(data, tmp_path, capsys, name):
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), *TINY]) == 0
+    theirs = tmp_path / name
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    assert main(["train", str(data), "--out", str(out), *TINY, "--seed", "9"]) != 0
+    assert "was not made by captcha-ocr" in capsys.readouterr().err
+    assert (theirs / "notes.txt").read_text() == "mine" and (out / FILES.info).is_file()
+
+
+def test_out_that_is_a_link_is_refused(data, tmp_path, capsys):
+    real = tmp_path / "real"
+    assert main(["train", str(data), "--out", str(real), *TINY]) == 0
+    (tmp_path / "link").symlink_to(real)
+    assert main(["train", str(data), "--out", str(tmp_path / "link"), *TINY]) != 0
+    assert "is a link" in capsys.readouterr().err
+    Reader.load(real)
+
+
+def test_a_checkpoint_cut_between_its_two_files_or_damaged_is_one_line(tmp_path):
+    import torch
+
+    from captcha_ocr import checkpoint
+
+    checkpoint.save(tmp_path / "a", {"epoch": 1, "w": torch.zeros(2)})
+    checkpoint.save(tmp_path / "b", {"epoch": 2, "w": torch.ones(2)})
+    assert checkpoint.load(tmp_path / "b")["epoch"] == 2
+    # round 2's tensors beside round 1's JSON: refused, not mixed
+    newer = (tmp_path / "b" / checkpoint.STATE_TENSORS).read_bytes()
+    (tmp_path / "a" / checkpoint.STATE_TENSORS).write_bytes(newer)
+    with pytest.raises(ModelError, match="different saves"):
+        checkpoint.load(tmp_path / "a")
+    (tmp_path / "b" / checkpoint.STATE_TENSORS).write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="cannot be read"):
+        checkpoint.load(tmp_path / "b")

@@ -4,8 +4,8 @@ A state is a nested structure of dicts, lists, numbers, strings and tensors (a m
 ``state_dict()``, an optimizer's, a scheduler's, RNG states, a history). ``save`` walks
 it, stores every tensor under a generated key in ``state.safetensors`` and leaves a
 ``{"$tensor": key}`` marker in ``state.json``; ``load`` puts them back. Both files are
-written atomically, JSON last, so a state is complete exactly when ``state.json`` is
-there and names tensors that the safetensors file holds.
+written atomically, JSON last, and carry the same random save id: a crash between the
+two writes leaves files of two saves, which ``load`` refuses rather than mix.
 
 Used by ``train`` (every round, for ``--resume``) and ``pretrain`` (every few minutes).
 """
@@ -13,6 +13,7 @@ Used by ``train`` (every round, for ``--resume``) and ``pretrain`` (every few mi
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = ["STATE_JSON", "STATE_TENSORS", "exists", "load", "save"]
 
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
+SAVE_ID = "save_id"  # a tensor of the save's random id (its JSON has the same)
 
 
 def _flatten(obj: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -60,7 +62,8 @@ def save(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` to the folder ``path`` (created): tensors first, then the JSON."""
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
-    meta = _flatten(state, "s", tensors)
+    meta = {"state": _flatten(state, "s", tensors), "save_id": uuid.uuid4().hex}
+    tensors[SAVE_ID] = torch.frombuffer(bytearray(bytes.fromhex(meta["save_id"])), dtype=torch.uint8)
     path.mkdir(parents=True, exist_ok=True)
     atomic_write(path / STATE_TENSORS, st_save(tensors))
     atomic_write(path / STATE_JSON, json.dumps(meta, indent=1) + "\n")
@@ -81,7 +84,9 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         meta = json.loads((path / STATE_JSON).read_text(encoding="utf-8"))
         tensors = st_load((path / STATE_TENSORS).read_bytes())
-        return _restore(meta, tensors)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        if bytes(tensors.pop(SAVE_ID).tolist()).hex() != meta["save_id"]:
+            raise ValueError("its two files come from different saves (a save was cut short)")
+        return _restore(meta["state"], tensors)
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type too
         raise ModelError(f"{path}: the saved training state cannot be read ({e}); "
                          "delete the folder to start again") from None

@@ -24,6 +24,7 @@ from .modeldir import FILES, ModelError
 __all__ = ["CHECKPOINT", "StagedModelDir", "fault"]
 
 CHECKPOINT = "checkpoint"  # inside the staging directory: the resumable state
+OURS = ".captcha-ocr-staging"  # marks the .partial and .prev folders this module made
 MODEL_FILES = {FILES.weights, FILES.info, FILES.onnx, FILES.history, FILES.curves, FILES.grid,
                FILES.calibration}
 _RENAME_EXCHANGE = 2
@@ -118,18 +119,28 @@ class StagedModelDir:
     # ------------------------------------------------------------ state on disk
 
     def _recover(self) -> None:
-        """Finish or undo a swap cut between its renames; drop a finished run's leftovers."""
+        """Finish or undo a swap cut between its renames; drop a finished run's leftovers.
+        Folders named like ours but not marked as ours are the user's: refused, not touched."""
+        for folder in (self.prev, self.partial):
+            if folder.exists() and not (folder / OURS).is_file():
+                raise ModelError(f"{folder}: exists and was not made by captcha-ocr; move it "
+                                 f"or choose another --out (it would be in the way of {self.target.name})")
         if self.prev.exists():
             if self.target.exists():
                 shutil.rmtree(self.prev)  # the swap completed; the old model was not yet removed
             else:
                 os.rename(self.prev, self.target)  # cut between the renames: old model back
+                (self.target / OURS).unlink(missing_ok=True)
             _fsync_dir(self.target.parent)
         if (self.target / CHECKPOINT).is_dir():
             shutil.rmtree(self.target / CHECKPOINT)  # swapped in, its checkpoint not yet removed
+        if self.target.is_dir():
+            (self.target / OURS).unlink(missing_ok=True)
 
     def _check_target(self) -> None:
         t = self.target
+        if t.is_symlink():
+            raise ModelError(f"{t}: is a link; pass the directory it points to as --out")
         if t.exists() and not t.is_dir():
             raise ModelError(f"{t}: is a file, not a model directory; choose another --out")
         if not t.is_dir():
@@ -164,6 +175,7 @@ class StagedModelDir:
             shutil.rmtree(self.partial)  # a run that died before its first checkpoint
         try:
             self.partial.mkdir()
+            (self.partial / OURS).write_text(f"{os.getpid()}\n")
         except OSError as e:
             raise ModelError(f"{self.target}: cannot write the model directory there "
                              f"({e.strerror})") from None
@@ -183,6 +195,8 @@ class StagedModelDir:
         fault("before-swap")
         parent = self.target.parent
         if self.target.exists():
+            # marked, so that wherever the old model is after a crash, recovery knows it
+            (self.target / OURS).write_text(f"{os.getpid()}\n")
             if _exchange(self.partial, self.target):
                 fault("after-exchange")
                 _fsync_dir(parent)
@@ -198,4 +212,5 @@ class StagedModelDir:
         fault("after-swap")
         _fsync_dir(parent)
         shutil.rmtree(self.target / CHECKPOINT, ignore_errors=True)
+        (self.target / OURS).unlink(missing_ok=True)
         return self.target
