@@ -127,3 +127,14 @@ def test_greedy_confidence_is_the_text_probability_and_temperature_flattens_it()
     assert np.allclose([d.confidence for d in plain], forward, rtol=1e-5)
     hot = decode(lp, charset, temperature=2.0)
     assert all(h.confidence < p.confidence for h, p in zip(hot, plain))
+
+
+def test_search_never_emits_a_masked_character_and_gives_up_cleanly():
+    """With one allowed character, a 4-long reading in 5 steps needs a blank between
+    repeats: impossible, so an empty text with confidence 0, never other characters."""
+    rng = np.random.default_rng(1)
+    lp = _random_log_probs(rng, 1, 5, 5)
+    got = decode(lp, Charset("abcd"), DecodeOptions(allow="a", min_length=4, max_length=4, beam=8))[0]
+    assert got.text == "" and got.confidence == 0.0 and got.alternatives == ()
+    got = decode(lp, Charset("abcd"), DecodeOptions(allow="ab", min_length=3, max_length=3, beam=8))[0]
+    assert set(got.text) <= set("ab") and all(set(t) <= set("ab") for t, _ in got.alternatives)

@@ -204,3 +204,22 @@ def test_train_from_the_labels_so_far_then_switch_model(folder, base):
                 sorted([*truth, "labels.csv"])
     finally:
         store.close()
+
+
+def test_a_row_for_a_removed_image_is_kept_but_not_counted_or_trained_on(folder, base):
+    made, truth = folder
+    names = sorted(truth)
+    rows = [f"{n},{truth[n]}" for n in names[:10]] + ["deleted.png,zz"]
+    (made / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
+    store = LabelStore(made)
+    try:
+        lab = Labeling(store, base)
+        assert lab.state()["labeled"] == 10 and lab.state()["remaining"] == 2
+        with TestClient(create_label_app(lab)) as c:
+            assert c.post("/api/label", json={"name": names[10], "label": "X"}).status_code == 200
+        assert "deleted.png,zz" in (made / "labels.csv").read_text()
+        (made / "labels-skipped.csv").write_bytes(b"file,status\n\xff\xfe,skipped\n")
+    finally:
+        store.close()
+    with pytest.raises(DatasetError, match="labels-skipped.csv: cannot be read"):
+        LabelStore(made)

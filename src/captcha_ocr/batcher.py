@@ -60,6 +60,9 @@ class MicroBatcher:
         self._decode = ThreadPoolExecutor(decode_threads, thread_name_prefix="captcha-decode")
         # Single images decode in their own lane: a read never queues behind big batches.
         self._decode_one = ThreadPoolExecutor(decode_threads, thread_name_prefix="captcha-decode-one")
+        # Beam searches (milliseconds an image) run apart, one at a time: never in a lane
+        # that plain reads wait on.
+        self._search = ThreadPoolExecutor(1, thread_name_prefix="captcha-search")
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="captcha-infer")
         self._task: asyncio.Task[None] | None = None
 
@@ -86,6 +89,7 @@ class MicroBatcher:
         self._queue.clear()
         self._decode.shutdown(wait=True)
         self._decode_one.shutdown(wait=True)
+        self._search.shutdown(wait=True)
         self._thread.shutdown(wait=True)
 
     async def read(self, data: bytes, options: ReadOptions = DEFAULT_OPTIONS) -> Reading:
@@ -112,9 +116,10 @@ class MicroBatcher:
         if options == DEFAULT_OPTIONS:
             return [reading for _, reading in outs]
         batch = np.stack([lp for lp, _ in outs])
-        if options.decode.searches:
+        if options.decode.searches or len(outs) > 8:  # long work: off the event loop
+            pool = self._search if options.decode.searches else self._decode
             return await asyncio.get_running_loop().run_in_executor(
-                self._decode_one, self.reader.readings, batch, options)
+                pool, self.reader.readings, batch, options)
         return self.reader.readings(batch, options)
 
     async def _decoded(self, items: list[bytes | str], lane: ThreadPoolExecutor

@@ -206,7 +206,8 @@ def _beam(lp: np.ndarray, width: int, lo: int, hi: int) -> list[tuple[tuple[int,
         # Characters worth extending with: the likely ones, and always the best few (a
         # forced length needs characters a confident network gives almost no weight).
         top = np.argpartition(-row[1:], min(TOP_CHARS, c - 1) - 1)[:TOP_CHARS] + 1
-        chars = sorted({int(i) for i in np.flatnonzero(row > floor) if i != BLANK} | set(top.tolist()))
+        chars = sorted(c for c in {int(i) for i in np.flatnonzero(row > floor) if i != BLANK}
+                       | set(top.tolist()) if row[c] > -np.inf)  # masked classes: never
         nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [neg, neg])
         for prefix, (pb, pnb) in beams.items():
             total = np.logaddexp(pb, pnb)
@@ -225,10 +226,11 @@ def _beam(lp: np.ndarray, width: int, lo: int, hi: int) -> list[tuple[tuple[int,
                     ext[1] = np.logaddexp(ext[1], total + p)
         # Keep the best, and enough prefixes that can still reach the minimum length.
         left = t - k - 1
-        ranked = sorted(((p, np.logaddexp(*v)) for p, v in nxt.items() if len(p) + left >= lo),
-                        key=lambda x: -x[1])
+        ranked = sorted(((p, np.logaddexp(*v)) for p, v in nxt.items()
+                         if len(p) + left >= lo and np.logaddexp(*v) > -np.inf), key=lambda x: -x[1])
         beams = {p: nxt[p] for p, _ in ranked[:width]}
-    done = [(p, float(np.logaddexp(*v))) for p, v in beams.items() if lo <= len(p) <= hi]
+    done = [(p, float(np.logaddexp(*v))) for p, v in beams.items()
+            if lo <= len(p) <= hi and np.logaddexp(*v) > -np.inf]
     return sorted(done, key=lambda x: -x[1])
 
 

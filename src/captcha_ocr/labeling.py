@@ -117,21 +117,21 @@ class Trainer:
         self.lines: list[str] = []
         self.result: str | None = None  # "done", or the failure's last line
         self.model_dir = labeling.store.folder / ".label-model"
-        self._work: tempfile.TemporaryDirectory | None = None
+        self._busy = False  # from start until the new model is in use (or the run failed)
 
     @property
     def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self._busy
 
     def start(self, steps: int | None = None) -> None:
         if self.running:
             raise ValueError("a training run is already going on")
         store = self.labeling.store
-        labeled = sorted(store.labels.items())
+        labeled = sorted(store.present_labels().items())
         if len(labeled) < MIN_TRAIN_LABELS:
             raise ValueError(f"{len(labeled)} labels: label at least {MIN_TRAIN_LABELS} before training")
-        self._work = tempfile.TemporaryDirectory(prefix="captcha-ocr-label-")
-        data = Path(self._work.name) / "data"
+        work = tempfile.TemporaryDirectory(prefix="captcha-ocr-label-")
+        data = Path(work.name) / "data"
         data.mkdir()
         for name, _ in labeled:
             (data / name).symlink_to(store.path(name).resolve())
@@ -147,28 +147,31 @@ class Trainer:
         if steps:
             cmd += ["--steps", str(steps)]
         self.lines, self.result = [f"training on {len(labeled)} labels"], None
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "COLUMNS": "120"})
-        threading.Thread(target=self._follow, daemon=True).start()
+        self._busy = True
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "COLUMNS": "120"})
+        self.proc = proc
+        threading.Thread(target=self._follow, args=(proc, work), daemon=True).start()
 
-    def _follow(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.rstrip()
-            if line:
-                self.lines = (self.lines + [line])[-MAX_LINES:]
-        code = self.proc.wait()
-        if code == 0:
-            try:
-                self.labeling.use(Reader.load(self.model_dir))
-                self.result = "done"
-            except Exception as e:  # noqa: BLE001 - shown on the page, one line
-                self.result = f"the new model cannot be loaded: {e}"
-        else:
-            self.result = self.lines[-1] if self.lines else f"exit status {code}"
-        if self._work is not None:
-            self._work.cleanup()
-            self._work = None
+    def _follow(self, proc: subprocess.Popen, work: tempfile.TemporaryDirectory) -> None:
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip()
+                if line:
+                    self.lines = (self.lines + [line])[-MAX_LINES:]
+            code = proc.wait()
+            if code == 0:
+                try:
+                    self.labeling.use(Reader.load(self.model_dir))
+                    self.result = "done"
+                except Exception as e:  # noqa: BLE001 - shown on the page, one line
+                    self.result = f"the new model cannot be loaded: {e}"
+            else:
+                self.result = self.lines[-1] if self.lines else f"exit status {code}"
+        finally:
+            work.cleanup()
+            self._busy = False  # only now: the page re-ranks when it sees "done"
 
     def state(self) -> dict[str, Any]:
         return {"running": self.running, "lines": self.lines[-MAX_LINES:], "result": self.result}

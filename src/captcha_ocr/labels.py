@@ -85,8 +85,12 @@ class LabelStore:
         path = self.folder / SKIPPED_FILE
         if not path.is_file():
             return {}
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+        try:
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                rows = list(csv.reader(f))
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise DatasetError(f"{path}: cannot be read ({e}); fix or delete it (it only lists "
+                               "images set aside)") from None
         return {r[0]: r[1] for r in rows[1:] if len(r) == 2 and r[1] in STATUSES and r[0] in self._names}
 
     # ------------------------------------------------------------ queries
@@ -97,9 +101,14 @@ class LabelStore:
     def done(self, name: str) -> bool:
         return name in self.labels or name in self.set_aside
 
+    def present_labels(self) -> dict[str, str]:
+        """The labels of images that are in the folder (rows for removed files are kept in
+        ``labels.csv`` but neither counted nor trained on)."""
+        return {n: lab for n, lab in self.labels.items() if n in self._names}
+
     def counts(self) -> dict[str, int]:
         statuses = list(self.set_aside.values())
-        return dict(total=len(self.images), labeled=len(self.labels),
+        return dict(total=len(self.images), labeled=len(self.present_labels()),
                     skipped=statuses.count("skipped"), unreadable=statuses.count("unreadable"),
                     remaining=sum(not self.done(p.name) for p in self.images))
 
@@ -124,11 +133,16 @@ class LabelStore:
         if "\n" in label or "\r" in label:
             raise ValueError("a label is one line")
         with self._lock:
-            self.labels[name] = label
-            changed_aside = self.set_aside.pop(name, None) is not None
-            self._write_labels()
-            if changed_aside:
-                self._write_skipped()
+            before = (dict(self.labels), dict(self.set_aside))
+            try:
+                self.labels[name] = label
+                changed_aside = self.set_aside.pop(name, None) is not None
+                self._write_labels()
+                if changed_aside:
+                    self._write_skipped()
+            except OSError:
+                self.labels, self.set_aside = before  # not saved: not done either
+                raise
 
     def set_aside_as(self, name: str, status: str) -> None:
         """Mark ``name`` skipped or unreadable (written at once); a label it had is removed."""
@@ -136,11 +150,16 @@ class LabelStore:
         if status not in STATUSES:
             raise ValueError(f"status {status!r}: expected one of {', '.join(STATUSES)}")
         with self._lock:
-            self.set_aside[name] = status
-            had_label = self.labels.pop(name, None) is not None
-            self._write_skipped()
-            if had_label:
-                self._write_labels()
+            before = (dict(self.labels), dict(self.set_aside))
+            try:
+                self.set_aside[name] = status
+                had_label = self.labels.pop(name, None) is not None
+                self._write_skipped()
+                if had_label:
+                    self._write_labels()
+            except OSError:
+                self.labels, self.set_aside = before
+                raise
 
     def _write_labels(self) -> None:
         buf = io.StringIO()
