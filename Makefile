@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # The dataset: the shared copy when it is beside this checkout, else the CLI's own
 # search (CAPTCHA_OCR_DATA, ~/.cache/captcha-ocr, then a download).
 DATA   ?= $(firstword $(wildcard ../shared/data/captcha_images_v2))
-ARCH   ?= crnn
+ARCH   ?=
 OUT    ?= runs/demo
 
 .PHONY: setup demo test lint bench clean
@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/captcha-ocr train $(DATA) --out $(OUT) --arch $(ARCH)
+	$(BIN)/captcha-ocr train $(DATA) --out $(OUT) $(if $(ARCH),--arch $(ARCH),)
 	@echo "--- reading three images with the new model:"
 	$(BIN)/captcha-ocr predict $$(ls -d $(or $(DATA),$${CAPTCHA_OCR_DATA:-$$HOME/.cache/captcha-ocr/captcha_images_v2})/*.png | head -3) --model $(OUT)
 
