@@ -228,15 +228,8 @@ def _reading_options(reader, a: argparse.Namespace):
 
 
 def _reading_json(r) -> dict:
-    """The JSON fields of one reading, beside its path."""
-    row = dict(text=r.text, confidence=round(r.confidence, 6), accepted=r.accepted)
-    if r.alternatives:
-        row["alternatives"] = [dict(text=t, probability=round(q, 6)) for t, q in r.alternatives]
-    if r.answer is not None or r.answer_error is not None:
-        row["answer"] = r.answer
-        if r.answer_error:
-            row["answer_error"] = r.answer_error
-    return row
+    """The JSON fields of one reading, beside its path (no per-character confidences)."""
+    return {k: v for k, v in r.as_dict().items() if k != "char_confidences"}
 
 
 def cmd_eval(a: argparse.Namespace) -> None:

@@ -132,31 +132,35 @@ class LabelStore:
             raise ValueError("an empty label: type the text, or skip the image")
         if "\n" in label or "\r" in label:
             raise ValueError("a label is one line")
-        with self._lock:
-            before = (dict(self.labels), dict(self.set_aside))
-            try:
-                self.labels[name] = label
-                changed_aside = self.set_aside.pop(name, None) is not None
-                self._write_labels()
-                if changed_aside:
-                    self._write_skipped()
-            except OSError:
-                self.labels, self.set_aside = before  # not saved: not done either
-                raise
+        def change() -> None:
+            self.labels[name] = label
+            self.set_aside.pop(name, None)
+
+        self._apply(change, labels_file=True)
 
     def set_aside_as(self, name: str, status: str) -> None:
         """Mark ``name`` skipped or unreadable (written at once); a label it had is removed."""
         self.path(name)
         if status not in STATUSES:
             raise ValueError(f"status {status!r}: expected one of {', '.join(STATUSES)}")
+        def change() -> None:
+            self.set_aside[name] = status
+            self.labels.pop(name, None)
+
+        self._apply(change, labels_file=False)
+
+    def _apply(self, change, labels_file: bool) -> None:
+        """Make ``change`` in memory and write its file (``labels.csv`` or the set-aside
+        list), and the other one where it changed too; a failed write undoes it all (not
+        saved: not done either)."""
         with self._lock:
             before = (dict(self.labels), dict(self.set_aside))
             try:
-                self.set_aside[name] = status
-                had_label = self.labels.pop(name, None) is not None
-                self._write_skipped()
-                if had_label:
+                change()
+                if labels_file or self.labels != before[0]:
                     self._write_labels()
+                if not labels_file or self.set_aside != before[1]:
+                    self._write_skipped()
             except OSError:
                 self.labels, self.set_aside = before
                 raise

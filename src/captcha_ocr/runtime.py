@@ -70,6 +70,20 @@ class Reading:
     def ok(self) -> bool:
         return self.error is None
 
+    def as_dict(self) -> dict:
+        """The JSON fields of a reading (CLI and service): alternatives and the answer
+        only where they were asked for."""
+        out = {"text": self.text, "confidence": round(self.confidence, 6),
+               "char_confidences": [round(c, 6) for c in self.char_confidences],
+               "accepted": self.accepted}
+        if self.alternatives:
+            out["alternatives"] = [{"text": t, "probability": round(q, 6)} for t, q in self.alternatives]
+        if self.answer is not None or self.answer_error is not None:
+            out["answer"] = self.answer
+            if self.answer_error:
+                out["answer_error"] = self.answer_error
+        return out
+
 
 class ReadOptionError(ValueError):
     """Reading options that cannot apply to the model (one line)."""

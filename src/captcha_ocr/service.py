@@ -290,16 +290,7 @@ class ErrorBody(BaseModel):
 
 
 def _reading(r: Reading, model: str) -> dict[str, Any]:
-    out = {"text": r.text, "confidence": round(r.confidence, 6),
-           "char_confidences": [round(c, 6) for c in r.char_confidences], "accepted": r.accepted,
-           "model": model}
-    if r.alternatives:
-        out["alternatives"] = [{"text": t, "probability": round(q, 6)} for t, q in r.alternatives]
-    if r.answer is not None or r.answer_error is not None:
-        out["answer"] = r.answer
-        if r.answer_error:
-            out["answer_error"] = r.answer_error
-    return out
+    return r.as_dict() | {"model": model}
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
