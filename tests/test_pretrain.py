@@ -1,6 +1,7 @@
 """Pretraining on the zoo: the stream, checkpoints and resume, and DistributedDataParallel."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -35,24 +36,35 @@ def test_ranks_read_disjoint_shares_of_one_stream():
     assert later == one[4:6]  # resuming at position 4
 
 
-def test_pretrain_checkpoints_resumes_and_writes_a_readable_model(tmp_path, capsys):
+def test_pretrain_killed_after_a_checkpoint_resumes_and_swaps_in_a_readable_model(tmp_path, capsys):
     out = tmp_path / "base"
-    assert main(["pretrain", "--out", str(out), "--steps", "3", "--checkpoint-minutes", "0",
-                 *ARGS]) == 0
-    state = checkpoint.load(out / "checkpoint")["meta"]
-    assert state["step"] == 3 and state["images"] == 12  # written after every step
+    assert main(["pretrain", "--out", str(out), "--steps", "2", *ARGS]) == 0
+    old = (out / FILES.info).read_bytes()
+    # Killed (as kill -9) right after its first checkpoint: the old model stays whole.
+    cmd = [sys.executable, "-m", "captcha_ocr.cli", "pretrain", "--out", str(out), "--steps", "3",
+           "--checkpoint-minutes", "0", *ARGS]
+    env = dict(os.environ, CAPTCHA_OCR_KILL_AT="round-end")
+    killed = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (out / FILES.info).read_bytes() == old
+    state = checkpoint.load(tmp_path / "base.partial" / "checkpoint")["meta"]
+    assert state["step"] == 1 and state["images"] == 4
     capsys.readouterr()
     # A second run into the same folder must say how to go on, not start over.
-    assert main(["pretrain", "--out", str(out), "--steps", "5", *ARGS]) != 0
+    assert main(["pretrain", "--out", str(out), "--steps", "3", *ARGS]) != 0
     assert "--resume" in capsys.readouterr().err
-    assert main(["pretrain", "--out", str(out), "--steps", "5", "--resume", *ARGS]) == 0
-    assert "resumed at step 3 (12 images)" in capsys.readouterr().err
+    assert main(["pretrain", "--out", str(out), "--steps", "3", "--resume", *ARGS]) == 0
+    assert "resumed at step 1 (4 images)" in capsys.readouterr().err
+    assert not (tmp_path / "base.partial").exists() and not (out / "checkpoint").exists()
     info = json.loads((out / FILES.info).read_text())
-    assert info["training"]["steps"] == 5 and info["training"]["images"] == 20
+    assert info["training"]["steps"] == 3 and info["training"]["images"] == 12
     assert info["alphabet"] == ALPHABET and info["training"]["zoo_version"] >= 1
     assert set(info["metrics"]["zoo"]) == {"pastel_digits", "bold_caps"}
     img, _ = render("pastel_digits", 9, 0)
     assert Reader.load(out).read(np.asarray(img)).ok
+    # Nothing to resume: one line, and the model is left as it is.
+    assert main(["pretrain", "--out", str(out), "--steps", "3", "--resume", *ARGS]) != 0
+    assert "no interrupted run to resume" in capsys.readouterr().err
 
 
 def test_two_processes_end_with_identical_weights(tmp_path):

@@ -407,13 +407,10 @@ def cmd_zoo(a: argparse.Namespace) -> None:
 
 
 def cmd_pretrain(a: argparse.Namespace) -> None:
-    from .pretrain import CHECKPOINT, PretrainConfig, pretrain
+    from .pretrain import PretrainConfig, pretrain
     from .zoo import ZooError, get_style
 
     out = Path(a.out)
-    if (out / CHECKPOINT).is_dir() and not a.resume:
-        raise CLIError(f"{out} holds a checkpoint of an earlier run: add --resume to go on "
-                       "from it, or choose another --out")
     try:
         styles = tuple(get_style(s).name for s in a.styles.split(",")) if a.styles else ()
         cfg = PretrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
@@ -424,6 +421,13 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
                         on_log=lambda line: print(line, file=sys.stderr, flush=True))
     except (ZooError, ValueError) as e:
         raise CLIError(str(e)) from None
+    except KeyboardInterrupt:
+        from .staging import StagedModelDir
+
+        if StagedModelDir(out).interrupted():
+            print("the run can go on from its last checkpoint: the same command with --resume",
+                  file=sys.stderr)
+        raise
     if done is None:  # not rank 0
         return
     info = json.loads((done / FILES.info).read_text())
@@ -593,7 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: CUDA where there is one")
     q.add_argument("--checkpoint-minutes", type=float, default=5.0,
                    help="minutes between resumable checkpoints (default: 5)")
-    q.add_argument("--resume", action="store_true", help="go on from DIR's checkpoint")
+    q.add_argument("--resume", action="store_true",
+                   help="go on from the last checkpoint of an interrupted run (in DIR.partial)")
     q.add_argument("--eval-images", type=int, default=100,
                    help="held-out images per style read at the end (default: 100)")
     q.add_argument("--threads", type=int, default=0, help="torch threads per process "

@@ -7,8 +7,11 @@ images whatever the number of processes and resumes where it stopped.
 
 Runs unchanged as one process or under ``torchrun --nproc-per-node N`` (PyTorch
 DistributedDataParallel: gloo on CPU, NCCL on CUDA). Rank 0 writes a checkpoint every
-few minutes (weights, optimizer state and position: safetensors + JSON, atomic) and the
-finished model directory (``model.json``, weights, ONNX), fine-tuned by
+few minutes (weights, optimizer state and position: safetensors + JSON, atomic) into
+``OUT.partial/checkpoint`` and builds the finished model directory (``model.json``,
+weights, ONNX) there; it is swapped in as ``OUT`` only when complete, as ``train`` does
+(``staging.StagedModelDir``), so an interrupted run never leaves a half-written model
+and ``--resume`` goes on from the last checkpoint. Fine-tune the result with
 ``captcha-ocr train DIR --init MODEL``.
 """
 
@@ -38,6 +41,7 @@ from .metrics import cer, sequence_accuracy
 from .model import CRNN, build_model, count_flops, count_params
 from .modeldir import ModelInfo
 from .preprocess import to_array
+from .staging import CHECKPOINT, StagedModelDir, fault
 from .train import FlatCos, ace_loss, ctc_loss, save_checkpoint
 from .zoo import STYLES, ZOO_VERSION, render
 
@@ -48,7 +52,6 @@ ALPHABET = "".join(sorted(set(string.digits + string.ascii_letters + "+-x=?")
                           | {c for s in STYLES.values() for c in s.alphabet}))
 # Wide enough for 8 characters at 16 pixels each; every style is resized to it.
 IMAGE = ImageConfig(height=32, width=128, channels=3)
-CHECKPOINT = "checkpoint"
 
 
 @dataclasses.dataclass
@@ -155,6 +158,10 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig, *, resume: bool = False,
 
     Returns:
         The model directory on rank 0, None on the other ranks.
+
+    Raises:
+        ModelError: ``out_dir`` is written by another process or is not a model directory;
+            an interrupted run is there and ``resume`` was not asked, or the reverse.
     """
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     device = _device(cfg.device)
@@ -166,8 +173,21 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig, *, resume: bool = False,
             torch.cuda.set_device(device)
     else:
         rank, world = 0, 1
+    if rank != 0:  # rank 0 alone writes; the others read a resumed state from the same place
+        _pretrain_into(StagedModelDir(out_dir).partial, cfg, resume, command, on_log, device,
+                       distributed, rank, world)
+        return None
+    with StagedModelDir(out_dir) as staged:  # locked, built beside, swapped in when complete
+        work = staged.begin(resume)
+        _pretrain_into(work, cfg, resume, command, on_log, device, distributed, rank, world)
+        return staged.commit()
+
+
+def _pretrain_into(out: Path, cfg: PretrainConfig, resume: bool, command: str,
+                   on_log: Callable[[str], None], device: torch.device, distributed: bool,
+                   rank: int, world: int) -> None:
+    """The training loop; rank 0 writes the model files into ``out`` (the staging folder)."""
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
-    out = Path(out_dir)
     styles = list(cfg.styles or STYLES)
     charset = Charset(ALPHABET)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
@@ -212,6 +232,7 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig, *, resume: bool = False,
             _save_state(out / CHECKPOINT, model, opt,
                         dict(step=step, images=seen, seconds=elapsed, config=dataclasses.asdict(cfg)))
             last_ckpt = time.perf_counter()
+            fault("round-end")
     seconds += time.perf_counter() - t0
     if distributed:
         # DDP averages the gradients, so the parameters agree; the batch-norm running
@@ -231,7 +252,7 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig, *, resume: bool = False,
         dist.barrier()
         dist.destroy_process_group()
     if rank != 0:
-        return None
+        return
     model = model.cpu()
     eval_seed = cfg.seed + 1_000_003
     metrics = evaluate_styles(model, charset, styles, eval_seed, cfg.eval_images, "cpu")
@@ -248,10 +269,8 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig, *, resume: bool = False,
         metrics=dict(zoo_eval_seed=eval_seed, zoo=metrics,
                      zoo_median_accuracy=float(np.median(accs)) if accs else None),
     )
-    out.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, info, out)
     from .export import export_onnx
 
     export_onnx(model, info, out)
     info.save(out)
-    return out
