@@ -15,6 +15,14 @@ the first images are the test set, the next N train.
     python bench/styles_bench.py --styles wavy henan_digits4 --ns 200 --seeds 1 2 3
     python bench/styles_bench.py --styles pastel_digits --ns 50 --test 300 --extra-args "--epochs 1"
     python bench/styles_bench.py --list           # the styles available here
+    python bench/styles_bench.py --zero-shot --scratch --ddddocr-python /tmp/ddvenv/bin/python
+
+``--zero-shot`` adds, per style, the shipped base model's zero-shot accuracy and, with
+``--ddddocr-python PY`` (an interpreter where the ``ddddocr`` package is installed: a
+general pretrained captcha reader, bench only, never a dependency of captcha-ocr), that
+reader's: both compared case-insensitively, as their alphabets differ from the site's.
+``--scratch`` also trains every cell from random weights (``--init none``), beside the
+default (which fine-tunes the base), and prints the two side by side.
 """
 
 from __future__ import annotations
@@ -116,10 +124,36 @@ def evaluate(out: Path, test: list[Sample]) -> dict:
     return dict(acc=sequence_accuracy(labels, preds), cer=cer(labels, preds), wrong=wrong)
 
 
+DDDDOCR_READ = """
+import sys, ddddocr
+ocr = ddddocr.DdddOcr(show_ad=False)
+for path in sys.stdin.read().splitlines():
+    with open(path, "rb") as f:
+        print(ocr.classification(f.read()).replace("\\n", " "), flush=True)
+"""
+
+
+def zero_shot(test: list[Sample], ddddocr_python: str | None) -> dict:
+    """Case-insensitive accuracy of the shipped base model, and of ddddocr where asked."""
+    labels = [s.label.lower() for s in test]
+    base = [r.text.lower() for r in Reader.load("base").read_many([s.path for s in test])]
+    out = dict(base=sequence_accuracy(labels, base), ddddocr=None)
+    if ddddocr_python:
+        p = subprocess.run([ddddocr_python, "-c", DDDDOCR_READ], text=True, capture_output=True,
+                           input="\n".join(str(s.path) for s in test))
+        if p.returncode != 0:
+            out["ddddocr_error"] = (p.stderr.strip().splitlines() or ["?"])[-1]
+        else:
+            preds = [t.lower() for t in p.stdout.splitlines()]
+            preds += [""] * (len(labels) - len(preds))
+            out["ddddocr"] = sequence_accuracy(labels, preds[:len(labels)])
+    return out
+
+
 def run_one(style: str, n: int, seed: int, train_dir: Path, test: list[Sample], out: Path,
-            extra: list[str]) -> dict:
+            extra: list[str], start: str = "default") -> dict:
     """Train, read, and collect one row; a failure becomes the row's ``error``, never a crash."""
-    row = dict(style=style, n=n, seed=seed, n_test=len(test), error=None)
+    row = dict(style=style, n=n, seed=seed, start=start, n_test=len(test), error=None)
     row["wall"], row["error"] = train(train_dir, out, seed, extra)
     if row["error"] is None:
         try:
@@ -130,12 +164,12 @@ def run_one(style: str, n: int, seed: int, train_dir: Path, test: list[Sample], 
     return row
 
 
-HEAD = (f"{'style':18} {'N':>5} {'seed':>4} {'acc':>6} {'CER':>6} {'wall s':>7} {'epochs':>6} "
+HEAD = (f"{'style':18} {'N':>5} {'seed':>4} {'start':>7} {'acc':>6} {'CER':>6} {'wall s':>7} {'epochs':>6} "
         f"{'steps':>6} {'val>=.5':>7} {'input':16} errors")
 
 
 def print_row(r: dict) -> None:
-    start = f"{r['style']:18} {r['n']:5d} {r['seed']:4d}"
+    start = f"{r['style']:18} {r['n']:5d} {r['seed']:4d} {r.get('start', 'default'):>7}"
     if "acc" not in r:
         print(f"{start} FAILED after {r['wall']:.1f}s: {r['error']}", flush=True)
         return
@@ -159,7 +193,7 @@ def print_summary(rows: list[dict], ns: list[int]) -> None:
     print(f"{'N':>5} {'runs':>4} {'failed':>6} {'mean acc':>8} {'median':>7} {'worst style':18} "
           f"{'acc':>6} {'never .5':>8} {'max wall s':>10}")
     for n in ns:
-        rs = [r for r in rows if r["n"] == n]
+        rs = [r for r in rows if r["n"] == n and r.get("start", "default") == "default"]
         ok = [r for r in rs if "acc" in r]
         if not ok:
             print(f"{n:5d} {len(rs):4d} {len(rs):6d}")
@@ -172,10 +206,29 @@ def print_summary(rows: list[dict], ns: list[int]) -> None:
               f"{max(r['wall'] for r in rs):10.1f}")
 
 
+def print_comparison(rows: list[dict], ns: list[int], zero: dict[str, dict]) -> None:
+    """Per style and N: zero-shot readers, from scratch and the default, mean over seeds."""
+    print("\nper style: zero-shot (case-insensitive) and trained on N labels (mean over seeds)")
+    print(f"{'style':18} {'base 0-shot':>11} {'ddddocr':>8} {'N':>5} {'scratch':>8} {'default':>8}")
+
+    def mean(style: str, n: int, start: str) -> str:
+        accs = [r["acc"] for r in rows if (r["style"], r["n"], r.get("start")) == (style, n, start)
+                and "acc" in r]
+        return f"{np.mean(accs):8.4f}" if accs else f"{'-':>8}"
+
+    for style in dict.fromkeys(r["style"] for r in rows):
+        z = zero.get(style, {})
+        base = f"{z['base']:11.4f}" if "base" in z else f"{'-':>11}"
+        dd = f"{z['ddddocr']:8.4f}" if z.get("ddddocr") is not None else f"{'-':>8}"
+        for n in ns:
+            print(f"{style:18} {base} {dd} {n:5d} {mean(style, n, 'scratch')} {mean(style, n, 'default')}")
+
+
 def print_seed_spread(rows: list[dict], ns: list[int]) -> None:
     print("\nper style, mean accuracy over seeds (min-max)")
     for n in ns:
-        for style, accs in style_means([r for r in rows if r["n"] == n]).items():
+        for style, accs in style_means([r for r in rows if r["n"] == n
+                                        and r.get("start", "default") == "default"]).items():
             print(f"{style:18} {n:5d} {np.mean(accs):6.4f} ({min(accs):.4f}-{max(accs):.4f}) "
                   f"{len(accs)} seeds")
 
@@ -211,6 +264,11 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="keep the model dirs under this folder")
     ap.add_argument("--quick", action="store_true", help="4 styles, N=200, seed 1, test 300")
     ap.add_argument("--list", action="store_true", help="print the styles available and exit")
+    ap.add_argument("--zero-shot", action="store_true",
+                    help="also read each test set with the shipped base model, untrained")
+    ap.add_argument("--ddddocr-python", help="with --zero-shot: a Python with ddddocr installed")
+    ap.add_argument("--scratch", action="store_true",
+                    help="also train each cell from random weights (--init none)")
     a = ap.parse_args()
     styles, missing = available_styles()
     if a.list:
@@ -233,11 +291,17 @@ def main() -> None:
     if missing:
         print(f"missing real styles (not in {REAL_DATA}): {' '.join(missing)}", flush=True)
     print(HEAD + "\n" + "-" * len(HEAD), flush=True)
-    rows = []
+    rows, zero = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         models = a.keep or Path(tmp) / "models"
         for name in names:
             test, train_dir = style_sets(name, styles[name], a.test, Path(tmp) / "data")
+            if a.zero_shot:
+                zero[name] = zero_shot(test, a.ddddocr_python)
+                dd = zero[name].get("ddddocr_error") or (
+                    "-" if zero[name]["ddddocr"] is None else f"{zero[name]['ddddocr']:.4f}")
+                print(f"{name:18} zero-shot (case-insensitive): base {zero[name]['base']:.4f}, "
+                      f"ddddocr {dd}", flush=True)
             for n in ns:
                 for seed in a.seeds:
                     folder = train_dir(n, seed)
@@ -247,12 +311,19 @@ def main() -> None:
                         break
                     rows.append(run_one(name, n, seed, folder, test, models / f"{name}-n{n}-s{seed}", extra))
                     print_row(rows[-1])
+                    if a.scratch:
+                        rows.append(run_one(name, n, seed, folder, test,
+                                            models / f"{name}-n{n}-s{seed}-scratch",
+                                            [*extra, "--init", "none"], start="scratch"))
+                        print_row(rows[-1])
     print_summary(rows, ns)
+    if a.zero_shot or a.scratch:
+        print_comparison(rows, ns, zero)
     if len(a.seeds) > 1:
         print_seed_spread(rows, ns)
     print(f"\nload at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if a.json:
-        a.json.write_text(json.dumps(rows, indent=1))
+        a.json.write_text(json.dumps(dict(rows=rows, zero_shot=zero), indent=1))
 
 
 if __name__ == "__main__":
