@@ -196,13 +196,20 @@ class _EpochProgress:
 def _reader(a: argparse.Namespace):
     from .runtime import Reader
 
-    return Reader.load(a.model, threads=getattr(a, "threads", 0) or 0, provider=a.provider)
+    return Reader.load(a.model, threads=getattr(a, "threads", 0) or 0, provider=a.provider,
+                       precision=a.precision)
+
+
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
+                   help="network to run: auto (int8 where 'export --int8' made one), fp32 or int8")
 
 
 def _add_reading_options(p: argparse.ArgumentParser) -> None:
     """The reading options, the same for predict and eval (and the service's parameters)."""
     p.add_argument("--provider", choices=["cpu", "cuda"], default="cpu",
                    help="ONNX Runtime execution provider (cuda: needs onnxruntime-gpu)")
+    _add_precision(p)
     g = p.add_argument_group("reading options")
     g.add_argument("--allow", metavar="CHARS", help="only these characters may be read (e.g. 0123456789)")
     g.add_argument("--length", type=COUNT, help="the reading has exactly this many characters")
@@ -332,13 +339,25 @@ def cmd_export(a: argparse.Namespace) -> None:
     from .staging import StagedModelDir
     from .train import load_checkpoint
 
+    if a.int8 and not a.data:
+        raise CLIError("--int8 needs --data DIR: labeled images of the site, to calibrate the "
+                       "int8 ranges and check that it reads as well as float32")
+    if a.data and not a.int8:
+        raise CLIError("--data is for --int8; add --int8 or leave --data out")
     with StagedModelDir(a.model_dir):  # the directory's lock: not while a train swaps it
         model, info = load_checkpoint(a.model_dir)
         path = export_onnx(model, info, a.model_dir)
-    x = np.random.default_rng(0).random((4, info.image.channels, info.image.height,
-                                         info.image.width), dtype=np.float32)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); "
-          f"max |ONNX - PyTorch| log-prob difference: {onnx_parity(model, path, x):.2e}")
+        x = np.random.default_rng(0).random((4, info.image.channels, info.image.height,
+                                             info.image.width), dtype=np.float32)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB); "
+              f"max |ONNX - PyTorch| log-prob difference: {onnx_parity(model, path, x):.2e}")
+        if a.int8:
+            from .quantize import quantize_model
+
+            quantize_model(a.model_dir, a.data, on_log=print)
+            q = Path(a.model_dir) / FILES.int8
+            print(f"wrote {q} ({q.stat().st_size / 1e6:.2f} MB); readers use it by default "
+                  "(--precision fp32 for the float network)")
 
 
 def cmd_download(a: argparse.Namespace) -> None:
@@ -359,7 +378,8 @@ def cmd_serve(a: argparse.Namespace) -> None:
     serve(a.model, a.host, a.port, max_body=int(a.max_body_mb * 1024 * 1024), max_batch=a.max_batch,
           max_wait_ms=a.max_wait_ms, max_pixels=a.max_pixels, threads=a.threads,
           max_batch_pixels=a.max_batch_pixels, header_timeout=a.header_timeout,
-          body_timeout=a.body_timeout, provider=a.provider, workers=a.workers)
+          body_timeout=a.body_timeout, provider=a.provider, workers=a.workers,
+          precision=a.precision)
 
 
 def cmd_label(a: argparse.Namespace) -> None:
@@ -513,8 +533,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_predict)
 
     x = sub.add_parser("export", help="(re)write model.onnx from a model directory's weights",
-                       description="Export the weights to ONNX and check it against PyTorch.")
+                       description="Export the weights to ONNX and check it against PyTorch; "
+                       "with --int8, also an int8 network, kept only where it reads DIR's "
+                       "held-out labeled images as well as float32.")
     x.add_argument("model_dir", help="model directory")
+    x.add_argument("--int8", action="store_true",
+                   help="also write model.int8.onnx (static quantization; needs --data)")
+    x.add_argument("--data", metavar="DIR",
+                   help="with --int8: labeled images of the site, to calibrate and check it")
     x.set_defaults(func=cmd_export)
 
     d = sub.add_parser("download", help="download and check a public dataset",
@@ -547,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--threads", type=COUNT, default=1, help="ONNX Runtime threads (default: 1)")
     v.add_argument("--provider", choices=["cpu", "cuda"], default="cpu",
                    help="ONNX Runtime execution provider (cuda: needs onnxruntime-gpu)")
+    _add_precision(v)
     v.add_argument("--workers", type=POSITIVE, default=1,
                    help="processes sharing the port, each with its own model (default: 1)")
     v.set_defaults(func=cmd_serve)

@@ -37,7 +37,13 @@ def export_onnx(model: CRNN, info: ModelInfo, model_dir: str | Path) -> Path:
     path = Path(model_dir) / FILES.onnx
     atomic_write(path, buf.getvalue())
     info.files[FILES.onnx] = sha256_file(path)
+    stale = info.int8.get("onnx") not in (None, info.files[FILES.onnx])
+    if stale:  # an int8 network made from another float one no longer matches: drop it
+        info.files.pop(FILES.int8, None)
+        info.int8 = {}
     info.save(model_dir)
+    if stale:
+        (Path(model_dir) / FILES.int8).unlink(missing_ok=True)
     return path
 
 

@@ -31,6 +31,7 @@ class FILES:
     weights = "model.safetensors"
     info = "model.json"
     onnx = "model.onnx"
+    int8 = "model.int8.onnx"  # optional: ``captcha-ocr export --int8``
     history = "history.csv"
     curves = "curves.png"
     grid = "predictions.png"
@@ -96,6 +97,8 @@ class ModelInfo:
     format: int = FORMAT
     # The temperature that calibrates confidences (``calibration``); {} before it existed.
     calibration: dict[str, Any] = field(default_factory=dict)
+    # The int8 network's check (``quantize``): images, accuracies, the float ONNX's digest.
+    int8: dict[str, Any] = field(default_factory=dict)
 
     @property
     def charset(self) -> Charset:
@@ -132,6 +135,7 @@ class ModelInfo:
                 model=from_dict(ModelConfig, d["model"]), blank=d.get("blank", BLANK),
                 files=d.get("files", {}), training=d.get("training", {}),
                 metrics=d.get("metrics", {}), calibration=d.get("calibration", {}),
+                int8=d.get("int8", {}),
             )
             info._check(path)
             return info

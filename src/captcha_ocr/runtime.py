@@ -24,6 +24,7 @@ __all__ = ["BUNDLED_MODEL", "ImageError", "ModelError", "ReadOptionError", "Read
            "Reading", "bundled_model_dir"]
 
 BUNDLED_MODEL = "captcha_images_v2"
+PRECISIONS = ("auto", "fp32", "int8")
 
 
 def _default_split() -> tuple[int, int]:
@@ -153,8 +154,10 @@ class Reader:
     """
 
     def __init__(self, session: ort.InferenceSession, info: ModelInfo, model_dir: Path,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, workers: int | None = None) -> None:
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, workers: int | None = None,
+                 onnx_file: str = FILES.onnx) -> None:
         self.session = session
+        self.onnx_file = onnx_file  # the network file run: model.onnx or model.int8.onnx
         self.info = info
         self.model_dir = model_dir
         self.charset = info.charset
@@ -165,7 +168,8 @@ class Reader:
 
     @classmethod
     def load(cls, model_dir: str | Path | None = None, *, threads: int = 0,
-             max_pixels: int | None = DEFAULT_MAX_PIXELS, provider: str = "cpu") -> Reader:
+             max_pixels: int | None = DEFAULT_MAX_PIXELS, provider: str = "cpu",
+             precision: str = "auto") -> Reader:
         """Load a model directory (default: the bundled pretrained model).
 
         Args:
@@ -176,11 +180,16 @@ class Reader:
             max_pixels: images with more pixels are refused before decoding.
             provider: ONNX Runtime execution provider: "cpu", or "cuda" where the
                 ``onnxruntime-gpu`` package is installed instead of ``onnxruntime``.
+            precision: "auto" (the int8 network where ``captcha-ocr export --int8`` made
+                one: it was kept only where it read as well), "fp32" or "int8".
 
         Raises:
             ModelError: the directory is not a model, ``model.onnx`` does not match
-                the checksum in ``model.json``, or the provider is not available.
+                the checksum in ``model.json``, the provider is not available, or
+                int8 was asked of a model without one.
         """
+        if precision not in PRECISIONS:
+            raise ModelError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
         providers = _providers(provider)
         if model_dir is None:
             model_dir = bundled_model_dir()
@@ -191,7 +200,11 @@ class Reader:
             model_dir = bundled_model_dir(str(model_dir))  # a shipped model by name: "base"
         model_dir = Path(model_dir)
         info = ModelInfo.load(model_dir)
-        onnx_path = info.verify(model_dir, FILES.onnx)
+        has_int8 = FILES.int8 in info.files and info.int8.get("onnx") == info.files.get(FILES.onnx)
+        if precision == "int8" and not has_int8:
+            raise ModelError(f"{model_dir}: has no int8 network; make one with 'captcha-ocr export "
+                             f"{model_dir} --int8 --data DIR' (labeled images of the site)")
+        onnx_path = info.verify(model_dir, FILES.int8 if has_int8 and precision != "fp32" else FILES.onnx)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = threads or _default_split()[0]
@@ -202,12 +215,12 @@ class Reader:
         except Exception as e:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
         _check_graph(session, info, onnx_path)
-        return cls(session, info, model_dir, max_pixels)
+        return cls(session, info, model_dir, max_pixels, onnx_file=onnx_path.name)
 
     @property
     def name(self) -> str:
         """A short model name: directory name and the ONNX checksum's first 8 hex digits."""
-        return f"{self.model_dir.name}@{self.info.files.get(FILES.onnx, '')[:8]}"
+        return f"{self.model_dir.name}@{self.info.files.get(self.onnx_file, '')[:8]}"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Raw network: ``(N, C, H, W)`` float32 in [0, 1] -> log-probs ``(N, T, n_classes)``."""

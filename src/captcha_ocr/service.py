@@ -518,7 +518,7 @@ def _loaded_app(cfg: dict[str, Any]) -> FastAPI:
         if cfg.get(name) is not None:
             setattr(GuardedHttpProtocol, name, float(cfg[name]))
     reader = Reader.load(cfg["model_dir"], threads=cfg["threads"], max_pixels=cfg["max_pixels"],
-                         provider=cfg["provider"])
+                         provider=cfg["provider"], precision=cfg.get("precision", "auto"))
     app = create_app(reader, max_body=cfg["max_body"], max_batch=cfg["max_batch"],
                      max_wait_ms=cfg["max_wait_ms"], max_batch_pixels=cfg["max_batch_pixels"])
     # Everything loaded so far lives as long as the process: move it out of the cyclic GC's
@@ -539,7 +539,7 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
           max_pixels: int | None = DEFAULT_MAX_PIXELS, threads: int = 1,
           max_batch_pixels: int = MAX_BATCH_PIXELS, header_timeout: float | None = None,
           body_timeout: float | None = None, log_level: str = "info", provider: str = "cpu",
-          workers: int = 1) -> None:
+          workers: int = 1, precision: str = "auto") -> None:
     """Load a model and serve it with uvicorn until SIGINT/SIGTERM.
 
     Args:
@@ -554,6 +554,7 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
             and decoding, which serves more requests than more inference threads).
         log_level: uvicorn's and the request log's level.
         provider: ONNX Runtime execution provider ("cpu" or "cuda").
+        precision: "auto" (int8 where the model has one), "fp32" or "int8".
         workers: processes sharing the port, each with its own Reader and micro-batcher
             (uvicorn's supervisor starts, restarts and stops them).
     """
@@ -565,7 +566,7 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
     cfg = dict(model_dir=str(model_dir) if model_dir is not None else None, threads=threads,
                max_pixels=max_pixels, provider=provider, max_body=max_body, max_batch=max_batch,
                max_wait_ms=max_wait_ms, max_batch_pixels=max_batch_pixels,
-               header_timeout=header_timeout, body_timeout=body_timeout)
+               header_timeout=header_timeout, body_timeout=body_timeout, precision=precision)
     # Limits on header size and count, and read timeouts for headers and bodies
     # (httpguard); idle keep-alive connections close after 5 s (uvicorn's own).
     common = dict(host=host, port=port, access_log=False, log_level=log_level, server_header=False,
@@ -574,6 +575,7 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
     if workers <= 1:
         uvicorn.run(_loaded_app(cfg), **common)
         return
-    Reader.load(model_dir, provider=provider)  # a bad model or provider: one line, before forking
+    # a bad model, provider or precision: one line, before forking
+    Reader.load(model_dir, provider=provider, precision=precision)
     os.environ[ENV_CONFIG] = json.dumps(cfg)
     uvicorn.run("captcha_ocr.service:app_from_env", factory=True, workers=workers, **common)

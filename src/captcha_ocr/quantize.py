@@ -1,0 +1,107 @@
+"""An int8 copy of a model's network, kept only where it reads as well as the float one.
+
+``captcha-ocr export MODEL --int8 --data DIR`` runs ONNX Runtime's static quantization
+(QDQ format: int8 weights per output channel, uint8 activations with ranges calibrated
+on images of the site) on ``model.onnx``, then reads other labeled images of ``DIR``
+with both networks. The int8 network is written as ``model.int8.onnx`` (and recorded
+in ``model.json``) only when it reads at least as many of them right; the Reader then
+uses it by default (``precision="auto"``). No torch here: ONNX and ONNX Runtime only.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .data import Sample, discover
+from .metrics import sequence_accuracy
+from .modeldir import FILES, ModelError, ModelInfo, atomic_write, sha256_file
+from .preprocess import ImageError
+
+__all__ = ["CALIBRATION_IMAGES", "CHECK_IMAGES", "quantize_model"]
+
+CALIBRATION_IMAGES = 200  # images whose activations set the int8 ranges
+CHECK_IMAGES = 1000  # other images read by both networks (at most)
+
+
+def _arrays(reader, samples: list[Sample]) -> tuple[np.ndarray, list[str]]:
+    xs, labels = [], []
+    for s in samples:
+        try:
+            xs.append(reader.preprocess(s.path))
+        except ImageError:
+            continue  # as training does: an unreadable image is skipped
+        labels.append(s.label)
+    if not xs:
+        return np.zeros((0,), np.float32), []
+    return np.stack(xs).astype(np.float32), labels
+
+
+def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0,
+                   on_log: Callable[[str], None] = lambda line: None) -> dict:
+    """Write ``model_dir/model.int8.onnx`` where it reads ``data_dir`` as well as float32.
+
+    Returns:
+        What was measured: images used, both accuracies, how often the readings agree.
+
+    Raises:
+        ModelError: too few readable labeled images, or int8 reads fewer of them right
+            (nothing is written then).
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .runtime import Reader
+
+    model_dir = Path(model_dir)
+    reader = Reader.load(model_dir, precision="fp32", threads=1)
+    samples = discover(data_dir)
+    order = np.random.default_rng(seed).permutation(len(samples))
+    n_cal = min(CALIBRATION_IMAGES, len(samples) // 2)
+    if n_cal < 10:
+        raise ModelError(f"{data_dir}: {len(samples)} labeled images; int8 needs at least 20 "
+                         "(half to calibrate, half to check it reads as well)")
+    calib, _ = _arrays(reader, [samples[i] for i in order[:n_cal]])
+    check, labels = _arrays(reader, [samples[i] for i in order[n_cal:n_cal + CHECK_IMAGES]])
+    if len(calib) == 0 or len(check) == 0:
+        raise ModelError(f"{data_dir}: no readable images to calibrate or check int8 with")
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"image": calib[i:i + 32]} for i in range(0, len(calib), 32)])
+
+        def get_next(self) -> dict | None:
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre, out = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        quant_pre_process(str(model_dir / FILES.onnx), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out), Batches(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, weight_type=QuantType.QInt8,
+                        activation_type=QuantType.QUInt8)
+        data = out.read_bytes()
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        fp32 = [r.text for r in reader.readings(reader.run(check))]
+        int8 = [r.text for r in reader.readings(sess.run(None, {"image": check})[0])]
+    result = dict(calibration_images=len(calib), checked_images=len(check),
+                  fp32_accuracy=round(sequence_accuracy(labels, fp32), 4),
+                  int8_accuracy=round(sequence_accuracy(labels, int8), 4),
+                  agreement=round(float(np.mean([a == b for a, b in zip(fp32, int8)])), 4))
+    on_log(f"{len(check)} held-out images: float32 reads {result['fp32_accuracy']:.4f}, int8 "
+           f"{result['int8_accuracy']:.4f}; the same reading for {result['agreement']:.4f}")
+    if result["int8_accuracy"] < result["fp32_accuracy"]:
+        raise ModelError(f"{model_dir}: int8 reads {result['int8_accuracy']:.4f} of {len(check)} "
+                         f"held-out images of {data_dir} against {result['fp32_accuracy']:.4f} at "
+                         "float32; not kept (the model reads at float32)")
+    info = ModelInfo.load(model_dir)
+    atomic_write(model_dir / FILES.int8, data)
+    info.files[FILES.int8] = sha256_file(model_dir / FILES.int8)
+    info.int8 = dict(result, data=str(Path(data_dir).resolve()),
+                     onnx=info.files[FILES.onnx])  # the float network it came from
+    info.save(model_dir)
+    return result

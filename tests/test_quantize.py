@@ -1,0 +1,88 @@
+"""int8 networks: made by `export --int8`, kept only where they read as well, used by default."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from captcha_ocr import quantize
+from captcha_ocr.cli import main
+from captcha_ocr.modeldir import FILES, ModelError
+from captcha_ocr.runtime import Reader, bundled_model_dir
+from captcha_ocr.zoo import write_style
+
+
+@pytest.fixture(scope="module")
+def caps(tmp_path_factory):
+    """80 labeled bold_caps images the shipped base model reads zero-shot."""
+    folder = tmp_path_factory.mktemp("caps")
+    write_style("bold_caps", folder, 80, seed=31)
+    return folder
+
+
+@pytest.fixture
+def base_copy(tmp_path):
+    dest = tmp_path / "base"
+    shutil.copytree(bundled_model_dir("base"), dest)
+    return dest
+
+
+def test_int8_is_written_recorded_and_read_by_default(base_copy, caps, capsys):
+    assert main(["export", str(base_copy), "--int8", "--data", str(caps)]) == 0
+    out = capsys.readouterr().out
+    assert "held-out images: float32 reads" in out and FILES.int8 in out
+    info = json.loads((base_copy / FILES.info).read_text())
+    assert FILES.int8 in info["files"]
+    q = info["int8"]
+    assert q["calibration_images"] == 40 and q["checked_images"] == 40
+    assert q["int8_accuracy"] >= q["fp32_accuracy"] > 0.8
+    auto, fp32 = Reader.load(base_copy), Reader.load(base_copy, precision="fp32")
+    assert auto.onnx_file == FILES.int8 and fp32.onnx_file == FILES.onnx
+    files = sorted(caps.glob("*.png"))
+    a = [r.text for r in auto.read_many(files)]
+    b = [r.text for r in fp32.read_many(files)]
+    assert np.mean([x == y for x, y in zip(a, b)]) >= 0.9
+    # A changed int8 file is refused like a changed model.onnx: one line.
+    with open(base_copy / FILES.int8, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError, match="SHA-256 does not match"):
+        Reader.load(base_copy)
+    assert Reader.load(base_copy, precision="fp32").onnx_file == FILES.onnx
+
+
+def test_int8_that_reads_worse_is_not_kept(base_copy, caps, monkeypatch):
+    real = quantize._arrays
+    calls = []
+
+    def zero_calibration(reader, samples):
+        x, labels = real(reader, samples)
+        calls.append(len(x))
+        return (np.zeros_like(x) if len(calls) == 1 else x), labels  # ranges from blank images
+
+    monkeypatch.setattr(quantize, "_arrays", zero_calibration)
+    with pytest.raises(ModelError, match="not kept"):
+        quantize.quantize_model(base_copy, caps)
+    assert not (base_copy / FILES.int8).exists()
+    assert FILES.int8 not in json.loads((base_copy / FILES.info).read_text())["files"]
+
+
+def test_int8_asked_of_a_model_without_one_and_options_without_data(base_copy, caps, capsys):
+    with pytest.raises(ModelError, match="no int8 network"):
+        Reader.load(base_copy, precision="int8")
+    assert main(["export", str(base_copy), "--int8"]) == 1
+    assert "--int8 needs --data" in capsys.readouterr().err
+    assert main(["export", str(base_copy), "--data", str(caps)]) == 1
+    assert "--data is for --int8" in capsys.readouterr().err
+
+
+def test_reexport_from_other_weights_drops_a_stale_int8(base_copy, caps, capsys):
+    assert main(["export", str(base_copy), "--int8", "--data", str(caps)]) == 0
+    info = json.loads((base_copy / FILES.info).read_text())
+    info["int8"]["onnx"] = "0" * 64  # as if it came from another float network
+    (base_copy / FILES.info).write_text(json.dumps(info))
+    assert main(["export", str(base_copy)]) == 0
+    info = json.loads((base_copy / FILES.info).read_text())
+    assert FILES.int8 not in info["files"] and info["int8"] == {}
+    assert not (base_copy / FILES.int8).exists()
+    assert Reader.load(base_copy).onnx_file == FILES.onnx
