@@ -6,7 +6,11 @@ ONNX Runtime Reader and through the PyTorch model in eager mode, and prints one 
 default the tutorial's ``seed`` architecture with fresh random weights (speed does
 not depend on the weights).
 
-    python bench/read_bench.py [--models DIR ...] [--calls 500]
+    python bench/read_bench.py [--models DIR ...] [--calls 500] [--int8]
+
+``--int8`` also times an int8 copy of every model (``captcha-ocr export --int8`` with
+``--data`` as its images: quantization calibrated on some, checked on the others) and
+prints how its readings compare with the float network's.
 """
 
 from __future__ import annotations
@@ -162,12 +166,27 @@ def process_numbers(model_dir: Path, paths: list[Path]) -> dict:
     return dict(cold=statistics.median(runs), rss_mb=rss_kb / 1024)
 
 
+def int8_copy(model_dir: Path, data: Path, dest: Path) -> dict | str:
+    """An int8 copy of ``model_dir`` in ``dest``: its check, or why it was not kept."""
+    import shutil
+
+    from captcha_ocr.modeldir import ModelError
+    from captcha_ocr.quantize import quantize_model
+
+    shutil.copytree(model_dir, dest)
+    try:
+        return quantize_model(dest, data)
+    except ModelError as e:
+        return str(e)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--models", type=Path, nargs="*", default=[])
     ap.add_argument("--calls", type=int, default=500, help="batch-1 calls after warm-up")
     ap.add_argument("--no-seed", action="store_true", help="skip the random-weight seed model")
+    ap.add_argument("--int8", action="store_true", help="also time an int8 copy of each model")
     a = ap.parse_args()
     from captcha_ocr.runtime import bundled_model_dir
 
@@ -181,11 +200,21 @@ def main() -> None:
             models.insert(0, bundled_model_dir())
         if not a.no_seed:
             models.append(random_model("seed", Path(tmp) / "seed-random"))
-        rows = []
+        rows, checks = [], []
         for m in models:
             o, t, p = onnx_numbers(m, paths, a.calls), torch_numbers(m, paths, a.calls), \
                 process_numbers(m, paths)
             rows.append((m, o, t, p))
+            if a.int8:
+                q = int8_copy(m, a.data, Path(tmp) / f"{m.name}+int8")
+                if isinstance(q, str):
+                    checks.append(f"{m.name}: {q}")
+                    continue
+                checks.append(f"{m.name}: {q['checked_images']} images (after {q['calibration_images']} "
+                              f"to calibrate): float32 reads {q['fp32_accuracy']:.4f}, int8 "
+                              f"{q['int8_accuracy']:.4f}, the same reading {q['agreement']:.4f}")
+                q_dir = Path(tmp) / f"{m.name}+int8"
+                rows.append((q_dir, onnx_numbers(q_dir, paths, a.calls), t, process_numbers(q_dir, paths)))
     print(f"\n{len(paths)} PNG files from {a.data}; {os.cpu_count()} cores; "
           f"torch FP32 GEMM peak {peak:.0f} GFLOP/s")
     print(f"{'model':22} {'arch':5} {'params':>7} {'MFLOP':>6} | {'b1 p50 ms':>9} {'b1 p99 ms':>9} "
@@ -197,6 +226,8 @@ def main() -> None:
               f"{o['p50']:9.3f} {o['p99']:9.3f} {o['rate']:9.0f} | {t['p50']:11.3f} "
               f"{t['rate']:11.0f} {o['rate'] / t['rate']:5.1f} | {p['cold']:6.2f} {p['rss_mb']:6.0f} | "
               f"{o['model_rate']:9.0f} {gf:7.1f} {100 * gf / peak:6.1f}")
+    if checks:
+        print("\nint8 against float32 (the labels of --data):\n  " + "\n  ".join(checks))
     print("\nper image at batch 64, microseconds (decode and preprocess on one thread; "
           "model on the Reader's inference threads)")
     print(f"{'model':22} {'PNG decode':>10} {'preprocess':>10} {'model':>8} {'CTC decode':>10}")
