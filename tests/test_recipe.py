@@ -185,14 +185,20 @@ def test_fine_tuning_refuses_what_cannot_fit(tmp_path, capsys):
 def test_train_fine_tunes_the_base_model_unless_told(tmp_path):
     data = tmp_path / "digits"
     write_style("pastel_digits", data, 30, seed=6)
-    runs = {"auto": [], "none": ["--init", "none"], "arch": ["--arch", "crnn"]}
-    init = {}
+    runs = {"auto": [], "none": ["--init", "none"], "arch": ["--arch", "crnn"], "w": ["--width", "96"]}
+    init, width = {}, {}
     for name, extra in runs.items():
         out = tmp_path / name
         assert main(["train", str(data), "--out", str(out), "--steps", "10", "-q", *extra]) == 0
-        init[name] = json.loads((out / FILES.info).read_text())["training"].get("init", {})
-    assert init["auto"].get("model") == "base"
+        info = json.loads((out / FILES.info).read_text())
+        init[name], width[name] = info["training"].get("init", {}), info["image"]["width"]
+    assert init["auto"].get("model") == "base" and init["w"].get("model") == "base"
     assert init["none"] == {} and init["arch"] == {}
+    # 70x30 digits: 76 pixels wide from their aspect, stretched to the base's 128 when
+    # fine-tuning it (the width it was pretrained at); an explicit --width holds.
+    base_width = Reader.load("base").info.image.width
+    assert width["none"] == width["arch"] == 76 < base_width == width["auto"]
+    assert width["w"] == 96
 
 
 def test_fine_tuning_rate_and_budget_follow_the_data_size():

@@ -461,8 +461,10 @@ def _write_outputs(model: CRNN, info: ModelInfo, split: Split, history: list[Epo
     plot_predictions(split.data.images[shown], split.labels(shown), preds, out / FILES.grid)
 
 
-def choose_input(samples: list[Sample], overrides: dict | None = None) -> tuple[ImageConfig, dict]:
-    """The model input decided from the images (``geometry``), with explicit ``overrides``.
+def choose_input(samples: list[Sample], overrides: dict | None = None,
+                 min_width: int = 0) -> tuple[ImageConfig, dict]:
+    """The model input decided from the images (``geometry``), with explicit ``overrides``
+    (``min_width``: a fine-tuned model's starting width; see ``geometry``).
 
     Returns:
         The ``ImageConfig`` and what was measured, for ``model.json``.
@@ -474,7 +476,7 @@ def choose_input(samples: list[Sample], overrides: dict | None = None) -> tuple[
         stats = image_stats(samples)
     except ImageError as e:
         raise DatasetError(f"{samples[0].path.parent}: {e}") from None
-    auto = choose_image(stats, max(len(s.label) for s in samples))
+    auto = choose_image(stats, max(len(s.label) for s in samples), min_width)
     image = dataclasses.replace(auto, **(overrides or {}))
     return image, dict(measured=asdict(stats), chosen=asdict(auto), overrides=overrides or {})
 
@@ -599,7 +601,8 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     geometry = None
     if not isinstance(image, ImageConfig):
         fixed = input_overrides(init) if init is not None else FIXED_INPUT.get(arch, {})
-        image, geometry = choose_input(samples, {**fixed, **(image or {})})
+        image, geometry = choose_input(samples, {**fixed, **(image or {})},
+                                       min_width=init.info.image.width if init is not None else 0)
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, samples=samples)
     cfg = resolve_budget(cfg, len(split.train))
     if on_start:
