@@ -200,16 +200,17 @@ def _reader(a: argparse.Namespace):
                        precision=a.precision)
 
 
-def _add_precision(p: argparse.ArgumentParser) -> None:
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    """How a Reader runs its network: the execution provider and the precision."""
+    p.add_argument("--provider", choices=["cpu", "cuda"], default="cpu",
+                   help="ONNX Runtime execution provider (cuda: needs onnxruntime-gpu)")
     p.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
                    help="network to run: auto (int8 where 'export --int8' made one), fp32 or int8")
 
 
 def _add_reading_options(p: argparse.ArgumentParser) -> None:
     """The reading options, the same for predict and eval (and the service's parameters)."""
-    p.add_argument("--provider", choices=["cpu", "cuda"], default="cpu",
-                   help="ONNX Runtime execution provider (cuda: needs onnxruntime-gpu)")
-    _add_precision(p)
+    _add_runtime_options(p)
     g = p.add_argument_group("reading options")
     g.add_argument("--allow", metavar="CHARS", help="only these characters may be read (e.g. 0123456789)")
     g.add_argument("--length", type=COUNT, help="the reading has exactly this many characters")
@@ -571,9 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--body-timeout", type=_at_least(0.01, float), default=30.0,
                    help="seconds a client has to send a request's body, 408 after (default: 30)")
     v.add_argument("--threads", type=COUNT, default=1, help="ONNX Runtime threads (default: 1)")
-    v.add_argument("--provider", choices=["cpu", "cuda"], default="cpu",
-                   help="ONNX Runtime execution provider (cuda: needs onnxruntime-gpu)")
-    _add_precision(v)
+    _add_runtime_options(v)
     v.add_argument("--workers", type=POSITIVE, default=1,
                    help="processes sharing the port, each with its own model (default: 1)")
     v.set_defaults(func=cmd_serve)
