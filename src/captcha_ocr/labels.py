@@ -165,16 +165,15 @@ class LabelStore:
                 self.labels, self.set_aside = before
                 raise
 
-    def _write_labels(self) -> None:
+    def _write_csv(self, name: str, header: list[str], rows: dict[str, str]) -> None:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["file", "label"])
-        w.writerows(sorted(self.labels.items()))
-        atomic_write(self.folder / LABELS_FILE, buf.getvalue())
+        w.writerow(header)
+        w.writerows(sorted(rows.items()))
+        atomic_write(self.folder / name, buf.getvalue())
+
+    def _write_labels(self) -> None:
+        self._write_csv(LABELS_FILE, ["file", "label"], self.labels)
 
     def _write_skipped(self) -> None:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["file", "status"])
-        w.writerows(sorted(self.set_aside.items()))
-        atomic_write(self.folder / SKIPPED_FILE, buf.getvalue())
+        self._write_csv(SKIPPED_FILE, ["file", "status"], self.set_aside)
