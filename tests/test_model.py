@@ -21,6 +21,17 @@ def test_seed_is_the_tutorial_network():
     assert count_flops(model, ImageConfig()) == pytest.approx(139e6, rel=0.01)
 
 
+def test_seed_drops_the_same_lstm_inputs_at_every_time_step():
+    """As Keras's LSTM(dropout=...): one mask per sequence, not per step."""
+    model = build_model(ImageConfig(), ModelConfig("seed", 20, ARCHS["seed"]))
+    stack = model.sequence.train()
+    torch.manual_seed(0)
+    y = stack._dropout(torch.ones(4, 50, 64))
+    assert torch.equal(y, y[:, :1].expand_as(y))  # each feature kept or dropped for all steps
+    assert 0.1 < (y == 0).float().mean() < 0.4  # about a quarter dropped (p = 0.25)
+    assert torch.equal(stack.eval()._dropout(torch.ones(2, 5, 64)), torch.ones(2, 5, 64))
+
+
 def test_same_seed_same_weights():
     def weights():
         torch.manual_seed(3)

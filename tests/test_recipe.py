@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from captcha_ocr.augment import NOISE_MIN
 from captcha_ocr.charset import Charset
 from captcha_ocr.cli import main
 from captcha_ocr.config import MAX_STEPS, MIN_STEPS, TrainConfig, steps_budget
@@ -46,6 +47,14 @@ def test_seed_recipe_keeps_one_batch_order_as_the_tutorial():
     assert not np.array_equal(np.concatenate(a), split.train)  # a seeded order, not sorted
     c = _round_batches(split, recipe("fast"), g)
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_seed_recipe_optimises_as_keras():
+    """The tutorial's loss is summed over a batch's images and Adam's epsilon is 1e-7; the
+    other recipes keep PyTorch's mean per character and 1e-8."""
+    seed, default = recipe("seed"), recipe("deep")
+    assert (seed.ctc_sum, seed.adam_eps) == (True, 1e-7)
+    assert (default.ctc_sum, default.adam_eps) == (False, 1e-8)
 
 
 def test_character_count_loss_prefers_the_right_characters():
@@ -92,6 +101,7 @@ def test_geometry_lands_in_model_json_and_the_reader_uses_it(tmp_path, capsys):
     assert info["image"]["channels"] == 3
     assert info["image"]["crop"][2] < 0.5  # the text's third of the width
     assert info["training"]["input"]["measured"]["width"] == 255
+    assert info["training"]["config"]["aug_noise"] == NOISE_MIN  # flat renderings: least noise
     reader = Reader.load(out)
     assert reader.info.image.crop == tuple(info["image"]["crop"])
     assert reader.read(data / "000x.png").ok

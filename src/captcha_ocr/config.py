@@ -90,6 +90,12 @@ class TrainConfig:
             round (the tutorial's tf.data pipeline, which shuffles only at the split).
         lr_few: the peak rate instead of ``lr`` when there are fewer than ``FT_FEW``
             training images (None: ``lr`` always; an explicit ``--lr`` clears it).
+        ctc_sum: minimise the CTC loss summed over a batch's images (the Keras tutorial's
+            ``ctc_batch_cost`` through ``add_loss``) instead of its mean per character
+            (PyTorch's default); the train loss in history.csv is then per image.
+        adam_eps: Adam's epsilon (PyTorch's 1e-8; Keras's is 1e-7).
+        aug_noise: sd of the augmentation's pixel noise at full strength (0-1 scale);
+            ``train`` sets it from the training images' own noise (``augment.aug_noise``).
     """
 
     epochs: int = 100
@@ -111,6 +117,9 @@ class TrainConfig:
     extend: float = 0.0
     finetune: bool = False
     lr_few: float | None = None
+    ctc_sum: bool = False
+    adam_eps: float = 1e-8
+    aug_noise: float = 0.03
 
 
 def from_dict(cls: type, data: dict[str, Any]):
@@ -125,7 +134,8 @@ def from_dict(cls: type, data: dict[str, Any]):
 ARCHS: dict[str, dict[str, Any]] = {
     # The Keras tutorial's network, layer for layer (LSTM "dropout" = dropout on its inputs).
     "seed": dict(convs=[[32, 1, 2, 2], [64, 1, 2, 2]], batch_norm=False, proj=64,
-                 proj_dropout=0.2, seq="lstm", hidden=[128, 64], seq_dropout=0.25),
+                 proj_dropout=0.2, seq="lstm", hidden=[128, 64], seq_dropout=0.25,
+                 dropout_per_sequence=True),
     # Compact default: a narrow CNN with strided convs, height pooled away, and a residual
     # 1-D conv sequence head instead of LSTMs (ONNX Runtime runs it in parallel). No batch
     # norm in the conv stages: in exploratory runs of a narrower variant (seeds 1-4) it
@@ -167,7 +177,7 @@ RECIPES: dict[str, dict] = {
     # every other Keras detail matched too). It does not prevent every stop on the plateau:
     # seed 1 of that split still stopped at epoch 11, its val loss drifting up from epoch 1.
     "seed": dict(epochs=100, patience=10, batch_size=16, lr=1e-3, schedule="constant",
-                 augment=False, shuffle=False),
+                 augment=False, shuffle=False, ctc_sum=True, adam_eps=1e-7),
     # A fixed 50-epoch budget (no early stopping: the last weights are kept), full rate
     # from the first step (a warm-up lengthens the CTC plateau), cosine decay over the
     # second half, with augmentation (it cut held-out errors on a fold from 4 to 1).

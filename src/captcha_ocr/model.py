@@ -27,20 +27,32 @@ def _conv_stage(c_in: int, c_out: int, stride: int, pool: tuple[int, int], bn: b
 
 
 class BiLSTMStack(nn.Module):
-    """Stacked bidirectional LSTMs with input dropout: (B, T, D) -> (B, T, 2 * hidden[-1])."""
+    """Stacked bidirectional LSTMs with input dropout: (B, T, D) -> (B, T, 2 * hidden[-1]).
 
-    def __init__(self, d_in: int, hidden: list[int], dropout: float) -> None:
+    ``per_sequence``: drop the same input features at every time step of a sequence, as
+    Keras's ``LSTM(dropout=...)`` does (the tutorial's layers), instead of a fresh mask per
+    step and feature (``nn.Dropout``): far less noise in each update.
+    """
+
+    def __init__(self, d_in: int, hidden: list[int], dropout: float, per_sequence: bool = False) -> None:
         super().__init__()
         self.drop = nn.Dropout(dropout)
+        self.p, self.per_sequence = dropout, per_sequence
         dims = [d_in] + [2 * h for h in hidden[:-1]]
         self.lstms = nn.ModuleList(
             nn.LSTM(d, h, batch_first=True, bidirectional=True) for d, h in zip(dims, hidden)
         )
         self.d_out = 2 * hidden[-1]
 
+    def _dropout(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.per_sequence and self.training and self.p):
+            return self.drop(x)
+        keep = torch.rand(x.shape[0], 1, x.shape[2], device=x.device) >= self.p  # (B, 1, D)
+        return x * keep / (1 - self.p)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for lstm in self.lstms:
-            x, _ = lstm(self.drop(x))
+            x, _ = lstm(self._dropout(x))
         return x
 
 
@@ -101,7 +113,8 @@ class CRNN(nn.Module):
         self.proj = nn.Sequential(nn.Linear(d_feat, p["proj"]), nn.ReLU(inplace=True),
                                   nn.Dropout(p["proj_dropout"]))
         if p["seq"] == "lstm":
-            self.sequence = BiLSTMStack(p["proj"], p["hidden"], p["seq_dropout"])
+            self.sequence = BiLSTMStack(p["proj"], p["hidden"], p["seq_dropout"],
+                                        p.get("dropout_per_sequence", False))
         elif p["seq"] == "conv":
             self.sequence = ConvSequence(p["proj"], p["hidden"], p["kernel"], p["seq_dropout"])
         else:

@@ -25,7 +25,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from . import checkpoint
-from .augment import augment_batch
+from .augment import aug_noise, augment_batch
 from .charset import Charset
 from .config import (
     ARCHS,
@@ -191,7 +191,7 @@ def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.opti
     for k, idx in enumerate(batches):
         x = images[idx]
         if cfg.augment:
-            x = augment_batch(x, g, aug_strength)
+            x = augment_batch(x, g, aug_strength, cfg.aug_noise)
         x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast conv layout
         lp = model(x)
         loss = ctc_loss(lp, split.labels(idx), split.charset, loss_fn)
@@ -202,7 +202,7 @@ def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.opti
         opt.step()
         if sched is not None:
             sched.step()
-        total += loss.item() * len(idx)
+        total += loss.item() if cfg.ctc_sum else loss.item() * len(idx)
         seen += len(idx)
         if on_batch:
             on_batch(k + 1, len(batches))
@@ -249,9 +249,10 @@ class FlatCos:
 
 def _optimizer(model: CRNN, cfg: TrainConfig, steps_per_epoch: int):
     if cfg.weight_decay:
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                eps=cfg.adam_eps)
     else:
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     if cfg.schedule == "constant":
         return opt, None
     total = cfg.epochs * steps_per_epoch
@@ -303,6 +304,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
     """
     g = torch.Generator().manual_seed(cfg.seed)
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
+    train_fn = nn.CTCLoss(blank=0, zero_infinity=True, reduction="sum") if cfg.ctc_sum else loss_fn
     per_round = steps_per_round(len(split.train), cfg)
     opt, sched = _optimizer(model, cfg, per_round)
     model.to(memory_format=torch.channels_last)
@@ -327,7 +329,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
         # clean images while the network leaves the CTC plateau, varied ones after.
         ramp = cfg.aug_ramp * cfg.epochs
         strength = min(1.0, (epoch - 1) / ramp) if ramp else 1.0
-        train_loss = train_one_epoch(model, split, cfg, opt, sched, g, loss_fn, on_batch, strength)
+        train_loss = train_one_epoch(model, split, cfg, opt, sched, g, train_fn, on_batch, strength)
         val_loss, acc, val_cer, _ = evaluate(model, split, split.val, loss_fn)
         stats = EpochStats(epoch, train_loss, val_loss, acc, val_cer, time.perf_counter() - t0)
         history.append(stats)
@@ -605,6 +607,8 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
                                        min_width=init.info.image.width if init is not None else 0)
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, samples=samples)
     cfg = resolve_budget(cfg, len(split.train))
+    if cfg.augment:
+        cfg = dataclasses.replace(cfg, aug_noise=aug_noise(split.data.images[split.train]))
     if on_start:
         on_start(cfg, image)
     torch.manual_seed(cfg.seed)
