@@ -146,6 +146,26 @@ def test_flat_then_cosine_holds_the_rate_after_a_late_plateau_exit():
     assert rounds == {2: 10, 6: 14, 9: 15}
 
 
+@pytest.mark.parametrize("after_plateau, rounds_run", [(False, 3), (True, 9)])
+def test_seed_patience_waits_for_the_network_to_leave_the_plateau(monkeypatch, after_plateau,
+                                                                   rounds_run):
+    """Validation loss creeping up on the plateau (CER 1.0) for 6 rounds, then the network
+    reads (CER 0.2) at round 7: patience 2 ends the run at round 3 unless it waits for the
+    plateau to be left (then: the best round is 7, the run ends 2 rounds after it)."""
+    import captcha_ocr.train as T
+
+    losses = iter([3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 1.0, 1.1, 1.2, 1.3])
+    cers = iter([1.0] * 6 + [0.2] * 4)
+    monkeypatch.setattr(T, "train_one_epoch", lambda *a, **k: 0.0)
+    monkeypatch.setattr(T, "evaluate", lambda *a, **k: (next(losses), 0.0, next(cers), []))
+    split = Split(None, Charset("a"), np.arange(10), np.arange(10, 12))
+    cfg = recipe("seed", epochs=10, patience=2, patience_after_plateau=after_plateau)
+    assert recipe("seed").patience_after_plateau and not recipe("deep").patience_after_plateau
+    history, best = T.fit(torch.nn.Linear(2, 2), split, cfg)
+    assert len(history) == rounds_run
+    assert best == (7 if after_plateau else 1)
+
+
 def test_fine_tuning_keeps_known_rows_and_stores_the_datasets_alphabet(tmp_path):
     from safetensors.numpy import load_file
 

@@ -94,6 +94,9 @@ class TrainConfig:
             ``ctc_batch_cost`` through ``add_loss``) instead of its mean per character
             (PyTorch's default); the train loss in history.csv is then per image.
         adam_eps: Adam's epsilon (PyTorch's 1e-8; Keras's is 1e-7).
+        patience_after_plateau: early stopping waits until the network has left the CTC
+            plateau (validation CER under 0.5 once), as the Keras tutorial's does in effect
+            (its validation loss creeps down on the plateau, so patience never runs out).
         aug_noise: sd of the augmentation's pixel noise at full strength (0-1 scale);
             ``train`` sets it from the training images' own noise (``augment.aug_noise``).
     """
@@ -120,6 +123,7 @@ class TrainConfig:
     ctc_sum: bool = False
     adam_eps: float = 1e-8
     aug_noise: float = 0.03
+    patience_after_plateau: bool = False
 
 
 def from_dict(cls: type, data: dict[str, Any]):
@@ -177,7 +181,7 @@ RECIPES: dict[str, dict] = {
     # every other Keras detail matched too). It does not prevent every stop on the plateau:
     # seed 1 of that split still stopped at epoch 11, its val loss drifting up from epoch 1.
     "seed": dict(epochs=100, patience=10, batch_size=16, lr=1e-3, schedule="constant",
-                 augment=False, shuffle=False, ctc_sum=True, adam_eps=1e-7),
+                 augment=False, shuffle=False, ctc_sum=True, adam_eps=1e-7, patience_after_plateau=True),
     # A fixed 50-epoch budget (no early stopping: the last weights are kept), full rate
     # from the first step (a warm-up lengthens the CTC plateau), cosine decay over the
     # second half, with augmentation (it cut held-out errors on a fold from 4 to 1).

@@ -310,7 +310,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
     model.to(memory_format=torch.channels_last)
     history: list[EpochStats] = []
     best_loss, best_epoch, best_state = float("inf"), 0, None
-    rounds, reading = cfg.epochs, False
+    rounds, reading, read_once = cfg.epochs, False, False
     epoch = 0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -322,6 +322,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
         history = [EpochStats(**h) for h in state["history"]]
         best_loss, best_epoch, best_state = state["best_loss"], state["best_epoch"], state["best_state"]
         rounds, reading, epoch = state["rounds"], state["reading"], state["epoch"]
+        read_once = state.get("read_once", False)
     while epoch < rounds:
         epoch += 1
         t0 = time.perf_counter()
@@ -336,12 +337,14 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
         if cfg.extend and cfg.schedule == "flatcos" and not reading and val_cer < READING_CER:
             reading = True
             rounds = _extend_after_plateau(sched, cfg, epoch, per_round)
+        read_once = read_once or val_cer < READING_CER
         stop = False
         if len(split.val) and (cfg.patience or cfg.keep_best):
             if val_loss < best_loss:
                 best_loss, best_epoch = val_loss, epoch
                 best_state = copy.deepcopy(model.state_dict())
-            elif cfg.patience and epoch - best_epoch >= cfg.patience:
+            elif cfg.patience and epoch - best_epoch >= cfg.patience and \
+                    (read_once or not cfg.patience_after_plateau):
                 stop = True
         if save_state is not None:
             save_state(dict(
@@ -350,7 +353,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
                 generator=g.get_state(), torch_rng=torch.get_rng_state(),
                 history=[asdict(h) for h in history], best_loss=best_loss,
                 best_epoch=best_epoch, best_state=best_state, rounds=epoch if stop else rounds,
-                reading=reading, epoch=epoch,
+                reading=reading, epoch=epoch, read_once=read_once,
             ))
         if on_epoch:
             on_epoch(stats)
