@@ -9,11 +9,18 @@ as in styles_bench: same splits, same seeds), then read held-out test images and
 - the threshold that accepts 95% of the test images, and how many of the accepted
   readings are right (target: >= 99.9%);
 - the coverage at which accepted readings are 99.9% right;
-- (diagnostic) the temperature that would have been best on the test images, and its ECE.
+- (diagnostic) the temperature that would have been best on the test images, and its ECE;
+- ``--allow`` and ``--length`` set to the style's true alphabet and lengths (those of
+  its training labels) against no constraint, for the trained model and for the shipped
+  base model zero-shot (whose alphabet is far wider than any site's);
+- beam search at K = 1, 4, 16: accuracy, and batch-1 latency (PNG bytes -> reading);
+- where labels are arithmetic expressions: answer accuracy (``solve``) beside sequence
+  accuracy (the parser must lose nothing).
 
     python bench/reading_bench.py                                   # 3 real styles, N=500
     python bench/reading_bench.py --styles captcha_images_v2 wavy --n 200 --seeds 1 2
     python bench/reading_bench.py --quick                           # 2 styles, N=200, test 300
+    python bench/reading_bench.py --styles arithmetic --seeds 1     # answer accuracy
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from captcha_ocr import Reader  # noqa: E402
 from captcha_ocr.calibration import TEMPERATURES, confidences, expected_calibration_error  # noqa: E402
+from captcha_ocr.data import discover  # noqa: E402
+from captcha_ocr.solve import solve  # noqa: E402
 from styles_bench import available_styles, style_sets, train  # noqa: E402
 
 DEFAULT_STYLES = ["captcha_images_v2", "henan_digits4", "rsce_gradient5"]
@@ -72,6 +82,51 @@ def measure(model: Path, test, beam: int) -> dict:
                 best_t=best_t, best_ece=ece_at[best_t])
 
 
+def accuracy(reader: Reader, paths, labels, **options) -> float:
+    return float(np.mean([r.text == y for r, y in zip(reader.read_many(paths, **options), labels)]))
+
+
+def constraints(reader: Reader, train_labels: list[str]) -> dict:
+    """The style's alphabet (within the model's) and lengths, as reading options."""
+    allow = "".join(sorted(set("".join(train_labels)) & set(reader.charset.alphabet)))
+    lo, hi = min(map(len, train_labels)), max(map(len, train_labels))
+    return dict(allow=allow, length=lo) if lo == hi else dict(allow=allow, min_length=lo, max_length=hi)
+
+
+def measure_options(model: Path, test, train_labels: list[str], calls: int) -> dict:
+    """Constrained against free reading (trained model and base zero-shot), beam K = 1, 4,
+    16 (accuracy, batch-1 p50/p99 ms on PNG bytes), and answer accuracy for arithmetic."""
+    paths, labels = [s.path for s in test], [s.label for s in test]
+    out: dict = {}
+    for name, reader in (("model", Reader.load(model)), ("base", Reader.load("base"))):
+        opts = constraints(reader, train_labels)
+        out[name] = (accuracy(reader, paths, labels), accuracy(reader, paths, labels, **opts))
+    reader = Reader.load(model)
+    blobs = [p.read_bytes() for p in paths[:calls]]
+    for k in (1, 4, 16):
+        times = []
+        for b in blobs:
+            t0 = time.perf_counter()
+            reader.read(b, beam=k)
+            times.append(time.perf_counter() - t0)
+        out[f"beam{k}"] = (accuracy(reader, paths, labels, beam=k),
+                           1e3 * float(np.percentile(times, 50)), 1e3 * float(np.percentile(times, 99)))
+    truth = [solve(y).answer for y in labels]
+    if all(t is not None for t in truth):
+        read = reader.read_many(paths, solve=True)
+        out["answer"] = (float(np.mean([r.answer == t for r, t in zip(read, truth)])),
+                         float(np.mean([r.text == y for r, y in zip(read, labels)])))
+    return out
+
+
+def print_options(name: str, seed: int, o: dict) -> None:
+    beams = "  ".join(f"K={k} {o[f'beam{k}'][0]:.4f} {o[f'beam{k}'][1]:.2f}/{o[f'beam{k}'][2]:.2f}ms"
+                      for k in (1, 4, 16))
+    answer = f"  answer {o['answer'][0]:.4f} (sequence {o['answer'][1]:.4f})" if "answer" in o else ""
+    print(f"{name:18} {seed:4d} model {o['model'][0]:.4f} -> {o['model'][1]:.4f}  base zero-shot "
+          f"{o['base'][0]:.4f} -> {o['base'][1]:.4f}  {beams}{answer}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--styles", nargs="+", default=DEFAULT_STYLES)
@@ -81,6 +136,7 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="2 styles, N=200, test 300")
     ap.add_argument("--extra-args", default="", help="more options for captcha-ocr train")
+    ap.add_argument("--calls", type=int, default=200, help="batch-1 reads timed per beam width")
     a = ap.parse_args()
     if a.quick:
         a.styles, a.n, a.test = ["captcha_images_v2", "pastel_digits"], 200, 300
@@ -90,6 +146,7 @@ def main() -> None:
     print(f"N {a.n}, test {a.test}, beam {a.beam}, seeds {a.seeds}")
     print(f"{'style':18} {'seed':>4} {'greedy':>7} {'beam':>7} {'T':>6} {'ECE T=1':>8} {'ECE':>7} "
           f"{'thr@95%':>8} {'acc@95%':>8} {'cov@99.9%':>9} {'test-best T, ECE':>16}")
+    options: list[tuple[str, int, dict]] = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in a.styles:
@@ -110,6 +167,12 @@ def main() -> None:
                       f"{m['ece_raw']:8.4f} {m['ece']:7.4f} {m['threshold']:8.4f} "
                       f"{m['accepted_acc']:8.4f} {m['cover999']:9.3f} "
                       f"{m['best_t']:8.3f} {m['best_ece']:7.4f}", flush=True)
+                train_labels = [s.label for s in discover(data)]
+                options.append((name, seed, measure_options(out, test, train_labels, a.calls)))
+    print("\nreading options: greedy -> with --allow/--length set to the style's alphabet and "
+          "lengths; beam K: accuracy, batch-1 p50/p99")
+    for name, seed, o in options:
+        print_options(name, seed, o)
 
 
 if __name__ == "__main__":
