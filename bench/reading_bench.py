@@ -98,10 +98,9 @@ def measure_options(model: Path, test, train_labels: list[str], calls: int) -> d
     16 (accuracy, batch-1 p50/p99 ms on PNG bytes), and answer accuracy for arithmetic."""
     paths, labels = [s.path for s in test], [s.label for s in test]
     out: dict = {}
-    for name, reader in (("model", Reader.load(model)), ("base", Reader.load("base"))):
-        opts = constraints(reader, train_labels)
-        out[name] = (accuracy(reader, paths, labels), accuracy(reader, paths, labels, **opts))
     reader = Reader.load(model)
+    for name, r in (("model", reader), ("base", Reader.load("base"))):
+        out[name] = (accuracy(r, paths, labels), accuracy(r, paths, labels, **constraints(r, train_labels)))
     blobs = [p.read_bytes() for p in paths[:calls]]
     for k in (1, 4, 16):
         times = []

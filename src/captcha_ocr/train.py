@@ -310,7 +310,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
     model.to(memory_format=torch.channels_last)
     history: list[EpochStats] = []
     best_loss, best_epoch, best_state = float("inf"), 0, None
-    rounds, reading, read_once = cfg.epochs, False, False
+    rounds, read_once = cfg.epochs, False  # read_once: the plateau was left (val CER < 0.5)
     epoch = 0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -321,8 +321,8 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
         torch.set_rng_state(state["torch_rng"])
         history = [EpochStats(**h) for h in state["history"]]
         best_loss, best_epoch, best_state = state["best_loss"], state["best_epoch"], state["best_state"]
-        rounds, reading, epoch = state["rounds"], state["reading"], state["epoch"]
-        read_once = state.get("read_once", False)
+        rounds, epoch = state["rounds"], state["epoch"]
+        read_once = state.get("read_once", state.get("reading", False))
     while epoch < rounds:
         epoch += 1
         t0 = time.perf_counter()
@@ -334,10 +334,10 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
         val_loss, acc, val_cer, _ = evaluate(model, split, split.val, loss_fn)
         stats = EpochStats(epoch, train_loss, val_loss, acc, val_cer, time.perf_counter() - t0)
         history.append(stats)
-        if cfg.extend and cfg.schedule == "flatcos" and not reading and val_cer < READING_CER:
-            reading = True
-            rounds = _extend_after_plateau(sched, cfg, epoch, per_round)
-        read_once = read_once or val_cer < READING_CER
+        if not read_once and val_cer < READING_CER:
+            read_once = True
+            if cfg.extend and cfg.schedule == "flatcos":
+                rounds = _extend_after_plateau(sched, cfg, epoch, per_round)
         stop = False
         if len(split.val) and (cfg.patience or cfg.keep_best):
             if val_loss < best_loss:
@@ -353,7 +353,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
                 generator=g.get_state(), torch_rng=torch.get_rng_state(),
                 history=[asdict(h) for h in history], best_loss=best_loss,
                 best_epoch=best_epoch, best_state=best_state, rounds=epoch if stop else rounds,
-                reading=reading, epoch=epoch, read_once=read_once,
+                epoch=epoch, read_once=read_once,
             ))
         if on_epoch:
             on_epoch(stats)
