@@ -15,7 +15,6 @@ model's temperature; with a temperature fitted on held-out images at training ti
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,45 +191,63 @@ def sequence_log_probs(log_probs: np.ndarray, labels: list[list[int]]) -> np.nda
 
 
 TOP_CHARS = 3  # per step, beam search always considers this many characters at least
+_NEG = -math.inf
+
+
+def _lae(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) on Python floats (numpy's scalar ufuncs cost ~1 us a call)."""
+    if a < b:
+        a, b = b, a
+    return a if b == _NEG else a + math.log1p(math.exp(b - a))
+
+
+def _candidates(lp: np.ndarray) -> list[list[int]]:
+    """Per step, the characters worth extending with: the likely ones (p > 1e-4), and
+    always the best few (a forced length needs characters a confident network gives
+    almost no weight), never a masked class. All steps at once, in numpy."""
+    t, c = lp.shape
+    chars = lp[:, 1:]
+    keep = chars > np.log(1e-4)
+    k = min(TOP_CHARS, c - 1)
+    top = np.argpartition(-chars, k - 1, axis=1)[:, :k]
+    np.put_along_axis(keep, top, True, axis=1)
+    keep &= chars > -np.inf
+    return [(np.flatnonzero(row) + 1).tolist() for row in keep]
 
 
 def _beam(lp: np.ndarray, width: int, lo: int, hi: int) -> list[tuple[tuple[int, ...], float]]:
     """CTC prefix beam search on one image's ``(T, C)`` log-probabilities: readings of
     length ``lo..hi`` with their log-probabilities, best first (at most ``width``)."""
-    t, c = lp.shape
-    neg = -np.inf
-    beams: dict[tuple[int, ...], list[float]] = {(): [0.0, neg]}  # prefix -> [ends in blank, not]
-    floor = np.log(1e-4)
+    t = lp.shape[0]
+    rows = lp.astype(np.float64).tolist()
+    cands = _candidates(lp)
+    beams: dict[tuple[int, ...], list[float]] = {(): [0.0, _NEG]}  # prefix -> [ends in blank, not]
     for k in range(t):
-        row = lp[k]
-        # Characters worth extending with: the likely ones, and always the best few (a
-        # forced length needs characters a confident network gives almost no weight).
-        top = np.argpartition(-row[1:], min(TOP_CHARS, c - 1) - 1)[:TOP_CHARS] + 1
-        chars = sorted(c for c in {int(i) for i in np.flatnonzero(row > floor) if i != BLANK}
-                       | set(top.tolist()) if row[c] > -np.inf)  # masked classes: never
-        nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [neg, neg])
+        row, chars = rows[k], cands[k]
+        blank = row[BLANK]
+        nxt: dict[tuple[int, ...], list[float]] = {}
         for prefix, (pb, pnb) in beams.items():
-            total = np.logaddexp(pb, pnb)
-            here = nxt[prefix]
-            here[0] = np.logaddexp(here[0], total + row[BLANK])
+            total = _lae(pb, pnb)
+            here = nxt.setdefault(prefix, [_NEG, _NEG])
+            here[0] = _lae(here[0], total + blank)
             last = prefix[-1] if prefix else None
+            longer = len(prefix) < hi
             for ch in chars:
                 p = row[ch]
                 if ch == last:
-                    here[1] = np.logaddexp(here[1], pnb + p)  # the same run goes on
-                    if len(prefix) < hi:
-                        ext = nxt[prefix + (ch,)]
-                        ext[1] = np.logaddexp(ext[1], pb + p)  # a new run after a blank
-                elif len(prefix) < hi:
-                    ext = nxt[prefix + (ch,)]
-                    ext[1] = np.logaddexp(ext[1], total + p)
+                    here[1] = _lae(here[1], pnb + p)  # the same run goes on
+                    if longer:
+                        ext = nxt.setdefault(prefix + (ch,), [_NEG, _NEG])
+                        ext[1] = _lae(ext[1], pb + p)  # a new run after a blank
+                elif longer:
+                    ext = nxt.setdefault(prefix + (ch,), [_NEG, _NEG])
+                    ext[1] = _lae(ext[1], total + p)
         # Keep the best, and enough prefixes that can still reach the minimum length.
         left = t - k - 1
-        ranked = sorted(((p, np.logaddexp(*v)) for p, v in nxt.items()
-                         if len(p) + left >= lo and np.logaddexp(*v) > -np.inf), key=lambda x: -x[1])
-        beams = {p: nxt[p] for p, _ in ranked[:width]}
-    done = [(p, float(np.logaddexp(*v))) for p, v in beams.items()
-            if lo <= len(p) <= hi and np.logaddexp(*v) > -np.inf]
+        ranked = sorted(((_lae(*v), q) for q, v in nxt.items() if len(q) + left >= lo),
+                        key=lambda x: -x[0])
+        beams = {q: nxt[q] for s, q in ranked[:width] if s > _NEG}
+    done = [(q, _lae(*v)) for q, v in beams.items() if lo <= len(q) <= hi and _lae(*v) > _NEG]
     return sorted(done, key=lambda x: -x[1])
 
 
