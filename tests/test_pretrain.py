@@ -36,6 +36,16 @@ def test_ranks_read_disjoint_shares_of_one_stream():
     assert later == one[4:6]  # resuming at position 4
 
 
+def test_a_share_of_the_stream_is_placed_in_wider_strips():
+    styles = ["pastel_digits"]
+    plain = [x for _, (x, _) in zip(range(40), iter(ZooStream(styles, 0, 0, 0, 1)))]
+    wide = [x for _, (x, _) in zip(range(40), iter(ZooStream(styles, 0, 0, 0, 1, widen=0.5)))]
+    again = [x for _, (x, _) in zip(range(40), iter(ZooStream(styles, 0, 0, 0, 1, widen=0.5)))]
+    changed = sum(not np.array_equal(a, b) for a, b in zip(plain, wide))
+    assert 8 <= changed <= 32  # about half, seeded by position
+    assert all(np.array_equal(a, b) for a, b in zip(wide, again))
+
+
 def test_pretrain_killed_after_a_checkpoint_resumes_and_swaps_in_a_readable_model(tmp_path, capsys):
     out = tmp_path / "base"
     assert main(["pretrain", "--out", str(out), "--steps", "2", *ARGS]) == 0

@@ -12,7 +12,7 @@ import pytest
 from captcha_ocr.cli import main
 from captcha_ocr.data import discover
 from captcha_ocr.zoo import STYLES, ZooError, font_paths, get_style, render, sample, write_style
-from captcha_ocr.zoo.draw import fit, set_line
+from captcha_ocr.zoo.draw import fit, set_line, widen
 from captcha_ocr.zoo.fonts import fonts_for
 
 NAMES = list(STYLES)
@@ -163,3 +163,17 @@ def test_cli_writes_a_folder(capsys, tmp_path):
 def test_cli_one_line_errors(capsys, args, needle):
     rc, _, err = run(capsys, "zoo", *args)
     assert rc == 1 and len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_widen_keeps_the_image_and_continues_its_background():
+    img, _ = render("gradient_colour", 0, 0)
+    for where in (0.0, 0.5, 1.0):
+        out = widen(img, random.Random(3), 2.0, where)
+        assert out.size == (2 * img.width, img.height) and out.mode == "RGB"
+        left = round(img.width * where)
+        a, b = np.asarray(out).astype(int), np.asarray(img).astype(int)
+        assert np.array_equal(a[:, left : left + img.width], b)
+        # next to the image, the strip is the image's own edge column
+        edge = left + img.width if where < 1 else left - 1
+        src = img.width - 1 if where < 1 else 0
+        assert np.abs(a[:, edge] - b[:, src]).max() <= 1

@@ -437,7 +437,7 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
         cfg = PretrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                              styles=styles, workers=a.workers, device=a.device,
                              checkpoint_minutes=a.checkpoint_minutes, eval_images=a.eval_images,
-                             threads=a.threads)
+                             threads=a.threads, widen=a.widen)
         done = pretrain(out, cfg, resume=a.resume, command=shlex.join(["captcha-ocr", *a.argv]),
                         on_log=lambda line: print(line, file=sys.stderr, flush=True))
     except (ZooError, ValueError) as e:
@@ -629,6 +629,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out images per style read at the end (default: 100)")
     q.add_argument("--threads", type=int, default=0, help="torch threads per process "
                    "(default: the cores over the processes)")
+    q.add_argument("--widen", type=float, default=0.2, help="share of images placed in a "
+                   "wider strip, short text in a long box (default: 0.2)")
     q.set_defaults(func=cmd_pretrain)
     return p
 

@@ -21,6 +21,7 @@ import dataclasses
 import gc
 import hashlib
 import os
+import random
 import string
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -44,6 +46,7 @@ from .preprocess import to_array
 from .staging import CHECKPOINT, StagedModelDir, fault
 from .train import FlatCos, ace_loss, ctc_loss, save_checkpoint
 from .zoo import STYLES, ZOO_VERSION, render
+from .zoo.draw import widen
 
 __all__ = ["ALPHABET", "PretrainConfig", "pretrain"]
 
@@ -69,6 +72,8 @@ class PretrainConfig:
         eval_images: held-out images per style read at the end (another seed's stream).
         device: "auto" (CUDA where there is one), "cpu" or "cuda".
         threads: torch intra-op threads per process (0: the cores over the processes).
+        widen: share of images placed in a wider strip (``zoo.draw.widen``: 1.3-2.5x, at
+            the left, the right or anywhere), for sites that draw short text in a long box.
     """
 
     steps: int = 20000
@@ -81,6 +86,7 @@ class PretrainConfig:
     eval_images: int = 100
     device: str = "auto"
     threads: int = 0
+    widen: float = 0.2
 
 
 class ZooStream(IterableDataset):
@@ -88,8 +94,10 @@ class ZooStream(IterableDataset):
     ``start`` on, the share of this rank and worker (positions ``start + r``, ``r`` taken
     round-robin over ``world * workers`` readers)."""
 
-    def __init__(self, styles: list[str], seed: int, start: int, rank: int, world: int) -> None:
+    def __init__(self, styles: list[str], seed: int, start: int, rank: int, world: int,
+                 widen: float = 0.0) -> None:
         self.styles, self.seed, self.start, self.rank, self.world = styles, seed, start, rank, world
+        self.widen = widen
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, str]]:
         info = get_worker_info()
@@ -99,8 +107,20 @@ class ZooStream(IterableDataset):
         n = len(self.styles)
         while True:
             img, label = render(self.styles[k % n], self.seed, k // n)
+            if self.widen:
+                img = self._layout(img, k)
             yield to_array(img, IMAGE), label
             k += step
+
+
+    def _layout(self, img: Image.Image, k: int) -> Image.Image:
+        """Position ``k``'s image, placed in a wider strip for a share ``widen`` of them."""
+        key = f"layout:{self.seed}:{k}".encode()
+        rng = random.Random(int.from_bytes(hashlib.blake2b(key, digest_size=16).digest(), "big"))
+        if rng.random() >= self.widen:
+            return img
+        where = rng.choice([0.0, 1.0, rng.random()])
+        return widen(img, rng, rng.uniform(1.3, 2.5), where)
 
 
 def _collate(items: list[tuple[np.ndarray, str]]) -> tuple[torch.Tensor, list[str]]:
@@ -202,7 +222,7 @@ def _pretrain_into(out: Path, cfg: PretrainConfig, resume: bool, command: str,
             on_log(f"resumed at step {step} ({seen} images)")
     rate = FlatCos(cfg.steps)  # flat, then cosine to zero over the second half
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
-    loader = DataLoader(ZooStream(styles, cfg.seed, seen, rank, world), batch_size=cfg.batch_size,
+    loader = DataLoader(ZooStream(styles, cfg.seed, seen, rank, world, cfg.widen), batch_size=cfg.batch_size,
                         num_workers=cfg.workers, collate_fn=_collate,
                         persistent_workers=cfg.workers > 0)
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)

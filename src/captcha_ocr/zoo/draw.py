@@ -38,6 +38,7 @@ __all__ = [
     "sine_warp",
     "speckle",
     "text_box",
+    "widen",
 ]
 
 Colour = tuple[int, int, int]
@@ -94,6 +95,26 @@ def speckle(img: Image.Image, rng: random.Random, density: float, lo: int, hi: i
     hit = g.random(a.shape[:2]) < density
     a[hit] = g.integers(lo, hi + 1, (int(hit.sum()), 1), dtype=np.uint8)
     return Image.fromarray(a, "RGB")
+
+
+def widen(img: Image.Image, rng: random.Random, factor: float, where: float) -> Image.Image:
+    """``img`` placed in a strip ``factor`` times as wide, at ``where`` (0: left edge, 1:
+    right), as sites draw short text in a long box: the background goes on beyond it
+    (its edge columns, shading towards a random colour: a gradient continues).
+    """
+    a = np.asarray(img.convert("RGB"), np.float32)
+    h, w, _ = a.shape
+    pad = max(0, round(w * factor) - w)
+    left = round(pad * where)
+    out = np.pad(a, ((0, 0), (left, pad - left), (0, 0)), mode="edge")
+    target = np.asarray(rgb(rng, 0, 255), np.float32)
+    reach = rng.uniform(0.0, 0.6)  # how far the far end goes towards the target colour
+    for lo, hi, ramp in ((0, left, np.linspace(reach, 0.0, left)),
+                         (left + w, left + pad - left + w, np.linspace(0.0, reach, pad - left))):
+        if hi > lo:
+            t = ramp.astype(np.float32)[None, :, None]
+            out[:, lo:hi] = out[:, lo:hi] * (1 - t) + target * t
+    return Image.fromarray(out.round().clip(0, 255).astype(np.uint8), "RGB")
 
 
 # ---------------------------------------------------------------- noise strokes
