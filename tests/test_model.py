@@ -32,6 +32,22 @@ def test_seed_drops_the_same_lstm_inputs_at_every_time_step():
     assert torch.equal(stack.eval()._dropout(torch.ones(2, 5, 64)), torch.ones(2, 5, 64))
 
 
+def test_seed_lstms_start_as_keras_does():
+    """One orthogonal recurrent kernel over the four gates (each gate's block about half
+    an orthogonal matrix's Frobenius norm), glorot inputs, forget-gate bias 1, as Keras's LSTM."""
+    torch.manual_seed(0)
+    model = build_model(ImageConfig(), ModelConfig("seed", 20, ARCHS["seed"]))
+    for lstm in model.sequence.lstms:
+        h = lstm.hidden_size
+        w = lstm.weight_hh_l0  # (4h, h)
+        assert torch.allclose(w.T @ w, torch.eye(h), atol=1e-5)  # orthonormal columns
+        energy = w.reshape(4, h, h).square().sum(dim=(1, 2)) / h  # 1 for an orthogonal gate
+        assert ((energy > 0.15) & (energy < 0.35)).all()  # about a quarter each
+        bias = lstm.bias_ih_l0 + lstm.bias_hh_l0
+        assert torch.equal(bias[h : 2 * h], torch.ones(h))
+        assert torch.equal(torch.cat([bias[:h], bias[2 * h :]]), torch.zeros(3 * h))
+
+
 def test_same_seed_same_weights():
     def weights():
         torch.manual_seed(3)

@@ -135,8 +135,10 @@ class CRNN(nn.Module):
                     if name.startswith("weight_ih"):
                         nn.init.xavier_uniform_(w)
                     elif name.startswith("weight_hh"):
-                        for gate in w.chunk(4):  # orthogonal per gate
-                            nn.init.orthogonal_(gate)
+                        # Keras: one orthogonal (h, 4h) recurrent kernel, the four gates
+                        # side by side (each gate's block about half the norm of an
+                        # orthogonal h x h matrix): torch's (4h, h), orthonormal columns.
+                        nn.init.orthogonal_(w)
                     elif name.startswith("bias_ih"):  # gates i, f, g, o: forget bias 1
                         nn.init.zeros_(w)
                         w.data[m.hidden_size : 2 * m.hidden_size] = 1.0
