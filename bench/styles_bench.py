@@ -16,6 +16,7 @@ the first images are the test set, the next N train.
     python bench/styles_bench.py --styles pastel_digits --ns 50 --test 300 --extra-args "--epochs 1"
     python bench/styles_bench.py --list           # the styles available here
     python bench/styles_bench.py --zero-shot --scratch --ddddocr-python /tmp/ddvenv/bin/python
+    python bench/styles_bench.py --zero-shot --base runs/base2 --ns 50   # another base model
 
 ``--zero-shot`` adds, per style, the shipped base model's zero-shot accuracy and, with
 ``--ddddocr-python PY`` (an interpreter where the ``ddddocr`` package is installed: a
@@ -133,10 +134,10 @@ for path in sys.stdin.read().splitlines():
 """
 
 
-def zero_shot(test: list[Sample], ddddocr_python: str | None) -> dict:
-    """Case-insensitive accuracy of the shipped base model, and of ddddocr where asked."""
+def zero_shot(test: list[Sample], ddddocr_python: str | None, base_model: str = "base") -> dict:
+    """Case-insensitive accuracy of the base model, and of ddddocr where asked."""
     labels = [s.label.lower() for s in test]
-    base = [r.text.lower() for r in Reader.load("base").read_many([s.path for s in test])]
+    base = [r.text.lower() for r in Reader.load(base_model).read_many([s.path for s in test])]
     out = dict(base=sequence_accuracy(labels, base), ddddocr=None)
     if ddddocr_python:
         p = subprocess.run([ddddocr_python, "-c", DDDDOCR_READ], text=True, capture_output=True,
@@ -266,6 +267,8 @@ def main() -> None:
     ap.add_argument("--list", action="store_true", help="print the styles available and exit")
     ap.add_argument("--zero-shot", action="store_true",
                     help="also read each test set with the shipped base model, untrained")
+    ap.add_argument("--base", default="base", help="the base model to read zero-shot and "
+                    "fine-tune (default: the shipped one; a model directory to compare another)")
     ap.add_argument("--ddddocr-python", help="with --zero-shot: a Python with ddddocr installed")
     ap.add_argument("--scratch", action="store_true",
                     help="also train each cell from random weights (--init none)")
@@ -286,6 +289,8 @@ def main() -> None:
         ap.error(f"--test must be at least {MIN_TEST}")
     ns = a.ns or DEFAULT_NS + [BIG_N]
     extra = shlex.split(a.extra_args)
+    if a.base != "base":
+        extra = ["--init", a.base, *extra]
     print(f"{os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in os.getloadavg())}; styles {names}; "
           f"N {ns}; seeds {a.seeds}; test {a.test}; extra args {extra}", flush=True)
     if missing:
@@ -297,7 +302,7 @@ def main() -> None:
         for name in names:
             test, train_dir = style_sets(name, styles[name], a.test, Path(tmp) / "data")
             if a.zero_shot:
-                zero[name] = zero_shot(test, a.ddddocr_python)
+                zero[name] = zero_shot(test, a.ddddocr_python, a.base)
                 dd = zero[name].get("ddddocr_error") or (
                     "-" if zero[name]["ddddocr"] is None else f"{zero[name]['ddddocr']:.4f}")
                 print(f"{name:18} zero-shot (case-insensitive): base {zero[name]['base']:.4f}, "
