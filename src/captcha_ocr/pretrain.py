@@ -21,7 +21,6 @@ import dataclasses
 import gc
 import hashlib
 import os
-import random
 import string
 import time
 from collections.abc import Callable, Iterator
@@ -45,7 +44,7 @@ from .modeldir import ModelInfo
 from .preprocess import to_array
 from .staging import CHECKPOINT, StagedModelDir, fault
 from .train import FlatCos, ace_loss, ctc_loss, save_checkpoint
-from .zoo import STYLES, ZOO_VERSION, render
+from .zoo import STYLES, ZOO_VERSION, render, seeded_rng
 from .zoo.draw import widen
 
 __all__ = ["ALPHABET", "PretrainConfig", "pretrain"]
@@ -115,8 +114,7 @@ class ZooStream(IterableDataset):
 
     def _layout(self, img: Image.Image, k: int) -> Image.Image:
         """Position ``k``'s image, placed in a wider strip for a share ``widen`` of them."""
-        key = f"layout:{self.seed}:{k}".encode()
-        rng = random.Random(int.from_bytes(hashlib.blake2b(key, digest_size=16).digest(), "big"))
+        rng = seeded_rng(f"layout:{self.seed}:{k}")
         if rng.random() >= self.widen:
             return img
         where = rng.choice([0.0, 1.0, rng.random()])

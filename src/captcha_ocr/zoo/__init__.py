@@ -57,9 +57,13 @@ def get_style(style: str | Style) -> Style:
         raise ZooError(f"unknown style {style!r}; known: {', '.join(STYLES)}") from None
 
 
+def seeded_rng(key: str) -> random.Random:
+    """A generator seeded from ``key`` by hashlib (not hash(): the same in every process)."""
+    return random.Random(int.from_bytes(hashlib.blake2b(key.encode(), digest_size=16).digest(), "big"))
+
+
 def _rng(style: Style, seed: int, index: int) -> random.Random:
-    key = f"{style.name}:{seed}:{index}".encode()  # hashlib, not hash(): the same in every process
-    return random.Random(int.from_bytes(hashlib.blake2b(key, digest_size=16).digest(), "big"))
+    return seeded_rng(f"{style.name}:{seed}:{index}")
 
 
 def render(style: str | Style, seed: int, index: int) -> tuple[Image.Image, str]:

@@ -110,7 +110,7 @@ def widen(img: Image.Image, rng: random.Random, factor: float, where: float) -> 
     target = np.asarray(rgb(rng, 0, 255), np.float32)
     reach = rng.uniform(0.0, 0.6)  # how far the far end goes towards the target colour
     for lo, hi, ramp in ((0, left, np.linspace(reach, 0.0, left)),
-                         (left + w, left + pad - left + w, np.linspace(0.0, reach, pad - left))):
+                         (left + w, pad + w, np.linspace(0.0, reach, pad - left))):
         if hi > lo:
             t = ramp.astype(np.float32)[None, :, None]
             out[:, lo:hi] = out[:, lo:hi] * (1 - t) + target * t
