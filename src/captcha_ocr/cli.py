@@ -103,7 +103,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     cfg = recipe(a.arch, finetune=init is not None, epochs=a.epochs, patience=a.patience,
                  batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction, seed=a.seed,
                  threads=a.threads, augment=a.augment,
-                 steps=a.steps)
+                 steps=a.steps, ema=a.ema)
     # What the user fixed; the rest of the input is decided from the images.
     image = {k: v for k, v in dict(height=a.height, width=a.width, channels=a.channels).items()
              if v is not None}
@@ -478,8 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model directory to write")
     t.add_argument("--init", metavar="MODEL",
                    help="fine-tune: start from a model directory or a shipped model ('base', "
-                   "'captcha_images_v2'); 'none': random weights (default: 'base' below "
-                   "500 labeled images unless --arch, --height or --channels is given)")
+                   "'captcha_images_v2'); 'none': random weights (default: 'base' unless "
+                   "--arch, --height or --channels is given)")
     t.add_argument("--arch", choices=list(ARCHS), default=None,
                    help=f"architecture and its training recipe (default: {DEFAULT_ARCH}; "
                    "seed: the tutorial's network, settings and 200x50 grey input)")
@@ -492,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_at_least(1e-12, float), help="peak learning rate (recipe default)")
     t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random jitter/noise/lines on training images (recipe default)")
+    t.add_argument("--ema", type=_fraction, help="decay per step of a moving average "
+                   "of the weights, which the model then holds; 0: off (recipe default)")
     t.add_argument("--val-fraction", type=_fraction, default=0.1,
                    help="share held out for validation (default: 0.1)")
     t.add_argument("--seed", type=int, default=2021, help="split/initialisation seed (default: 2021)")

@@ -99,6 +99,8 @@ class TrainConfig:
             (its validation loss creeps down on the plateau, so patience never runs out).
         aug_noise: sd of the augmentation's pixel noise at full strength (0-1 scale);
             ``train`` sets it from the training images' own noise (``augment.aug_noise``).
+        ema: decay per step of an exponential moving average of the weights (0: none).
+            Where set, validation, the best round and the result use the averaged weights.
     """
 
     epochs: int = 100
@@ -124,6 +126,7 @@ class TrainConfig:
     adam_eps: float = 1e-8
     aug_noise: float = 0.03
     patience_after_plateau: bool = False
+    ema: float = 0.0
 
 
 def from_dict(cls: type, data: dict[str, Any]):

@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import checkpoint
 from .augment import aug_noise, augment_batch
@@ -182,8 +183,9 @@ def ace_loss(log_probs: torch.Tensor, labels: list[str], charset: Charset) -> to
 def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.optim.Optimizer,
                     sched, g: torch.Generator, loss_fn: nn.CTCLoss,
                     on_batch: Callable[[int, int], None] | None = None,
-                    aug_strength: float = 1.0) -> float:
-    """One round of training (see ``_round_batches``); returns the mean loss per image."""
+                    aug_strength: float = 1.0, average: AveragedModel | None = None) -> float:
+    """One round of training (see ``_round_batches``); returns the mean loss per image.
+    ``average``: a moving average of the weights, updated after every step."""
     model.train()
     images = torch.from_numpy(split.data.images)
     batches = _round_batches(split, cfg, g)
@@ -202,6 +204,8 @@ def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.opti
         opt.step()
         if sched is not None:
             sched.step()
+        if average is not None:
+            average.update_parameters(model)
         total += loss.item() if cfg.ctc_sum else loss.item() * len(idx)
         seen += len(idx)
         if on_batch:
@@ -308,6 +312,10 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
     per_round = steps_per_round(len(split.train), cfg)
     opt, sched = _optimizer(model, cfg, per_round)
     model.to(memory_format=torch.channels_last)
+    # The averaged weights (cfg.ema) are what validation sees and what the run returns.
+    average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema),
+                            use_buffers=True) if cfg.ema else None
+    judged = average.module if average is not None else model
     history: list[EpochStats] = []
     best_loss, best_epoch, best_state = float("inf"), 0, None
     rounds, read_once = cfg.epochs, False  # read_once: the plateau was left (val CER < 0.5)
@@ -317,6 +325,8 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
         opt.load_state_dict(state["optimizer"])
         if sched is not None:
             sched.load_state_dict(state["schedule"])
+        if average is not None:
+            average.load_state_dict(state["average"])
         g.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history = [EpochStats(**h) for h in state["history"]]
@@ -330,8 +340,9 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
         # clean images while the network leaves the CTC plateau, varied ones after.
         ramp = cfg.aug_ramp * cfg.epochs
         strength = min(1.0, (epoch - 1) / ramp) if ramp else 1.0
-        train_loss = train_one_epoch(model, split, cfg, opt, sched, g, train_fn, on_batch, strength)
-        val_loss, acc, val_cer, _ = evaluate(model, split, split.val, loss_fn)
+        train_loss = train_one_epoch(model, split, cfg, opt, sched, g, train_fn, on_batch, strength,
+                                     average)
+        val_loss, acc, val_cer, _ = evaluate(judged, split, split.val, loss_fn)
         stats = EpochStats(epoch, train_loss, val_loss, acc, val_cer, time.perf_counter() - t0)
         history.append(stats)
         if not read_once and val_cer < READING_CER:
@@ -342,7 +353,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
         if len(split.val) and (cfg.patience or cfg.keep_best):
             if val_loss < best_loss:
                 best_loss, best_epoch = val_loss, epoch
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = copy.deepcopy(judged.state_dict())
             elif cfg.patience and epoch - best_epoch >= cfg.patience and \
                     (read_once or not cfg.patience_after_plateau):
                 stop = True
@@ -350,6 +361,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
             save_state(dict(
                 model=model.state_dict(), optimizer=opt.state_dict(),
                 schedule=sched.state_dict() if sched is not None else None,
+                average=average.state_dict() if average is not None else None,
                 generator=g.get_state(), torch_rng=torch.get_rng_state(),
                 history=[asdict(h) for h in history], best_loss=best_loss,
                 best_epoch=best_epoch, best_state=best_state, rounds=epoch if stop else rounds,
@@ -363,6 +375,8 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
     if best_state is not None:
         model.load_state_dict(best_state)
         return history, best_epoch
+    if average is not None:
+        model.load_state_dict(average.module.state_dict())
     return history, len(history)
 
 
