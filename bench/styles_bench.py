@@ -22,6 +22,8 @@ the first images are the test set, the next N train.
 ``--ddddocr-python PY`` (an interpreter where the ``ddddocr`` package is installed: a
 general pretrained captcha reader, bench only, never a dependency of captcha-ocr), that
 reader's: both compared case-insensitively, as their alphabets differ from the site's.
+Each row's ``ci acc`` compares the trained model's readings case-insensitively too, as
+the zero-shot columns do (many sites accept either case).
 ``--scratch`` also trains every cell from random weights (``--init none``), beside the
 default (which fine-tunes the base), and prints the two side by side.
 """
@@ -122,7 +124,8 @@ def evaluate(out: Path, test: list[Sample]) -> dict:
     preds = [r.text for r in Reader.load(out).read_many([s.path for s in test])]
     labels = [s.label for s in test]
     wrong = [f"{s.label}->{p or EMPTY}" for s, p in zip(test, preds) if p != s.label]
-    return dict(acc=sequence_accuracy(labels, preds), cer=cer(labels, preds), wrong=wrong)
+    return dict(acc=sequence_accuracy(labels, preds), cer=cer(labels, preds), wrong=wrong,
+                acc_ci=sequence_accuracy([x.lower() for x in labels], [p.lower() for p in preds]))
 
 
 DDDDOCR_READ = """
@@ -165,8 +168,8 @@ def run_one(style: str, n: int, seed: int, train_dir: Path, test: list[Sample], 
     return row
 
 
-HEAD = (f"{'style':18} {'N':>5} {'seed':>4} {'start':>7} {'acc':>6} {'CER':>6} {'wall s':>7} {'epochs':>6} "
-        f"{'steps':>6} {'val>=.5':>7} {'input':16} errors")
+HEAD = (f"{'style':18} {'N':>5} {'seed':>4} {'start':>7} {'acc':>6} {'ci acc':>6} {'CER':>6} {'wall s':>7} "
+        f"{'epochs':>6} {'steps':>6} {'val>=.5':>7} {'input':16} errors")
 
 
 def print_row(r: dict) -> None:
@@ -176,8 +179,8 @@ def print_row(r: dict) -> None:
         return
     steps = "-" if r["steps"] is None else str(r["steps"])
     escape = "never" if r["escape"] is None else str(r["escape"])
-    print(f"{start} {r['acc']:6.4f} {r['cer']:6.4f} {r['wall']:7.1f} {r['epochs']:6d} {steps:>6} "
-          f"{escape:>7} {r['geometry']:16} {' '.join(r['wrong'][:3])}", flush=True)
+    print(f"{start} {r['acc']:6.4f} {r['acc_ci']:6.4f} {r['cer']:6.4f} {r['wall']:7.1f} {r['epochs']:6d} "
+          f"{steps:>6} {escape:>7} {r['geometry']:16} {' '.join(r['wrong'][:3])}", flush=True)
 
 
 def style_means(rows: list[dict]) -> dict[str, list[float]]:

@@ -60,3 +60,20 @@ def test_same_seed_same_weights():
 def test_unknown_arch():
     with pytest.raises(ValueError, match="unknown architecture"):
         build_model(ImageConfig(), ModelConfig("nope", 20, {}))
+
+
+def test_bf16_runs_the_conv_layers_only_and_only_while_training():
+    model = build_model(ImageConfig(32, 128, 3), ModelConfig("deep", 11, ARCHS["deep"]))
+    model.bf16_features = True
+    seen = []
+    model.features.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    model.head.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    x = torch.rand(2, 3, 32, 128)
+    model.train()
+    out = model(x)
+    assert seen == [torch.bfloat16, torch.float32] and out.dtype == torch.float32
+    out.sum().backward()
+    assert all(p.grad.dtype == torch.float32 for p in model.parameters())
+    seen.clear()
+    model.eval()  # validation and export
+    assert model(x).dtype == torch.float32 and seen == [torch.float32, torch.float32]

@@ -12,7 +12,16 @@ from captcha_ocr.cli import main
 from captcha_ocr.config import MAX_STEPS, MIN_STEPS, TrainConfig, steps_budget
 from captcha_ocr.modeldir import FILES
 from captcha_ocr.runtime import Reader
-from captcha_ocr.train import Split, _round_batches, ace_loss, recipe, resolve_budget, steps_per_round, train
+from captcha_ocr.train import (
+    Split,
+    _round_batches,
+    ace_loss,
+    native_bf16,
+    recipe,
+    resolve_budget,
+    steps_per_round,
+    train,
+)
 from captcha_ocr.zoo import write_style
 
 
@@ -102,6 +111,8 @@ def test_geometry_lands_in_model_json_and_the_reader_uses_it(tmp_path, capsys):
     assert info["image"]["crop"][2] < 0.5  # the text's third of the width
     assert info["training"]["input"]["measured"]["width"] == 255
     assert info["training"]["config"]["aug_noise"] == NOISE_MIN  # flat renderings: least noise
+    default = recipe("deep").bf16
+    assert info["training"]["config"]["bf16"] is (native_bf16() if default is None else default)
     reader = Reader.load(out)
     assert reader.info.image.crop == tuple(info["image"]["crop"])
     assert reader.read(data / "000x.png").ok
@@ -113,6 +124,9 @@ def test_geometry_lands_in_model_json_and_the_reader_uses_it(tmp_path, capsys):
     image = json.loads((out2 / FILES.info).read_text())["image"]
     assert image["crop"] == [0.0, 0.0, 1.0, 1.0] and image["channels"] == 1
     assert image["height"] == 40
+    for flag, bf16 in (("--no-bf16", False), ("--bf16", True)):
+        assert main(["train", str(data), "--out", str(out2), "--steps", "30", flag, "-q"]) == 0
+        assert json.loads((out2 / FILES.info).read_text())["training"]["config"]["bf16"] is bf16
 
 
 def test_seed_arch_reads_the_tutorials_fixed_input(tmp_path):
@@ -242,3 +256,34 @@ def test_fine_tuning_rate_and_budget_follow_the_data_size():
     asked = resolve_budget(recipe("crnn", finetune=True, lr=5e-4), 10)
     assert asked.lr == 5e-4  # an explicit rate holds at every size
     assert resolve_budget(recipe("crnn"), 10).lr == recipe("crnn").lr  # scratch: one rate
+
+
+def test_moving_average_of_the_weights_is_what_the_run_returns(tmp_path):
+    """With ``ema``, validation and the result use the average of the weights after every
+    step (decay d: avg = d * avg + (1 - d) * weights), batch-norm statistics included."""
+    from captcha_ocr.config import ARCHS, ImageConfig, ModelConfig
+    from captcha_ocr.model import build_model
+    from captcha_ocr.train import fit, prepare
+    from conftest import make_captchas
+
+    make_captchas(tmp_path, 24, "0123456789", (4, 4), seed=2, size=(100, 32))
+    image = ImageConfig(32, 64, 1)
+    split = prepare(tmp_path, image, 0.25, seed=0)
+    torch.manual_seed(0)
+    model = build_model(image, ModelConfig("deep", split.charset.n_classes, ARCHS["deep"]))
+    cfg = TrainConfig(epochs=2, batch_size=6, lr=1e-3, augment=True, seed=1, ema=0.7)
+    expected, raw = {}, {}
+
+    def track(step: int, n_steps: int) -> None:  # after every optimizer step
+        for name, v in model.state_dict().items():
+            if not v.is_floating_point():
+                continue
+            raw[name] = v.detach().clone()
+            expected[name] = raw[name] if name not in expected else 0.7 * expected[name] + 0.3 * raw[name]
+
+    history, kept = fit(model, split, cfg, on_batch=track)
+    assert len(history) == kept == 2
+    final = model.state_dict()
+    assert any(not torch.allclose(final[n], raw[n]) for n in raw)  # not the last step's weights
+    for name, v in expected.items():
+        torch.testing.assert_close(final[name], v, rtol=1e-5, atol=1e-6)

@@ -159,10 +159,11 @@ def test_run_without_resume_is_told_about_the_interrupted_one(data, tmp_path, ca
     assert "no interrupted run to resume" in capsys.readouterr().err
 
 
-def test_resume_gives_the_same_model_as_an_uninterrupted_run(data, tmp_path):
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_gives_the_same_model_as_an_uninterrupted_run(data, tmp_path, ema):
     # 3 rounds of 30 steps; no plateau hold: whether a run that short crosses its
     # threshold (validation CER 0.5) would decide the round count, not resuming
-    cfg = recipe("crnn", steps=90, batch_size=8, threads=1, seed=4, extend=0.0)
+    cfg = recipe("crnn", steps=90, batch_size=8, threads=1, seed=4, extend=0.0, ema=ema)
     whole = train(data, tmp_path / "whole", cfg=cfg)  # checkpoint_seconds: the default
     rounds = []
 

@@ -103,7 +103,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     cfg = recipe(a.arch, finetune=init is not None, epochs=a.epochs, patience=a.patience,
                  batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction, seed=a.seed,
                  threads=a.threads, augment=a.augment,
-                 steps=a.steps, ema=a.ema)
+                 steps=a.steps, ema=a.ema, bf16=a.bf16)
     # What the user fixed; the rest of the input is decided from the images.
     image = {k: v for k, v in dict(height=a.height, width=a.width, channels=a.channels).items()
              if v is not None}
@@ -492,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_at_least(1e-12, float), help="peak learning rate (recipe default)")
     t.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="random jitter/noise/lines on training images (recipe default)")
+    t.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="conv layers in bfloat16 while training (default: where the CPU has "
+                   "native bfloat16, AVX-512 BF16 or AMX; the model is saved in float32)")
     t.add_argument("--ema", type=_fraction, help="decay per step of a moving average "
                    "of the weights, which the model then holds; 0: off (recipe default)")
     t.add_argument("--val-fraction", type=_fraction, default=0.1,

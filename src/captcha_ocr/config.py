@@ -101,6 +101,9 @@ class TrainConfig:
             ``train`` sets it from the training images' own noise (``augment.aug_noise``).
         ema: decay per step of an exponential moving average of the weights (0: none).
             Where set, validation, the best round and the result use the averaged weights.
+        bf16: train the conv layers in bfloat16 (autocast; the rest, validation and the
+            exported model stay float32). None: where the CPU computes bfloat16 natively
+            (``train`` records what it decided).
     """
 
     epochs: int = 100
@@ -127,6 +130,7 @@ class TrainConfig:
     aug_noise: float = 0.03
     patience_after_plateau: bool = False
     ema: float = 0.0
+    bf16: bool | None = False
 
 
 def from_dict(cls: type, data: dict[str, Any]):
@@ -192,7 +196,7 @@ RECIPES: dict[str, dict] = {
     # LSTMs initialised as Keras's (model.py): 5 of 5 (1.000, 0.995, 0.995, 0.989, 0.984).
     "seed": dict(epochs=100, patience=10, batch_size=16, lr=1e-3, schedule="constant",
                  augment=False, shuffle=False, ctc_sum=True, adam_eps=1e-7,
-                 patience_after_plateau=True),
+                 patience_after_plateau=True, bf16=False),
     # A fixed 50-epoch budget (no early stopping: the last weights are kept), full rate
     # from the first step (a warm-up lengthens the CTC plateau), cosine decay over the
     # second half, with augmentation (it cut held-out errors on a fold from 4 to 1).

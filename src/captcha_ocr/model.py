@@ -120,6 +120,9 @@ class CRNN(nn.Module):
         else:
             raise ValueError(f"unknown sequence model {p['seq']!r}")
         self.head = nn.Linear(self.sequence.d_out, cfg.n_classes)
+        # Training only: run the conv layers in bfloat16 (autocast), the rest in float32.
+        # Evaluation and export always run in float32.
+        self.bf16_features = False
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -166,7 +169,11 @@ class CRNN(nn.Module):
             mean = x.mean(dim=(2, 3), keepdim=True)
             std = (x - mean).square().mean(dim=(2, 3), keepdim=True).add(1e-4).sqrt()
             x = (x - mean) / std
-        f = self.features(x)  # (B, C, H, W) -> (B, C', H', W')
+        if self.training and self.bf16_features:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                f = self.features(x).float()
+        else:
+            f = self.features(x)  # (B, C, H, W) -> (B, C', H', W')
         if self.collapse == "max":
             f = f.amax(dim=2).transpose(1, 2)  # (B, C', H', W') -> (B, T=W', C')
         else:

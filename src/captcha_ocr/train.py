@@ -312,6 +312,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
     per_round = steps_per_round(len(split.train), cfg)
     opt, sched = _optimizer(model, cfg, per_round)
     model.to(memory_format=torch.channels_last)
+    model.bf16_features = bool(cfg.bf16)
     # The averaged weights (cfg.ema) are what validation sees and what the run returns.
     average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema),
                             use_buffers=True) if cfg.ema else None
@@ -372,6 +373,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
         if stop:
             break
     model.to(memory_format=torch.contiguous_format)
+    model.bf16_features = False
     if best_state is not None:
         model.load_state_dict(best_state)
         return history, best_epoch
@@ -500,6 +502,15 @@ def choose_input(samples: list[Sample], overrides: dict | None = None,
     return image, dict(measured=asdict(stats), chosen=asdict(auto), overrides=overrides or {})
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): there, conv
+    layers in bfloat16 train about 1.7x faster; elsewhere bfloat16 is emulated, slower."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the check
+        return False
+
+
 def resolve_budget(cfg: TrainConfig, n_train: int) -> TrainConfig:
     """Turn a step budget into rounds: ``cfg.steps`` if set, else ``steps_budget`` when the
     recipe gives no epochs; a recipe in epochs is kept as it is. With fewer than
@@ -624,6 +635,8 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
                                        min_width=init.info.image.width if init is not None else 0)
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, samples=samples)
     cfg = resolve_budget(cfg, len(split.train))
+    if cfg.bf16 is None:
+        cfg = dataclasses.replace(cfg, bf16=native_bf16())
     if cfg.augment:
         cfg = dataclasses.replace(cfg, aug_noise=aug_noise(split.data.images[split.train]))
     if on_start:
