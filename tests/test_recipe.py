@@ -256,6 +256,7 @@ def test_fine_tuning_rate_and_budget_follow_the_data_size():
     asked = resolve_budget(recipe("crnn", finetune=True, lr=5e-4), 10)
     assert asked.lr == 5e-4  # an explicit rate holds at every size
     assert resolve_budget(recipe("crnn"), 10).lr == recipe("crnn").lr  # scratch: one rate
+    assert ft.ema > 0 and recipe("crnn").ema == 0  # fine-tuning keeps a moving average
 
 
 def test_moving_average_of_the_weights_is_what_the_run_returns(tmp_path):
