@@ -1,6 +1,7 @@
 """The default recipe: step budget, the character-count loss, and short runs on zoo styles."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -264,7 +265,7 @@ def test_moving_average_of_the_weights_is_what_the_run_returns(tmp_path):
     step (decay d: avg = d * avg + (1 - d) * weights), batch-norm statistics included."""
     from captcha_ocr.config import ARCHS, ImageConfig, ModelConfig
     from captcha_ocr.model import build_model
-    from captcha_ocr.train import fit, prepare
+    from captcha_ocr.train import ema_decay, fit, prepare
     from conftest import make_captchas
 
     make_captchas(tmp_path, 24, "0123456789", (4, 4), seed=2, size=(100, 32))
@@ -272,7 +273,8 @@ def test_moving_average_of_the_weights_is_what_the_run_returns(tmp_path):
     split = prepare(tmp_path, image, 0.25, seed=0)
     torch.manual_seed(0)
     model = build_model(image, ModelConfig("deep", split.charset.n_classes, ARCHS["deep"]))
-    cfg = TrainConfig(epochs=2, batch_size=6, lr=1e-3, augment=True, seed=1, ema=0.7)
+    # 5 rounds of 3 steps, no early stopping or best round: the run's last average is kept
+    cfg = TrainConfig(epochs=5, batch_size=6, lr=1e-3, augment=True, seed=1, ema=0.7, patience=0)
     expected, raw = {}, {}
 
     def track(step: int, n_steps: int) -> None:  # after every optimizer step
@@ -283,8 +285,25 @@ def test_moving_average_of_the_weights_is_what_the_run_returns(tmp_path):
             expected[name] = raw[name] if name not in expected else 0.7 * expected[name] + 0.3 * raw[name]
 
     history, kept = fit(model, split, cfg, on_batch=track)
-    assert len(history) == kept == 2
+    assert len(history) == kept == 5 and ema_decay(cfg, 15) == 0.7
     final = model.state_dict()
     assert any(not torch.allclose(final[n], raw[n]) for n in raw)  # not the last step's weights
     for name, v in expected.items():
         torch.testing.assert_close(final[name], v, rtol=1e-5, atol=1e-6)
+
+
+def test_moving_average_spans_at_most_a_third_of_a_short_run():
+    from captcha_ocr.train import ema_decay
+
+    ft = recipe("deep", finetune=True)
+    assert ema_decay(ft, 2520) == ema_decay(ft, 1500) == ft.ema == 0.998  # the default budgets
+    assert ema_decay(ft, 60) == pytest.approx(0.95) and ema_decay(ft, 30) == pytest.approx(0.9)
+
+
+def test_bf16_is_decided_from_the_cpus_own_flags():
+    """Native bfloat16 (AVX-512 BF16 or AMX) only: AVX-512 alone emulates it, slower."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from (not Linux)")
+    flags = set(cpuinfo.read_text().split())
+    assert native_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
