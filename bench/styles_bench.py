@@ -119,13 +119,18 @@ def model_facts(out: Path) -> dict:
                 geometry=geometry, escape=plateau_escape(out / "history.csv"))
 
 
+def ci_accuracy(labels: list[str], preds: list[str]) -> float:
+    """Sequence accuracy with case ignored (how the zero-shot columns compare)."""
+    return sequence_accuracy([x.lower() for x in labels], [p.lower() for p in preds])
+
+
 def evaluate(out: Path, test: list[Sample]) -> dict:
     """Read the test images with the exported model: accuracy, CER and the errors."""
     preds = [r.text for r in Reader.load(out).read_many([s.path for s in test])]
     labels = [s.label for s in test]
     wrong = [f"{s.label}->{p or EMPTY}" for s, p in zip(test, preds) if p != s.label]
     return dict(acc=sequence_accuracy(labels, preds), cer=cer(labels, preds), wrong=wrong,
-                acc_ci=sequence_accuracy([x.lower() for x in labels], [p.lower() for p in preds]))
+                acc_ci=ci_accuracy(labels, preds))
 
 
 DDDDOCR_READ = """
@@ -139,18 +144,18 @@ for path in sys.stdin.read().splitlines():
 
 def zero_shot(test: list[Sample], ddddocr_python: str | None, base_model: str = "base") -> dict:
     """Case-insensitive accuracy of the base model, and of ddddocr where asked."""
-    labels = [s.label.lower() for s in test]
-    base = [r.text.lower() for r in Reader.load(base_model).read_many([s.path for s in test])]
-    out = dict(base=sequence_accuracy(labels, base), ddddocr=None)
+    labels = [s.label for s in test]
+    base = [r.text for r in Reader.load(base_model).read_many([s.path for s in test])]
+    out = dict(base=ci_accuracy(labels, base), ddddocr=None)
     if ddddocr_python:
         p = subprocess.run([ddddocr_python, "-c", DDDDOCR_READ], text=True, capture_output=True,
                            input="\n".join(str(s.path) for s in test))
         if p.returncode != 0:
             out["ddddocr_error"] = (p.stderr.strip().splitlines() or ["?"])[-1]
         else:
-            preds = [t.lower() for t in p.stdout.splitlines()]
+            preds = p.stdout.splitlines()
             preds += [""] * (len(labels) - len(preds))
-            out["ddddocr"] = sequence_accuracy(labels, preds[:len(labels)])
+            out["ddddocr"] = ci_accuracy(labels, preds[:len(labels)])
     return out
 
 
