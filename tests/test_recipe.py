@@ -22,6 +22,7 @@ from captcha_ocr.train import (
     resolve_budget,
     steps_per_round,
     train,
+    uses_bf16,
 )
 from captcha_ocr.zoo import write_style
 
@@ -112,8 +113,7 @@ def test_geometry_lands_in_model_json_and_the_reader_uses_it(tmp_path, capsys):
     assert info["image"]["crop"][2] < 0.5  # the text's third of the width
     assert info["training"]["input"]["measured"]["width"] == 255
     assert info["training"]["config"]["aug_noise"] == NOISE_MIN  # flat renderings: least noise
-    default = recipe("deep").bf16
-    assert info["training"]["config"]["bf16"] is (native_bf16() if default is None else default)
+    assert info["training"]["config"]["bf16"] is uses_bf16(recipe("deep"))  # decided, recorded
     reader = Reader.load(out)
     assert reader.info.image.crop == tuple(info["image"]["crop"])
     assert reader.read(data / "000x.png").ok

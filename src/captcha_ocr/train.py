@@ -312,7 +312,7 @@ def fit(model: CRNN, split: Split, cfg: TrainConfig,
     per_round = steps_per_round(len(split.train), cfg)
     opt, sched = _optimizer(model, cfg, per_round)
     model.to(memory_format=torch.channels_last)
-    model.bf16_features = native_bf16() if cfg.bf16 is None else cfg.bf16
+    model.bf16_features = uses_bf16(cfg)
     # The averaged weights (cfg.ema) are what validation sees and what the run returns.
     average = AveragedModel(
         model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay(cfg, cfg.epochs * per_round)),
@@ -516,6 +516,11 @@ def native_bf16() -> bool:
         return False
 
 
+def uses_bf16(cfg: TrainConfig) -> bool:
+    """``cfg.bf16``, or where it is left open (None), whether this CPU has it natively."""
+    return native_bf16() if cfg.bf16 is None else cfg.bf16
+
+
 def ema_decay(cfg: TrainConfig, total_steps: int) -> float:
     """The moving average's decay a step: ``cfg.ema``, but averaging over at most a third
     of the run (a decay of 0.998 spans about 500 steps; a 60-step run averages over 20)."""
@@ -646,8 +651,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
                                        min_width=init.info.image.width if init is not None else 0)
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, samples=samples)
     cfg = resolve_budget(cfg, len(split.train))
-    if cfg.bf16 is None:
-        cfg = dataclasses.replace(cfg, bf16=native_bf16())
+    cfg = dataclasses.replace(cfg, bf16=uses_bf16(cfg))  # model.json records the decision
     if cfg.augment:
         cfg = dataclasses.replace(cfg, aug_noise=aug_noise(split.data.images[split.train]))
     if on_start:
