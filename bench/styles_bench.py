@@ -17,6 +17,7 @@ the first images are the test set, the next N train.
     python bench/styles_bench.py --list           # the styles available here
     python bench/styles_bench.py --zero-shot --scratch --ddddocr-python /tmp/ddvenv/bin/python
     python bench/styles_bench.py --zero-shot --base runs/base2 --ns 50   # another base model
+    python bench/styles_bench.py --styles wavy --ns 50 --unlabeled 2000   # self-training
 
 ``--zero-shot`` adds, per style, the shipped base model's zero-shot accuracy and, with
 ``--ddddocr-python PY`` (an interpreter where the ``ddddocr`` package is installed: a
@@ -243,12 +244,17 @@ def print_seed_spread(rows: list[dict], ns: list[int]) -> None:
 
 
 def style_sets(name: str, source: Path | None, n_test: int, work: Path):
-    """(test samples, a function N, seed -> training folder or None where too few images)."""
+    """(test samples, a function N, seed -> training folder or None where too few images,
+    a function N, seed, U -> a folder of up to U other images, unlabeled)."""
     if source is None:  # zoo: the test set is a seeded stream disjoint from the training ones
         def zoo_dir(n: int, seed: int) -> Path:
             write_style(name, work / name / f"n{n}-s{seed}", n, seed=1000 + seed)
             return work / name / f"n{n}-s{seed}"
-        return write_style(name, work / name / "test", n_test, seed=999), zoo_dir
+
+        def zoo_unlabeled(n: int, seed: int, u: int) -> Path:  # the same stream after the N
+            more = write_style(name, work / name / f"pool-n{n}-s{seed}", n + u, seed=1000 + seed)
+            return link_folder(more[n:], work / name / f"unlabeled-n{n}-s{seed}", False)
+        return write_style(name, work / name / "test", n_test, seed=999), zoo_dir, zoo_unlabeled
     samples = discover(source)
     order = np.random.default_rng(0).permutation(len(samples))
     n_test = real_test_size(len(samples), n_test)
@@ -258,7 +264,10 @@ def style_sets(name: str, source: Path | None, n_test: int, work: Path):
     def train_dir(n: int, seed: int) -> Path | None:
         dest = work / name / f"n{n}-s{seed}"
         return link_folder(pool[:n], dest, labels) if n <= len(pool) else None
-    return test, train_dir
+
+    def unlabeled_dir(n: int, seed: int, u: int) -> Path:
+        return link_folder(pool[n:n + u], work / name / f"unlabeled-n{n}-s{seed}", False)
+    return test, train_dir, unlabeled_dir
 
 
 def main() -> None:
@@ -278,6 +287,9 @@ def main() -> None:
     ap.add_argument("--base", default="base", help="the base model to read zero-shot and "
                     "fine-tune (default: the shipped one; a model directory to compare another)")
     ap.add_argument("--ddddocr-python", help="with --zero-shot: a Python with ddddocr installed")
+    ap.add_argument("--unlabeled", type=int, metavar="U",
+                    help="self-training: each cell also gets a folder of U other images of its "
+                         "style, unlabeled (train --unlabeled), and its row starts '+Uu'")
     ap.add_argument("--scratch", action="store_true",
                     help="also train each cell from random weights (--init none)")
     a = ap.parse_args()
@@ -308,7 +320,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = a.keep or Path(tmp) / "models"
         for name in names:
-            test, train_dir = style_sets(name, styles[name], a.test, Path(tmp) / "data")
+            test, train_dir, unlabeled_dir = style_sets(name, styles[name], a.test, Path(tmp) / "data")
             if a.zero_shot:
                 zero[name] = zero_shot(test, a.ddddocr_python, a.base)
                 dd = zero[name].get("ddddocr_error") or (
@@ -322,7 +334,14 @@ def main() -> None:
                         print(f"{name:18} {n:5d} skipped: too few images left after {len(test)} test",
                               flush=True)
                         break
-                    rows.append(run_one(name, n, seed, folder, test, models / f"{name}-n{n}-s{seed}", extra))
+                    if a.unlabeled:  # self-training instead of the labels alone
+                        u = unlabeled_dir(n, seed, a.unlabeled)
+                        rows.append(run_one(name, n, seed, folder, test, models / f"{name}-n{n}-s{seed}-u",
+                                            [*extra, "--unlabeled", str(u)],
+                                            start=f"+{len(list(u.iterdir()))}u"))
+                    else:
+                        rows.append(run_one(name, n, seed, folder, test, models / f"{name}-n{n}-s{seed}",
+                                            extra))
                     print_row(rows[-1])
                     if a.scratch:
                         rows.append(run_one(name, n, seed, folder, test,

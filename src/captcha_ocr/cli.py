@@ -83,6 +83,12 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .train import recipe, train
 
     data = resolve_data(a.data_dir)
+    if a.unlabeled is not None and a.resume:
+        raise CLIError("--resume with --unlabeled is not supported yet: run the command "
+                       "again without --resume (if the second run was interrupted, the "
+                       f"first run's model is in {a.out})")
+    if a.pseudo_confidence is not None and a.unlabeled is None:
+        raise CLIError("--pseudo-confidence needs --unlabeled DIR")
     init = None
     if a.init is None and a.arch is None and a.height is None and a.channels is None:
         # Start from the shipped base model (fine-tuning): far better than training from
@@ -125,11 +131,22 @@ def cmd_train(a: argparse.Namespace) -> None:
                 f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "
                 f"{cfg.patience or 'off'}", soft_wrap=True)
 
+        run = dict(arch=a.arch, image=image, cfg=cfg, init=init,
+                   command=shlex.join(["captcha-ocr", *a.argv]), resume=a.resume,
+                   ignore_case=a.ignore_case,
+                   on_start=start, on_epoch=progress.epoch, on_batch=progress.batch)
         try:
-            result = train(data, a.out, arch=a.arch, image=image, cfg=cfg, init=init,
-                           command=shlex.join(["captcha-ocr", *a.argv]), resume=a.resume,
-                           ignore_case=a.ignore_case,
-                           on_start=start, on_epoch=progress.epoch, on_batch=progress.batch)
+            if a.unlabeled is None:
+                result = train(data, a.out, **run)
+            else:
+                from .selftrain import DEFAULT_MIN_CONFIDENCE, self_train
+
+                def phase(msg: str) -> None:
+                    if not a.quiet:
+                        progress.console.print(msg, markup=False, soft_wrap=True)
+
+                result = self_train(train, data, a.out, a.unlabeled,
+                                    a.pseudo_confidence or DEFAULT_MIN_CONFIDENCE, phase, **run)
         except KeyboardInterrupt:
             from .staging import StagedModelDir
 
@@ -508,6 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the whole image (default: crop to where images differ, if that is "
                    "clearly smaller)")
     t.add_argument("--threads", type=COUNT, default=0, help="torch threads (default: all cores)")
+    t.add_argument("--unlabeled", metavar="DIR",
+                   help="a folder of unlabeled captchas of the same site: train, read them, "
+                   "add the confident readings as labels and train again (self-training)")
+    t.add_argument("--pseudo-confidence", type=_fraction_closed, default=None, metavar="P",
+                   help="with --unlabeled: the least calibrated confidence of a reading kept "
+                   "as a label (default: 0.9)")
     t.add_argument("--ignore-case", action="store_true",
                    help="fold labels to lower case (for sites that accept either case); the "
                         "model reads lower case")

@@ -113,6 +113,18 @@ def prepare(data_dir: str | Path, image: ImageConfig, val_fraction: float, seed:
     return Split(data, charset, tr, va)
 
 
+def _with_extra(split: Split, extra: list[Sample], image: ImageConfig) -> Split:
+    """``split`` with ``extra`` images added to its training part (unreadable ones and
+    those with characters outside the alphabet are left out)."""
+    known = set(split.charset.alphabet)
+    more = load_images([s for s in extra if set(s.label) <= known], image)
+    n = len(split.data.samples)
+    data = LoadedImages(np.concatenate([split.data.images, more.images]),
+                        split.data.samples + more.samples, split.data.skipped)
+    return Split(data, split.charset, np.concatenate([split.train, n + np.arange(len(more.samples))]),
+                 split.val)
+
+
 def check_label_lengths(split: Split, steps: int, width: int) -> None:
     """CTC needs a time step per character plus one between repeated characters.
 
@@ -577,6 +589,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
           cfg: TrainConfig | None = None, init: InitModel | None = None,
           command: str = "", export: bool = True, resume: bool = False,
           ignore_case: bool = False, checkpoint_seconds: float = CHECKPOINT_SECONDS,
+          extra: list[Sample] | None = None, extra_record: dict | None = None,
           on_start: Callable[[TrainConfig, ImageConfig], None] | None = None,
           on_epoch: Callable[[EpochStats], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
@@ -606,6 +619,9 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
             model then reads lower case, and ``model.json`` records it.
         checkpoint_seconds: the resumable state is saved after a round when this long
             has passed since the last save (0: every round).
+        extra: more training images (pseudo-labeled ones, ``selftrain``): added to the
+            training split only, never to validation; ``extra_record`` describes them in
+            ``model.json`` (``training.pseudo_labels``).
         on_start: called once the input and the budget are known.
         on_epoch, on_batch: progress callbacks.
 
@@ -630,7 +646,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
         try:
             return _train_into(staged, work, data_dir, arch, params, image, cfg, init, command,
                                export, resume, ignore_case, checkpoint_seconds, on_start,
-                               on_epoch, on_batch, t0)
+                               on_epoch, on_batch, t0, extra or [], extra_record)
         except OSError as e:  # a full disk, a read-only or vanished folder
             where = e.filename or staged.partial
             raise ModelError(f"{where}: {e.strerror or e} during training; the previous model "
@@ -640,7 +656,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
 
 def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, image, cfg, init,
                 command, export, resume, ignore_case, checkpoint_seconds, on_start, on_epoch,
-                on_batch, t0) -> TrainResult:
+                on_batch, t0, extra, extra_record) -> TrainResult:
     samples = discover(data_dir)
     if ignore_case:
         samples = [dataclasses.replace(s, label=s.label.lower()) for s in samples]
@@ -650,6 +666,9 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
         image, geometry = choose_input(samples, {**fixed, **(image or {})},
                                        min_width=init.info.image.width if init is not None else 0)
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, samples=samples)
+    n_labeled_train = len(split.train)
+    if extra:
+        split = _with_extra(split, extra, image)
     cfg = resolve_budget(cfg, len(split.train))
     cfg = dataclasses.replace(cfg, bf16=uses_bf16(cfg))  # model.json records the decision
     if cfg.augment:
@@ -686,6 +705,9 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
         info.training["resumed"] = True
     if ignore_case:
         info.training["ignore_case"] = True
+    if extra:
+        info.training["pseudo_labels"] = {**(extra_record or {}),
+                                          "trained_on": len(split.train) - n_labeled_train}
     _write_outputs(model, info, split, history, best_epoch, work, export)
     info.training["seconds"] = round(time.perf_counter() - t0, 2)
     info.save(work)

@@ -1,0 +1,79 @@
+"""Self-training: unlabeled captchas of the site as extra training data.
+
+A user labels a few images of a site and has many more unlabeled ones. ``self_train``
+trains on the labeled images, reads the unlabeled folder with that model, keeps the
+readings it is confident of (calibrated confidence >= ``min_confidence``, length within
+the labeled lengths) as pseudo-labels, and trains again on labeled + pseudo-labeled
+images. Validation, the round kept and calibration use the human labels only.
+Measured (seed 1, 50 labels + 2,000 unlabeled images, 500 held out; /tmp script, one run
+each): rsce_gradient5 0.694 -> 0.814, wavy 0.898 -> 0.922 (bench/styles_bench.py
+``--unlabeled`` measures it across styles).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .charset import Charset
+from .data import DatasetError, Sample, discover, list_images
+from .runtime import Reader
+
+__all__ = ["DEFAULT_MIN_CONFIDENCE", "pseudo_labels", "self_train"]
+
+DEFAULT_MIN_CONFIDENCE = 0.9
+
+
+def pseudo_labels(model_dir: str | Path, folder: str | Path, labeled: list[Sample],
+                  min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> tuple[list[Sample], dict]:
+    """The confident readings of ``folder``'s images by the model in ``model_dir``.
+
+    Images that are among ``labeled`` (same file) are left out, as are unreadable ones,
+    empty readings and readings longer or shorter than every label.
+
+    Returns:
+        (pseudo-labeled samples, a record for ``model.json``).
+
+    Raises:
+        DatasetError: ``folder`` is not a folder.
+    """
+    known = {s.path.resolve() for s in labeled}
+    paths = [p for p in list_images(folder) if p.resolve() not in known]
+    lengths = [len(s.label) for s in labeled]
+    shortest, longest = min(lengths, default=1), max(lengths, default=0)
+    alphabet = set(Charset.from_labels([s.label for s in labeled]).alphabet)
+    readings = Reader.load(model_dir).read_many(paths) if paths else []
+    kept = [Sample(p, r.text) for p, r in zip(paths, readings)
+            if r.error is None and r.confidence >= min_confidence
+            and shortest <= len(r.text) <= longest and set(r.text) <= alphabet]
+    record = dict(folder=str(folder), images=len(paths), kept=len(kept),
+                  min_confidence=min_confidence)
+    return kept, record
+
+
+def self_train(train: Callable, data_dir: str | Path, out_dir: str | Path, unlabeled: str | Path,
+               min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+               on_phase: Callable[[str], None] | None = None, **kwargs):
+    """Train on ``data_dir``, pseudo-label ``unlabeled`` with that model, train again.
+
+    ``train`` is ``captcha_ocr.train.train`` (passed in: this module is on the training
+    path but keeps torch out of its imports); ``kwargs`` go to both runs. Each run is its
+    own transaction on ``out_dir``: if the second is interrupted, the first model stays.
+
+    Returns:
+        The second run's ``TrainResult`` (the first's when nothing was confident enough).
+    """
+    if not Path(unlabeled).is_dir():
+        raise DatasetError(f"--unlabeled {unlabeled}: not a folder")
+    first = train(data_dir, out_dir, **kwargs)
+    labeled = discover(data_dir)
+    if kwargs.get("ignore_case"):
+        labeled = [Sample(x.path, x.label.lower()) for x in labeled]
+    extra, record = pseudo_labels(first.model_dir, unlabeled, labeled, min_confidence)
+    record["first_val_sequence_accuracy"] = first.info.metrics.get("val_sequence_accuracy")
+    if on_phase:
+        on_phase(f"pseudo-labels: {record['kept']} of {record['images']} unlabeled images read "
+                 f"with confidence >= {min_confidence}")
+    if not extra:
+        return first
+    return train(data_dir, out_dir, extra=extra, extra_record=record, **kwargs)

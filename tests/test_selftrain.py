@@ -1,0 +1,107 @@
+"""Self-training (``train --unlabeled``): which readings become labels, and the run end to end."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from captcha_ocr import zoo
+from captcha_ocr.cli import main
+from captcha_ocr.data import Sample
+from captcha_ocr.selftrain import pseudo_labels
+
+STYLE = "pastel_digits"  # four digits; the shipped base reads it well zero-shot
+
+
+@pytest.fixture(scope="module")
+def unlabeled(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """40 generated captchas without labels, a damaged file among them; their true texts."""
+    folder = tmp_path_factory.mktemp("unlabeled")
+    truth = {}
+    for s in zoo.write_style(STYLE, folder, 40, seed=31):
+        truth[s.path.name] = s.label
+    (folder / zoo.LABELS_FILE).unlink()
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return folder, truth
+
+
+def labeled(*labels: str) -> list[Sample]:
+    return [Sample(Path(f"/nowhere/{i}.png"), t) for i, t in enumerate(labels)]
+
+
+def test_confident_readings_become_labels_and_are_mostly_right(unlabeled):
+    folder, truth = unlabeled
+    kept, record = pseudo_labels("base", folder, labeled("0123", "4567", "8901"), 0.9)
+    assert record == dict(folder=str(folder), images=41, kept=len(kept), min_confidence=0.9)
+    assert len(kept) >= 30  # the base reads this style at about 0.98
+    assert "broken.png" not in {s.path.name for s in kept}  # unreadable: left out, no crash
+    right = sum(s.label == truth[s.path.name] for s in kept)
+    assert right >= 0.95 * len(kept)
+
+
+def test_a_higher_threshold_keeps_fewer(unlabeled):
+    folder, _ = unlabeled
+    digits = labeled("0123", "4567", "8901")
+    loose, _ = pseudo_labels("base", folder, digits, 0.0)
+    strict, _ = pseudo_labels("base", folder, digits, 0.9999)
+    assert {s.path for s in strict} < {s.path for s in loose}
+
+
+def test_readings_outside_the_labels_lengths_and_alphabet_are_dropped(unlabeled):
+    folder, _ = unlabeled
+    kept, _ = pseudo_labels("base", folder, labeled("01234", "567890"), 0.0)
+    assert kept == []  # four digits never fit labels of five and six
+    kept, _ = pseudo_labels("base", folder, labeled("0123", "0011"), 0.0)
+    assert all(set(s.label) <= set("0123") for s in kept)
+
+
+def test_labeled_files_in_the_folder_are_not_pseudo_labeled(unlabeled):
+    folder, _ = unlabeled
+    mine = sorted(folder.glob("0*.png"))[:5]
+    kept, record = pseudo_labels("base", folder, [Sample(p, "0000") for p in mine], 0.0)
+    assert record["images"] == 36 and not {s.path for s in kept} & set(mine)
+
+
+def test_train_unlabeled_end_to_end(capsys, tmp_path, unlabeled):
+    folder, _ = unlabeled
+    data = tmp_path / "data"
+    zoo.write_style(STYLE, data, 30, seed=32)
+    out = tmp_path / "m"
+    rc = main(["train", str(data), "--out", str(out), "--unlabeled", str(folder),
+               "--steps", "30", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "pseudo-labels:" in captured.err
+    info = json.loads((out / "model.json").read_text())
+    pl = info["training"]["pseudo_labels"]
+    assert pl["images"] == 41 and pl["trained_on"] == pl["kept"] > 0
+    assert info["training"]["n_train"] == 27 + pl["kept"]  # 30 labeled, 3 of them validate
+    assert info["training"]["n_val"] == 3  # validation keeps to the human labels
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--unlabeled", "{u}", "--resume"], "--resume with --unlabeled"),
+    (["--pseudo-confidence", "0.8"], "--pseudo-confidence needs --unlabeled"),
+    (["--unlabeled", "{missing}"], "not a folder"),
+])
+def test_train_unlabeled_errors_are_one_line(capsys, tmp_path, unlabeled, args, needle):
+    data = tmp_path / "data"
+    zoo.write_style(STYLE, data, 10, seed=33)
+    args = [a.format(u=unlabeled[0], missing=tmp_path / "nope") for a in args]
+    rc = main(["train", str(data), "--out", str(tmp_path / "m"), "-q", *args])
+    err = capsys.readouterr().err
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "m").exists()
+
+
+def test_nothing_to_pseudo_label_keeps_the_first_model(capsys, tmp_path):
+    data, other = tmp_path / "data", tmp_path / "other"
+    zoo.write_style(STYLE, data, 20, seed=34)
+    other.mkdir()
+    (other / "broken.png").write_bytes(b"not an image")
+    rc = main(["train", str(data), "--out", str(tmp_path / "m"), "-q", "--unlabeled", str(other),
+               "--steps", "2", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    info = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert "pseudo_labels" not in info["training"] and info["training"]["n_train"] == 18
