@@ -203,7 +203,7 @@ def print_summary(rows: list[dict], ns: list[int]) -> None:
     print(f"{'N':>5} {'runs':>4} {'failed':>6} {'mean acc':>8} {'median':>7} {'worst style':18} "
           f"{'acc':>6} {'never .5':>8} {'max wall s':>10}")
     for n in ns:
-        rs = [r for r in rows if r["n"] == n and r.get("start", "default") == "default"]
+        rs = [r for r in rows if r["n"] == n and r.get("start", "default") != "scratch"]
         ok = [r for r in rs if "acc" in r]
         if not ok:
             print(f"{n:5d} {len(rs):4d} {len(rs):6d}")
