@@ -105,3 +105,13 @@ def test_nothing_to_pseudo_label_keeps_the_first_model(capsys, tmp_path):
     assert rc == 0, captured.err
     info = json.loads((tmp_path / "m" / "model.json").read_text())
     assert "pseudo_labels" not in info["training"] and info["training"]["n_train"] == 18
+
+
+def test_pseudo_confidence_zero_is_kept_as_asked(capsys, tmp_path, unlabeled):
+    data = tmp_path / "data"
+    zoo.write_style(STYLE, data, 20, seed=35)
+    rc = main(["train", str(data), "--out", str(tmp_path / "m"), "-q", "--unlabeled",
+               str(unlabeled[0]), "--pseudo-confidence", "0", "--steps", "2", "--threads", "1"])
+    assert rc == 0, capsys.readouterr().err
+    info = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert info["training"]["pseudo_labels"]["min_confidence"] == 0.0

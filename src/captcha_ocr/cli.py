@@ -146,7 +146,8 @@ def cmd_train(a: argparse.Namespace) -> None:
                         progress.console.print(msg, markup=False, soft_wrap=True)
 
                 result = self_train(train, data, a.out, a.unlabeled,
-                                    a.pseudo_confidence or DEFAULT_MIN_CONFIDENCE, phase, **run)
+                                    DEFAULT_MIN_CONFIDENCE if a.pseudo_confidence is None
+                                    else a.pseudo_confidence, phase, **run)
         except KeyboardInterrupt:
             from .staging import StagedModelDir
 
