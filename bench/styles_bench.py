@@ -288,8 +288,9 @@ def main() -> None:
                     "fine-tune (default: the shipped one; a model directory to compare another)")
     ap.add_argument("--ddddocr-python", help="with --zero-shot: a Python with ddddocr installed")
     ap.add_argument("--unlabeled", type=int, metavar="U",
-                    help="self-training: each cell also gets a folder of U other images of its "
-                         "style, unlabeled (train --unlabeled), and its row starts '+Uu'")
+                    help="self-training: each cell trains with a folder of U other images of "
+                         "its style, unlabeled (train --unlabeled), instead of its labels alone; "
+                         "its row's start column reads '+Uu'")
     ap.add_argument("--scratch", action="store_true",
                     help="also train each cell from random weights (--init none)")
     a = ap.parse_args()
