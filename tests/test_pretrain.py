@@ -10,7 +10,7 @@ import numpy as np
 from captcha_ocr import checkpoint
 from captcha_ocr.cli import main
 from captcha_ocr.modeldir import FILES
-from captcha_ocr.pretrain import ALPHABET, ZooStream
+from captcha_ocr.pretrain import ALPHABET, ZooStream, default_threads
 from captcha_ocr.runtime import Reader
 from captcha_ocr.zoo import STYLES, render
 
@@ -22,6 +22,14 @@ def test_alphabet_covers_every_style_and_the_signs():
     for s in STYLES.values():
         assert set(s.alphabet) <= set(ALPHABET)
     assert {"0", "9", "a", "z", "A", "Z", "+", "-", "x", "="} <= set(ALPHABET)
+
+
+def test_default_threads_leave_the_cores_to_the_drawing_workers():
+    assert default_threads(16, 1, 15, "cuda") == 1  # the GPU computes; 16 threads drew 2.5x slower
+    assert default_threads(2, 1, 1, "cpu") == 1  # one core trains, one draws
+    assert default_threads(2, 1, 0, "cpu") == 2
+    assert default_threads(16, 2, 3, "cpu") == 5
+    assert default_threads(2, 2, 1, "cpu") == 1  # never below one
 
 
 def test_ranks_read_disjoint_shares_of_one_stream():

@@ -657,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--eval-images", type=int, default=100,
                    help="held-out images per style read at the end (default: 100)")
     q.add_argument("--threads", type=int, default=0, help="torch threads per process "
-                   "(default: the cores over the processes)")
+                   "(default: 1 on CUDA, else the cores over the processes less the workers)")
     q.add_argument("--widen", type=float, default=0.2, help="share of images placed in a "
                    "wider strip, short text in a long box (default: 0.2)")
     q.set_defaults(func=cmd_pretrain)

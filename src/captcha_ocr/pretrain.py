@@ -47,7 +47,7 @@ from .train import FlatCos, ace_loss, ctc_loss, save_checkpoint
 from .zoo import STYLES, ZOO_VERSION, render, seeded_rng
 from .zoo.draw import widen
 
-__all__ = ["ALPHABET", "PretrainConfig", "pretrain"]
+__all__ = ["ALPHABET", "PretrainConfig", "default_threads", "pretrain"]
 
 # Digits, both cases and the arithmetic signs, plus whatever a zoo style draws.
 ALPHABET = "".join(sorted(set(string.digits + string.ascii_letters + "+-x=?")
@@ -70,7 +70,7 @@ class PretrainConfig:
         checkpoint_minutes: how often rank 0 writes a resumable checkpoint.
         eval_images: held-out images per style read at the end (another seed's stream).
         device: "auto" (CUDA where there is one), "cpu" or "cuda".
-        threads: torch intra-op threads per process (0: the cores over the processes).
+        threads: torch intra-op threads per process (0: ``default_threads``).
         widen: share of images placed in a wider strip (``zoo.draw.widen``: 1.3-2.5x, at
             the left, the right or anywhere), for sites that draw short text in a long box.
     """
@@ -201,11 +201,24 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig, *, resume: bool = False,
         return staged.commit()
 
 
+def default_threads(cores: int, processes: int, workers: int, device: str) -> int:
+    """Torch threads for one training process when ``--threads`` is not given.
+
+    On CUDA, 1: the GPU computes and the cores are the drawing workers' (an H100 machine
+    with 16 cores drew 435 images/s with 16 threads in the training process, 1,078 with 1,
+    15 workers). On the CPU, each process's share of the cores less its workers, at least 1.
+    """
+    if device == "cuda":
+        return 1
+    return max(1, cores // processes - workers)
+
+
 def _pretrain_into(out: Path, cfg: PretrainConfig, resume: bool, command: str,
                    on_log: Callable[[str], None], device: torch.device, distributed: bool,
                    rank: int, world: int) -> None:
     """The training loop; rank 0 writes the model files into ``out`` (the staging folder)."""
-    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world))
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(cfg.threads or default_threads(cores, world, cfg.workers, device.type))
     styles = list(cfg.styles or STYLES)
     charset = Charset(ALPHABET)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank

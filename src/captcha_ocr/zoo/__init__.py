@@ -37,7 +37,7 @@ from .fonts import ZooError, font_paths, fonts_for
 from .styles import STYLES, Style
 
 # Bumped whenever a style draws differently for the same (seed, index): models record it.
-ZOO_VERSION = 1
+ZOO_VERSION = 2
 
 __all__ = ["STYLES", "ZOO_VERSION", "Style", "ZooError", "font_paths", "get_style", "render",
            "sample", "write_style"]

@@ -217,6 +217,63 @@ def _gradient_colour(rng: random.Random, text: str, size: Size, fonts: Fonts) ->
     return canvas
 
 
+_PURE = tuple((r, g, b) for r in (0, 255) for g in (0, 255) for b in (0, 255)) + (
+    (255, 128, 0),
+    (255, 128, 192),
+    (128, 0, 255),
+    (0, 128, 255),
+    (128, 128, 128),
+    (64, 64, 64),
+)  # the saturated primaries of many generators, and a few of their neighbours
+
+
+def _packed_text(rng: random.Random, lengths: tuple[int, int]) -> str:
+    letters = _CLEAR_LOWER if rng.random() < 0.7 else _CLEAR_UPPER
+    return _random_text(rng, letters + _CLEAR_DIGITS, lengths)
+
+
+@_style(
+    "packed_colour",
+    "upright glyphs packed tight or overlapping, each in its own pure colour, font and size, "
+    "anywhere on a gradient or plain strip, often in its left part, sometimes framed",
+    alphabet=_CLEAR_LOWER + _CLEAR_UPPER + _CLEAR_DIGITS,
+    lengths=(4, 6),
+    size=(240, 40),
+    fonts=SANS + SERIF + BOLD,
+    text=_packed_text,
+)
+def _packed_colour(rng: random.Random, text: str, size: Size, fonts: Fonts) -> Image.Image:
+    """Tight or overlapping glyphs in pure colours, with no contrast promised beyond a floor."""
+    w, h = size
+    if rng.random() < 0.6:
+        ends = (grey(rng, 20, 90), grey(rng, 190, 250))
+        canvas = hgradient(size, *(ends if rng.random() < 0.75 else ends[::-1]))
+    else:
+        canvas = Image.new("RGB", size, rgb(rng, 170, 255) if rng.random() < 0.8 else rgb(rng, 0, 70))
+    line = set_line(
+        rng,
+        text,
+        fonts,
+        (round(h * 0.6), round(h * 0.95)),
+        angle=rng.choice((0, 0, 8)),
+        gap=(-0.22, 0.02),
+        dy=0.04,
+        jitter=0.25,
+    )
+    right = w - 3 if rng.random() < 0.3 else round(w * rng.uniform(0.35, 0.8))
+    pieces = fit(line, (3, 1, right, h - 1), rng)
+    for p in pieces:  # any pure colour, but not the background's own brightness
+        x, y = round(min(w - 1, p.x + p.mask.width / 2)), round(min(h - 1, p.y + p.mask.height / 2))
+        under = sum(canvas.getpixel((x, y))) / 3
+        p.fill = rng.choice(_PURE)
+        while abs(sum(p.fill) / 3 - under) < 35:
+            p.fill = rng.choice(_PURE) if rng.random() < 0.5 else hsv(rng, (0.6, 1.0), (0.5, 1.0))
+    paint(canvas, pieces)
+    if rng.random() < 0.5:
+        ImageDraw.Draw(canvas).rectangle((0, 0, w - 1, h - 1), outline=grey(rng, 0, 60))
+    return canvas
+
+
 @_style(
     "rotated_tiles",
     "a sum like 12-4, each glyph on its own pale tilted tile",
