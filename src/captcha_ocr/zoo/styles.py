@@ -217,14 +217,10 @@ def _gradient_colour(rng: random.Random, text: str, size: Size, fonts: Fonts) ->
     return canvas
 
 
+# the saturated primaries of many generators, and a few of their neighbours
 _PURE = tuple((r, g, b) for r in (0, 255) for g in (0, 255) for b in (0, 255)) + (
-    (255, 128, 0),
-    (255, 128, 192),
-    (128, 0, 255),
-    (0, 128, 255),
-    (128, 128, 128),
-    (64, 64, 64),
-)  # the saturated primaries of many generators, and a few of their neighbours
+    (255, 128, 0), (255, 128, 192), (128, 0, 255), (0, 128, 255), (128, 128, 128), (64, 64, 64),
+)
 
 
 def _packed_text(rng: random.Random, lengths: tuple[int, int]) -> str:
@@ -250,16 +246,8 @@ def _packed_colour(rng: random.Random, text: str, size: Size, fonts: Fonts) -> I
         canvas = hgradient(size, *(ends if rng.random() < 0.75 else ends[::-1]))
     else:
         canvas = Image.new("RGB", size, rgb(rng, 170, 255) if rng.random() < 0.8 else rgb(rng, 0, 70))
-    line = set_line(
-        rng,
-        text,
-        fonts,
-        (round(h * 0.6), round(h * 0.95)),
-        angle=rng.choice((0, 0, 8)),
-        gap=(-0.22, 0.02),
-        dy=0.04,
-        jitter=0.25,
-    )
+    line = set_line(rng, text, fonts, (round(h * 0.6), round(h * 0.95)), angle=rng.choice((0, 0, 8)),
+                    gap=(-0.22, 0.02), dy=0.04, jitter=0.25)
     right = w - 3 if rng.random() < 0.3 else round(w * rng.uniform(0.35, 0.8))
     pieces = fit(line, (3, 1, right, h - 1), rng)
     for p in pieces:  # any pure colour, but not the background's own brightness
