@@ -8,7 +8,10 @@ import pytest
 from captcha_ocr import zoo
 from captcha_ocr.cli import main
 from captcha_ocr.data import Sample
-from captcha_ocr.selftrain import pseudo_labels
+from captcha_ocr.finetune import load_init
+from captcha_ocr.modeldir import FILES
+from captcha_ocr.selftrain import pseudo_labels, self_train
+from captcha_ocr.train import recipe, train
 
 STYLE = "pastel_digits"  # four digits; the shipped base reads it well zero-shot
 
@@ -80,7 +83,7 @@ def test_train_unlabeled_end_to_end(capsys, tmp_path, unlabeled):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--unlabeled", "{u}", "--resume"], "--resume with --unlabeled"),
+    (["--unlabeled", "{u}", "--resume"], "no interrupted run to resume"),
     (["--pseudo-confidence", "0.8"], "--pseudo-confidence needs --unlabeled"),
     (["--unlabeled", "{missing}"], "not a folder"),
 ])
@@ -115,3 +118,37 @@ def test_pseudo_confidence_zero_is_kept_as_asked(capsys, tmp_path, unlabeled):
     assert rc == 0, capsys.readouterr().err
     info = json.loads((tmp_path / "m" / "model.json").read_text())
     assert info["training"]["pseudo_labels"]["min_confidence"] == 0.0
+
+
+@pytest.mark.parametrize("second", [False, True])  # cut the first run or the second
+def test_resume_after_either_run_gives_the_same_model(tmp_path, unlabeled, second):
+    data = tmp_path / "data"
+    zoo.write_style(STYLE, data, 20, seed=36)
+    cfg = recipe("deep", finetune=True, steps=60, batch_size=8, threads=1, seed=4, extend=0.0)
+    run = dict(init=load_init("base"), cfg=cfg)
+    whole_rounds = []
+    whole = self_train(train, data, tmp_path / "whole", unlabeled[0], 0.5,
+                       on_epoch=lambda s: whole_rounds.append(s.epoch), **run)
+    first_run = whole_rounds.index(1, 1)  # rounds of the first run (the second starts at 1)
+    assert first_run >= 2 and len(whole_rounds) - first_run >= 2
+    cut_at = first_run + 1 if second else 1  # the second round of either run
+    rounds = []
+
+    def cut(stats):
+        rounds.append(stats.epoch)
+        if len(rounds) == cut_at + 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        self_train(train, data, tmp_path / "cut", unlabeled[0], 0.5, on_epoch=cut,
+                   checkpoint_seconds=0, **run)
+    training = json.loads((tmp_path / "cut" / FILES.info).read_text())["training"] if second else {}
+    assert "pseudo_labels" not in training  # the first run's model stands while the second is cut
+    resumed = self_train(train, data, tmp_path / "cut", unlabeled[0], 0.5, resume=True,
+                         on_epoch=lambda s: rounds.append(s.epoch), **run)
+    assert rounds == whole_rounds  # no round run twice, none left out
+    assert resumed.info.training.get("resumed", False) is second  # cut first: the second ran whole
+    pl = resumed.info.training["pseudo_labels"]
+    assert pl == whole.info.training["pseudo_labels"] and pl["kept"] > 0
+    weights = [(tmp_path / d / FILES.weights).read_bytes() for d in ("cut", "whole")]
+    assert weights[0] == weights[1]

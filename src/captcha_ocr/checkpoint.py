@@ -23,7 +23,7 @@ from safetensors.torch import save as st_save
 
 from .modeldir import ModelError, atomic_write
 
-__all__ = ["STATE_JSON", "STATE_TENSORS", "exists", "load", "save"]
+__all__ = ["STATE_JSON", "STATE_TENSORS", "exists", "load", "peek", "save"]
 
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
@@ -72,6 +72,15 @@ def save(path: str | Path, state: dict[str, Any]) -> None:
 def exists(path: str | Path) -> bool:
     """Whether ``path`` holds a complete state (its JSON is written last)."""
     return (Path(path) / STATE_JSON).is_file()
+
+
+def peek(path: str | Path) -> dict[str, Any] | None:
+    """The JSON part of the state in ``path`` (tensors left as ``{"$tensor": key}``
+    markers), without reading the tensors; None where there is no state or it is damaged."""
+    try:
+        return json.loads((Path(path) / STATE_JSON).read_text(encoding="utf-8"))["state"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load(path: str | Path) -> dict[str, Any]:

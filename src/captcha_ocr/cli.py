@@ -83,10 +83,6 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .train import recipe, train
 
     data = resolve_data(a.data_dir)
-    if a.unlabeled is not None and a.resume:
-        raise CLIError("--resume with --unlabeled is not supported yet: run the command "
-                       "again without --resume (if the second run was interrupted, the "
-                       f"first run's model is in {a.out})")
     if a.pseudo_confidence is not None and a.unlabeled is None:
         raise CLIError("--pseudo-confidence needs --unlabeled DIR")
     init = None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .charset import Charset
 from .data import DatasetError, Sample, discover, list_images
+from .modeldir import ModelInfo
 from .runtime import Reader
 
 __all__ = ["DEFAULT_MIN_CONFIDENCE", "pseudo_labels", "self_train"]
@@ -53,27 +54,45 @@ def pseudo_labels(model_dir: str | Path, folder: str | Path, labeled: list[Sampl
 
 def self_train(train: Callable, data_dir: str | Path, out_dir: str | Path, unlabeled: str | Path,
                min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-               on_phase: Callable[[str], None] | None = None, **kwargs):
+               on_phase: Callable[[str], None] | None = None, resume: bool = False, **kwargs):
     """Train on ``data_dir``, pseudo-label ``unlabeled`` with that model, train again.
 
     ``train`` is ``captcha_ocr.train.train`` (passed in: this module is on the training
     path but keeps torch out of its imports); ``kwargs`` go to both runs. Each run is its
     own transaction on ``out_dir``: if the second is interrupted, the first model stays.
+    ``resume`` continues whichever run was interrupted: the first, then the second from
+    the start; or the second, with the pseudo-labels read again from the first model (the
+    resumed run checks they are the same).
 
     Returns:
         The second run's ``TrainResult`` (the first's when nothing was confident enough).
     """
     if not Path(unlabeled).is_dir():
         raise DatasetError(f"--unlabeled {unlabeled}: not a folder")
-    first = train(data_dir, out_dir, **kwargs)
     labeled = discover(data_dir)
     if kwargs.get("ignore_case"):
         labeled = [Sample(x.path, x.label.lower()) for x in labeled]
-    extra, record = pseudo_labels(first.model_dir, unlabeled, labeled, min_confidence)
-    record["first_val_sequence_accuracy"] = first.info.metrics.get("val_sequence_accuracy")
+    if resume and _second_run_interrupted(out_dir):
+        first_dir = Path(out_dir)
+        first_accuracy = ModelInfo.load(first_dir).metrics.get("val_sequence_accuracy")
+    else:
+        first = train(data_dir, out_dir, resume=resume, **kwargs)
+        first_dir, first_accuracy, resume = first.model_dir, first.info.metrics.get(
+            "val_sequence_accuracy"), False
+    extra, record = pseudo_labels(first_dir, unlabeled, labeled, min_confidence)
+    record["first_val_sequence_accuracy"] = first_accuracy
     if on_phase:
         on_phase(f"pseudo-labels: {record['kept']} of {record['images']} unlabeled images read "
                  f"with confidence >= {min_confidence}")
-    if not extra:
+    if not extra and not resume:
         return first
-    return train(data_dir, out_dir, extra=extra, extra_record=record, **kwargs)
+    return train(data_dir, out_dir, extra=extra, extra_record=record, resume=resume, **kwargs)
+
+
+def _second_run_interrupted(out_dir: str | Path) -> bool:
+    """Whether the interrupted run in ``out_dir``'s staging folder trained on pseudo-labels."""
+    from .checkpoint import peek  # torch: only when resuming, where training follows
+    from .staging import StagedModelDir
+
+    state = peek(StagedModelDir(out_dir).checkpoint_dir) or {}
+    return bool(state.get("key", {}).get("pseudo_labels"))

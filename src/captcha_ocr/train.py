@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import hashlib
 import io
 import math
 import os
@@ -559,17 +560,22 @@ CHECKPOINT_SECONDS = 20.0
 
 
 def _resume_key(cfg: TrainConfig, image: ImageConfig, model_cfg: ModelConfig, split: Split,
-                init: InitModel | None) -> dict:
-    """What must not change between an interrupted run and its ``--resume``."""
+                n_labeled_train: int, init: InitModel | None) -> dict:
+    """What must not change between an interrupted run and its ``--resume``: the settings,
+    the files and their labels (pseudo-labels too: ``self_train`` tells its two runs apart
+    by ``pseudo_labels``, None for a run on human labels alone)."""
+    labels = hashlib.sha256("\n".join(s.label for s in split.data.samples).encode()).hexdigest()
+    n_extra = len(split.train) - n_labeled_train
     return dict(config=asdict(cfg), image=asdict(image), model=asdict(model_cfg),
                 alphabet=split.charset.alphabet,
                 data_fingerprint=fingerprint(s.path for s in split.data.samples),
+                labels=labels, pseudo_labels=n_extra or None,
                 init=init.record() if init is not None else None)
 
 
 def _check_resume(state: dict, key: dict, where: Path) -> None:
     for name, value in key.items():
-        if _jsonish(state["key"][name]) != _jsonish(value):
+        if name in state["key"] and _jsonish(state["key"][name]) != _jsonish(value):
             raise ModelError(f"{where}: cannot resume: the {name.replace('_', ' ')} differs from "
                              "the interrupted run's (resume with the same data and options, or "
                              "delete that folder to start again)")
@@ -679,7 +685,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     model_cfg = ModelConfig(arch, split.charset.n_classes, {**ARCHS[arch], **(params or {})})
     model = transfer(init, image, split.charset) if init is not None else build_model(image, model_cfg)
     check_label_lengths(split, model.steps, image.width)
-    key = _resume_key(cfg, image, model_cfg, split, init)
+    key = _resume_key(cfg, image, model_cfg, split, n_labeled_train, init)
     state = None
     if resume:
         state = checkpoint.load(staged.checkpoint_dir)
