@@ -17,6 +17,12 @@ malformed requests by status, 5xx, connection errors, and whether every good ans
 equals the in-process Reader's reading (and how many differ from the file's label: the
 model's own misreadings).
 
+Where ``wrk`` is installed (Debian's package; a bench peer, never a dependency), the
+same levels are then driven by it as well (``--wrk-script``: raw PNG bodies, keep-alive,
+one wrk thread): a C load generator that takes less of the shared CPU than this client,
+so its rows show more of what the server does. wrk checks statuses only (non-2xx
+counted), not the answers; the own client's rows check those.
+
     python bench/serve_bench.py                               # bundled model, 10 s per level
     python bench/serve_bench.py --model DIR --seconds 5 --levels 1,16,64
 """
@@ -28,6 +34,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -206,6 +213,55 @@ def _client_process(conn, port: int, server_pid: int, images: list[tuple[bytes, 
     conn.close()
 
 
+# ---------------------------------------------------------------- wrk (where installed)
+
+WRK_LUA = r"""
+-- POST /v1/read with the PNG files listed in the first script argument, in turn.
+local bodies, i = {}, 0
+function init(args)
+  for path in io.lines(args[1]) do
+    local f = assert(io.open(path, "rb"))
+    bodies[#bodies + 1] = f:read("*a")
+    f:close()
+  end
+  i = math.random(#bodies)
+end
+function request()
+  i = i % #bodies + 1
+  return wrk.format("POST", nil, {["Content-Type"] = "image/png"}, bodies[i])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("WRK %d %.6f %.3f %.3f %d %d\n", summary.requests,
+    summary.duration / 1e6, latency:percentile(50) / 1e3, latency:percentile(99) / 1e3,
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def _wrk_level(wrk: str, port: int, files: list[Path], clients: int, seconds: float,
+               warmup: float, server_pid: int, work: Path) -> dict | None:
+    """One level driven by wrk: requests/s, p50/p99 ms, non-2xx, socket errors, CPU cores."""
+    script, listing = work / "post.lua", work / "files.txt"
+    script.write_text(WRK_LUA)
+    listing.write_text("".join(f"{f}\n" for f in files))
+    url = f"http://127.0.0.1:{port}/v1/read"
+    base = [wrk, "-t1", f"-c{clients}", "--latency", "-s", str(script), url, "--", str(listing)]
+    if warmup > 0:
+        subprocess.run(base[:1] + [f"-d{max(1, round(warmup))}s"] + base[1:], capture_output=True)
+    cpu0 = _cpu_seconds(server_pid)
+    out = subprocess.run(base[:1] + [f"-d{max(1, round(seconds))}s", "--timeout", "10s"] + base[1:],
+                         capture_output=True, text=True)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("WRK ")), None)
+    if line is None:
+        print(f"wrk failed ({out.returncode}): {(out.stderr or out.stdout).strip()[:300]}")
+        return None
+    n, secs, p50, p99, non2xx, errors = line.split()[1:]
+    cpu = _cores(cpu0, _cpu_seconds(server_pid), float(secs))
+    return dict(clients=clients, rate=int(n) / float(secs), p50=float(p50), p99=float(p99),
+                non2xx=int(non2xx), errors=int(errors), cpu=cpu)
+
+
 # ---------------------------------------------------------------- the server
 
 
@@ -301,6 +357,8 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=1, help="server's ONNX Runtime threads")
+    p.add_argument("--wrk", default=shutil.which("wrk"),
+                   help="the wrk program (default: wrk on PATH; 'none' to skip its rows)")
     p.add_argument("--workers", type=int, default=1,
                    help="server processes (serve --workers; the CPU columns then count the "
                         "supervisor only)")
@@ -335,6 +393,20 @@ def main() -> None:
             if level.cpu.get("other", 0) > 0.1:
                 busy.append(f"{level.clients} clients: {level.cpu['other']:.2f}")
         client.join()
+        if args.wrk and args.wrk != "none":
+            print(f"\ndriven by wrk ({args.wrk}, one thread, raw PNG bodies, keep-alive; "
+                  "statuses only):")
+            print(f"{'clients':>7} {'req/s':>8} {'x Reader':>8} {'p50 ms':>8} {'p99 ms':>8} "
+                  f"{'non-2xx':>8} {'errors':>7}  {'CPU srv/wrk+oth':<14}")
+            files = sorted(Path(args.data).glob("*.png"))
+            for clients in levels:
+                w = _wrk_level(args.wrk, port, files, clients, args.seconds, args.warmup,
+                               server.pid, log_path.parent)
+                if w is None:
+                    break
+                cpu = f"{w['cpu']['server']:.2f}/{w['cpu']['other']:.2f}" if w["cpu"] else "-"
+                print(f"{clients:>7} {w['rate']:>8.0f} {w['rate'] / reader_rate:>8.2f} {w['p50']:>8.1f} "
+                      f"{w['p99']:>8.1f} {w['non2xx']:>8} {w['errors']:>7}  {cpu:<14}", flush=True)
         if busy:
             print(f"\nwarning: other processes used CPU cores during the run ({'; '.join(busy)}): "
                   "these levels understate the server")
