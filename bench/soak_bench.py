@@ -201,6 +201,7 @@ def run_sides(sides: list[str], url: str, port: int, pngs: list[bytes], seconds:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=300)
+    ap.add_argument("--idle-seconds", type=float, default=20, help="the good clients alone, first")
     ap.add_argument("--model", default=None)
     ap.add_argument("--good", type=int, default=4, help="good clients")
     a = ap.parse_args()
@@ -218,7 +219,7 @@ def main() -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         pngs = captcha_pngs(64)
-        idle, _ = run_sides(["good"], url, port, pngs, 20, a.good)
+        idle, _ = run_sides(["good"], url, port, pngs, a.idle_seconds, a.good)
         start_mb = rss_mb(server.pid)
         stats, wall = run_sides(["good", "attack"], url, port, pngs, a.seconds, a.good)
         end_mb = rss_mb(server.pid)
