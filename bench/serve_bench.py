@@ -176,6 +176,33 @@ def _cpu_seconds(server_pid: int) -> dict[str, float] | None:
     return {"busy": busy / hz, "server": server / hz, "client": t.user + t.system}
 
 
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _server_memory(pid: int) -> str:
+    """Resident memory of the server process and of its worker processes (``--workers``)."""
+    try:
+        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
+                for k in (t / "children").read_text().split()]
+    except OSError:
+        kids = []
+    own = _rss_mb(pid)
+    if own is None:
+        return "not measured (no /proc)"
+    workers = [m for m in (_rss_mb(k) for k in kids) if m is not None]
+    if not workers:
+        return f"{own:.0f} MB (one process)"
+    return (f"supervisor {own:.0f} MB, workers " + ", ".join(f"{m:.0f}" for m in workers)
+            + " MB (target <= 150 each)")
+
+
 def _cores(before: dict | None, after: dict | None, seconds: float) -> dict[str, float]:
     if not before or not after:
         return {}
@@ -407,6 +434,7 @@ def main() -> None:
                 cpu = f"{w['cpu']['server']:.2f}/{w['cpu']['other']:.2f}" if w["cpu"] else "-"
                 print(f"{clients:>7} {w['rate']:>8.0f} {w['rate'] / reader_rate:>8.2f} {w['p50']:>8.1f} "
                       f"{w['p99']:>8.1f} {w['non2xx']:>8} {w['errors']:>7}  {cpu:<14}", flush=True)
+        memory = _server_memory(server.pid)
         if busy:
             print(f"\nwarning: other processes used CPU cores during the run ({'; '.join(busy)}): "
                   "these levels understate the server")
@@ -415,7 +443,8 @@ def main() -> None:
         server.wait(30)
     log = log_path.read_text()
     batches = [line.split(" INFO ", 1)[-1] for line in log.splitlines() if "inference:" in line]
-    print(f"\nserver stopped with status {server.returncode}; tracebacks in its log: "
+    print(f"\nserver memory after the levels (VmRSS): {memory}")
+    print(f"server stopped with status {server.returncode}; tracebacks in its log: "
           f"{log.count('Traceback')}; {batches[-1] if batches else 'no batch summary'}")
     print(f"in-process Reader vs labels: {sum(t != lab for _, lab, t in images)} of {len(images)} "
           "images read wrong by the model itself")
