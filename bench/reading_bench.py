@@ -151,7 +151,7 @@ def main() -> None:
         for name in a.styles:
             if name not in styles:
                 continue
-            test, train_dir = style_sets(name, styles[name], a.test, work)
+            test, train_dir, _ = style_sets(name, styles[name], a.test, work)
             for seed in a.seeds:
                 data = train_dir(a.n, seed)
                 if data is None:
