@@ -129,7 +129,7 @@ def cmd_train(a: argparse.Namespace) -> None:
 
         run = dict(arch=a.arch, image=image, cfg=cfg, init=init,
                    command=shlex.join(["captcha-ocr", *a.argv]), resume=a.resume,
-                   ignore_case=a.ignore_case,
+                   ignore_case=a.ignore_case, alphabet=a.alphabet,
                    on_start=start, on_epoch=progress.epoch, on_batch=progress.batch)
         try:
             if a.unlabeled is None:
@@ -166,6 +166,12 @@ def cmd_train(a: argparse.Namespace) -> None:
               f"CER: {m['val_cer']:.4f}")
     else:
         print("no validation split (--val-fraction 0): no validation metrics")
+    al = t.get("alphabet", {})
+    if al.get("added"):
+        print(f"alphabet: {len(result.info.alphabet)} characters: the labels' {al['labels']} and "
+              f"{al['added']} from the starting model ({al['seen_once']} characters appear only "
+              "once in the labels: they likely miss some of the site's; --alphabet labels to "
+              "keep to theirs)")
     print(f"time: {result.seconds:.1f} s")
     print(f"model: {result.model_dir}")
     print(f"plots: {result.model_dir / FILES.curves}, {result.model_dir / FILES.grid}")
@@ -528,6 +534,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pseudo-confidence", type=_fraction_closed, default=None, metavar="P",
                    help="with --unlabeled: the least calibrated confidence of a reading kept "
                    "as a label (default: 0.9)")
+    t.add_argument("--alphabet", default="auto", metavar="auto|labels|CHARS",
+                   help="the characters the model can read: auto (the labels' characters; "
+                        "fine-tuning, also the starting model's characters of the classes the "
+                        "labels use where characters seen only once suggest the labels miss "
+                        "some), labels (theirs only), or exactly CHARS (default: auto)")
     t.add_argument("--ignore-case", action="store_true",
                    help="fold labels to lower case (for sites that accept either case); the "
                         "model reads lower case")

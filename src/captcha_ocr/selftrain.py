@@ -26,11 +26,13 @@ DEFAULT_MIN_CONFIDENCE = 0.9
 
 
 def pseudo_labels(model_dir: str | Path, folder: str | Path, labeled: list[Sample],
-                  min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> tuple[list[Sample], dict]:
+                  min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+                  alphabet: str | None = None) -> tuple[list[Sample], dict]:
     """The confident readings of ``folder``'s images by the model in ``model_dir``.
 
     Images that are among ``labeled`` (same file) are left out, as are unreadable ones,
-    empty readings and readings longer or shorter than every label.
+    empty readings, readings longer or shorter than every label and readings with
+    characters outside ``alphabet`` (default: the labels' characters).
 
     Returns:
         (pseudo-labeled samples, a record for ``model.json``).
@@ -42,11 +44,12 @@ def pseudo_labels(model_dir: str | Path, folder: str | Path, labeled: list[Sampl
     paths = [p for p in list_images(folder) if p.resolve() not in known]
     lengths = [len(s.label) for s in labeled]
     shortest, longest = min(lengths, default=1), max(lengths, default=0)
-    alphabet = set(Charset.from_labels([s.label for s in labeled]).alphabet)
+    allowed = set(alphabet if alphabet is not None
+                  else Charset.from_labels([s.label for s in labeled]).alphabet)
     readings = Reader.load(model_dir).read_many(paths) if paths else []
     kept = [Sample(p, r.text) for p, r in zip(paths, readings)
             if r.error is None and r.confidence >= min_confidence
-            and shortest <= len(r.text) <= longest and set(r.text) <= alphabet]
+            and shortest <= len(r.text) <= longest and set(r.text) <= allowed]
     record = dict(folder=str(folder), images=len(paths), kept=len(kept),
                   min_confidence=min_confidence)
     return kept, record
@@ -74,12 +77,13 @@ def self_train(train: Callable, data_dir: str | Path, out_dir: str | Path, unlab
         labeled = [Sample(x.path, x.label.lower()) for x in labeled]
     if resume and _second_run_interrupted(out_dir):
         first_dir = Path(out_dir)
-        first_accuracy = ModelInfo.load(first_dir).metrics.get("val_sequence_accuracy")
+        first_info = ModelInfo.load(first_dir)
     else:
         first = train(data_dir, out_dir, resume=resume, **kwargs)
-        first_dir, first_accuracy, resume = first.model_dir, first.info.metrics.get(
-            "val_sequence_accuracy"), False
-    extra, record = pseudo_labels(first_dir, unlabeled, labeled, min_confidence)
+        first_dir, first_info, resume = first.model_dir, first.info, False
+    first_accuracy = first_info.metrics.get("val_sequence_accuracy")
+    # the first model's alphabet: the labels' characters, or more (``train``'s alphabet)
+    extra, record = pseudo_labels(first_dir, unlabeled, labeled, min_confidence, first_info.alphabet)
     record["first_val_sequence_accuracy"] = first_accuracy
     if on_phase:
         on_phase(f"pseudo-labels: {record['kept']} of {record['images']} unlabeled images read "

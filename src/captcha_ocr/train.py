@@ -28,7 +28,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import checkpoint
 from .augment import aug_noise, augment_batch
-from .charset import Charset
+from .charset import Charset, complete_alphabet
 from .config import (
     ARCHS,
     DEFAULT_ARCH,
@@ -518,6 +518,26 @@ def choose_input(samples: list[Sample], overrides: dict | None = None,
     return image, dict(measured=asdict(stats), chosen=asdict(auto), overrides=overrides or {})
 
 
+def choose_alphabet(labels: list[str], mode: str, init: InitModel | None) -> tuple[Charset, dict]:
+    """The model's alphabet for ``labels`` (see ``train``'s ``alphabet``) and its record.
+
+    Raises:
+        DatasetError: an explicit alphabet lacks characters the labels use.
+    """
+    if mode == "auto" and init is not None:
+        chars, record = complete_alphabet(labels, init.info.alphabet)
+    elif mode in ("auto", "labels"):
+        chars, record = Charset.from_labels(labels).alphabet, {}
+    else:
+        given = Charset.from_labels([mode])
+        missing = given.unknown("".join(labels))
+        if missing:
+            raise DatasetError(f"--alphabet {mode!r} lacks characters the labels use: {missing!r}; "
+                               "add them (or leave --alphabet out to take the labels' own)")
+        chars, record = given.alphabet, {}
+    return Charset(chars), dict(mode=mode if mode in ("auto", "labels") else "given", **record)
+
+
 def native_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): there, conv
     layers in bfloat16 train about 1.7x faster; elsewhere (AVX-512 without BF16 included)
@@ -596,6 +616,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
           command: str = "", export: bool = True, resume: bool = False,
           ignore_case: bool = False, checkpoint_seconds: float = CHECKPOINT_SECONDS,
           extra: list[Sample] | None = None, extra_record: dict | None = None,
+          alphabet: str = "auto",
           on_start: Callable[[TrainConfig, ImageConfig], None] | None = None,
           on_epoch: Callable[[EpochStats], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
@@ -628,6 +649,11 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
         extra: more training images (pseudo-labeled ones, ``selftrain``): added to the
             training split only, never to validation; ``extra_record`` describes them in
             ``model.json`` (``training.pseudo_labels``).
+        alphabet: the characters the model can read. "auto": the labels' characters,
+            and, fine-tuning, the starting model's characters of the classes the labels
+            use where characters seen once suggest the labels missed some
+            (``charset.complete_alphabet``); "labels": the labels' characters only; any
+            other string: exactly those characters (every label's must be among them).
         on_start: called once the input and the budget are known.
         on_epoch, on_batch: progress callbacks.
 
@@ -652,7 +678,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
         try:
             return _train_into(staged, work, data_dir, arch, params, image, cfg, init, command,
                                export, resume, ignore_case, checkpoint_seconds, on_start,
-                               on_epoch, on_batch, t0, extra or [], extra_record)
+                               on_epoch, on_batch, t0, extra or [], extra_record, alphabet)
         except OSError as e:  # a full disk, a read-only or vanished folder
             where = e.filename or staged.partial
             raise ModelError(f"{where}: {e.strerror or e} during training; the previous model "
@@ -662,7 +688,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
 
 def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, image, cfg, init,
                 command, export, resume, ignore_case, checkpoint_seconds, on_start, on_epoch,
-                on_batch, t0, extra, extra_record) -> TrainResult:
+                on_batch, t0, extra, extra_record, alphabet) -> TrainResult:
     samples = discover(data_dir)
     if ignore_case:
         samples = [dataclasses.replace(s, label=s.label.lower()) for s in samples]
@@ -671,7 +697,8 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
         fixed = input_overrides(init) if init is not None else FIXED_INPUT.get(arch, {})
         image, geometry = choose_input(samples, {**fixed, **(image or {})},
                                        min_width=init.info.image.width if init is not None else 0)
-    split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, samples=samples)
+    charset, alphabet_record = choose_alphabet([s.label for s in samples], alphabet, init)
+    split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, charset=charset, samples=samples)
     n_labeled_train = len(split.train)
     if extra:
         split = _with_extra(split, extra, image)
@@ -711,6 +738,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
         info.training["resumed"] = True
     if ignore_case:
         info.training["ignore_case"] = True
+    info.training["alphabet"] = alphabet_record
     if extra:
         info.training["pseudo_labels"] = {**(extra_record or {}),
                                           "trained_on": len(split.train) - n_labeled_train}
