@@ -1,0 +1,63 @@
+"""``train --alphabet``: the characters a model can read, completed from the base model
+where the labels look like a sample that missed some of the site's characters."""
+
+import json
+from pathlib import Path
+
+from captcha_ocr import zoo
+from captcha_ocr.cli import main
+
+TINY = ["--steps", "2", "--threads", "1", "-q"]
+
+
+def relabeled(folder: Path, labels: list[str]) -> Path:
+    """Generated captchas with the given labels (the test is about alphabets, not reading)."""
+    samples = zoo.write_style("pastel_digits", folder, len(labels), seed=41)
+    rows = [f"{s.path.name},{label}" for s, label in zip(samples, labels)]
+    (folder / zoo.LABELS_FILE).write_text("file,label\n" + "\n".join(rows) + "\n")
+    return folder
+
+
+SPARSE = ["ab12", "ba21", "c3ab", "ab3c", "12ba", "b2a1", "ab13", "ca23", "3a2b", "b1c2", "Qa21", "ab2c"]
+
+
+def alphabet(out: Path) -> tuple[str, dict]:
+    info = json.loads((out / "model.json").read_text())
+    return info["alphabet"], info["training"]["alphabet"]
+
+
+def test_labels_that_miss_characters_get_the_base_models_rows_for_their_classes(tmp_path, capsys):
+    data = relabeled(tmp_path / "data", SPARSE)  # 'Q' appears once: not saturated
+    assert main(["train", str(data), "--out", str(tmp_path / "m"), *TINY]) == 0
+    chars, record = alphabet(tmp_path / "m")
+    assert chars == "".join(sorted("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))
+    assert record["mode"] == "auto" and record["seen_once"] == 1 and "Z" in record["added"]
+    assert "from the starting model" in capsys.readouterr().out
+
+
+def test_saturated_labels_keep_their_own_alphabet(tmp_path):
+    data = relabeled(tmp_path / "data", [x for x in SPARSE if "Q" not in x])
+    assert main(["train", str(data), "--out", str(tmp_path / "m"), *TINY]) == 0
+    assert alphabet(tmp_path / "m") == ("123abc", dict(mode="auto", labels=6, seen_once=0, added=""))
+
+
+def test_alphabet_labels_and_given_characters(tmp_path):
+    data = relabeled(tmp_path / "data", SPARSE)
+    assert main(["train", str(data), "--out", str(tmp_path / "a"), *TINY, "--alphabet", "labels"]) == 0
+    assert alphabet(tmp_path / "a") == ("123Qabc", dict(mode="labels"))
+    assert main(["train", str(data), "--out", str(tmp_path / "b"), *TINY, "--alphabet", "0123abcdQ"]) == 0
+    assert alphabet(tmp_path / "b") == ("0123Qabcd", dict(mode="given"))
+
+
+def test_given_alphabet_without_a_labels_character_is_one_line(tmp_path, capsys):
+    data = relabeled(tmp_path / "data", SPARSE)
+    rc = main(["train", str(data), "--out", str(tmp_path / "m"), *TINY, "--alphabet", "0123abc"])
+    err = capsys.readouterr().err
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "lacks characters the labels use: 'Q'" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_from_scratch_auto_keeps_to_the_labels(tmp_path):
+    data = relabeled(tmp_path / "data", SPARSE)  # no starting model: no rows to take
+    assert main(["train", str(data), "--out", str(tmp_path / "m"), *TINY, "--init", "none"]) == 0
+    assert alphabet(tmp_path / "m") == ("123Qabc", dict(mode="auto"))
