@@ -116,6 +116,9 @@ def model_facts(out: Path) -> dict:
     crop = im.get("crop")
     if crop and [float(v) for v in crop] != [0.0, 0.0, 1.0, 1.0]:
         geometry += " crop=" + ",".join(f"{v:.2f}" for v in crop)
+    added = t.get("alphabet", {}).get("added")
+    if added:  # train's alphabet completion fired (characters seen once in the labels)
+        geometry += f" +{len(added)}ch"
     return dict(epochs=t["epochs_run"], best_epoch=t["best_epoch"], steps=t.get("steps"),
                 geometry=geometry, escape=plateau_escape(out / "history.csv"))
 
