@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from captcha_ocr import checkpoint
 from captcha_ocr.cli import main
 from captcha_ocr.modeldir import FILES
-from captcha_ocr.pretrain import ALPHABET, ZooStream, default_threads
+from captcha_ocr.pretrain import ALPHABET, ZooStream, choose_device, default_threads
 from captcha_ocr.runtime import Reader
 from captcha_ocr.zoo import STYLES, render
 
@@ -30,6 +31,20 @@ def test_default_threads_leave_the_cores_to_the_drawing_workers():
     assert default_threads(2, 1, 0, "cpu") == 2
     assert default_threads(16, 2, 3, "cpu") == 5
     assert default_threads(2, 2, 1, "cpu") == 1  # never below one
+
+
+def test_each_process_gets_its_own_gpu_or_the_cpu():
+    # Two processes on a one-GPU machine (seen on a lent H100: rank 1 asked for cuda:1).
+    assert choose_device("auto", 1, 1) == ("cuda", "")
+    assert choose_device("auto", 8, 8) == ("cuda", "")
+    assert choose_device("auto", 0, 2) == ("cpu", "")
+    device, note = choose_device("auto", 1, 2)
+    assert device == "cpu" and "--nproc-per-node 1" in note
+    assert choose_device("cpu", 4, 1) == ("cpu", "")
+    assert choose_device("cuda", 2, 2) == ("cuda", "")
+    for gpus, procs, words in [(0, 1, "no CUDA device"), (1, 2, "--nproc-per-node 1")]:
+        with pytest.raises(ValueError, match=words):
+            choose_device("cuda", gpus, procs)
 
 
 def test_ranks_read_disjoint_shares_of_one_stream():

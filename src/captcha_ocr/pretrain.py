@@ -125,12 +125,31 @@ def _collate(items: list[tuple[np.ndarray, str]]) -> tuple[torch.Tensor, list[st
     return torch.from_numpy(np.stack([x for x, _ in items])), [y for _, y in items]
 
 
-def _device(name: str) -> torch.device:
+def choose_device(name: str, gpus: int, local_processes: int) -> tuple[str, str]:
+    """The device of each training process, and a note to print ("" when none).
+
+    NCCL takes one GPU per process: "auto" is CUDA where this machine has a GPU for every
+    process torchrun started on it, else the CPU (gloo), saying why when there are GPUs;
+    "cuda" without enough GPUs is an error.
+
+    Raises:
+        ValueError: "cuda" was asked and there are fewer GPUs than processes here.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+        if gpus and gpus >= local_processes:
+            return "cuda", ""
+        if gpus:
+            return "cpu", (f"{local_processes} processes on this machine but {gpus} GPU(s): "
+                           f"training on the CPU; torchrun --nproc-per-node {gpus} trains on "
+                           "the GPU(s), one process each")
+        return "cpu", ""
+    if name == "cuda" and not gpus:
         raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
-    return torch.device(name)
+    if name == "cuda" and gpus < local_processes:
+        raise ValueError(f"--device cuda: {local_processes} processes on this machine but "
+                         f"{gpus} GPU(s), and each process needs its own; run torchrun "
+                         f"--nproc-per-node {gpus}, or use --device cpu")
+    return name, ""
 
 
 def _weights_digest(model: nn.Module) -> str:
@@ -182,7 +201,11 @@ def pretrain(out_dir: str | Path, cfg: PretrainConfig, *, resume: bool = False,
             an interrupted run is there and ``resume`` was not asked, or the reverse.
     """
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    device = _device(cfg.device)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    name, note = choose_device(cfg.device, gpus, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    device = torch.device(name)
+    if note and int(os.environ.get("RANK", "0")) == 0:
+        on_log(note)
     if distributed:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         rank, world = dist.get_rank(), dist.get_world_size()
