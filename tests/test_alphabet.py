@@ -1,5 +1,6 @@
 """``train --alphabet``: the characters a model can read, completed from the base model
-where the labels look like a sample that missed some of the site's characters."""
+where the labels look like a sample that missed some of the site's characters; and which
+images of a partly labeled folder are trained on."""
 
 import json
 from pathlib import Path
@@ -61,3 +62,17 @@ def test_from_scratch_auto_keeps_to_the_labels(tmp_path):
     data = relabeled(tmp_path / "data", SPARSE)  # no starting model: no rows to take
     assert main(["train", str(data), "--out", str(tmp_path / "m"), *TINY, "--init", "none"]) == 0
     assert alphabet(tmp_path / "m") == ("123Qabc", dict(mode="auto"))
+
+
+def test_train_on_a_partly_labeled_folder_uses_its_labels_only(tmp_path, capsys):
+    # zoo files are numbered (000000.png): stems that would pass for pastel_digits labels
+    data = relabeled(tmp_path / "data", SPARSE)
+    rows = (data / zoo.LABELS_FILE).read_text().splitlines()
+    (data / zoo.LABELS_FILE).write_text("\n".join(rows[:9]) + "\n")  # header and 8 labels
+    assert main(["train", str(data), "--out", str(tmp_path / "m"), "--steps", "2", "--threads", "1"]) == 0
+    t = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
+    assert t["n_train"] + t["n_val"] == 8
+    assert "8 labeled images; 4 that labels.csv does not name are unlabeled" in capsys.readouterr().err
+    assert main(["train", str(data), "--out", str(tmp_path / "s"), *TINY, "--stem-labels"]) == 0
+    t = json.loads((tmp_path / "s" / "model.json").read_text())["training"]
+    assert t["n_train"] + t["n_val"] == 12

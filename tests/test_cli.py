@@ -53,14 +53,22 @@ def test_eval_label_with_unknown_characters_counts_wrong_and_goes_on(capsys, syn
     first = sorted(synth_dir.glob("*.png"))[0]
     shutil.copy(first, synth_dir / "2b3c4.png")  # a label the model can read
     (synth_dir / "labels.csv").write_text(f"file,label\n{first.name},AAA\n")
-    rc, out, err = run(capsys, "eval", synth_dir, "--json")
+    rc, out, err = run(capsys, "eval", synth_dir, "--json", "--stem-labels")
     report = json.loads(out)
     assert rc == 0 and report["n"] == 13
     bad = [e for e in report["errors"] if e["label"] == "AAA"]
     assert len(bad) == 1 and "does not know: 'A'" in bad[0]["error"]
-    rc, out, err = run(capsys, "eval", synth_dir)
+    rc, out, err = run(capsys, "eval", synth_dir, "--stem-labels")
     assert rc == 0 and "warning: " in err and len(err.strip().splitlines()) == 1
     assert "images: 13" in out
+
+
+def test_eval_of_a_partly_labeled_folder_reads_the_labeled_images_and_says_so(capsys, synth_dir):
+    names = sorted(p.name for p in synth_dir.glob("*.png"))[:3]
+    (synth_dir / "labels.csv").write_text("file,label\n" + "".join(f"{n},{n[:-4]}\n" for n in names))
+    rc, out, err = run(capsys, "eval", synth_dir, "--json")
+    assert rc == 0 and json.loads(out)["n"] == 3
+    assert "3 labeled images; 9 that labels.csv does not name are unlabeled" in err
 
 
 def test_long_error_lines_do_not_wrap_when_piped(capsys, tmp_path):

@@ -1,7 +1,14 @@
 import pytest
 
 from captcha_ocr.config import ImageConfig
-from captcha_ocr.data import DatasetError, discover, fingerprint, load_images, split_indices
+from captcha_ocr.data import (
+    DatasetError,
+    discover,
+    fingerprint,
+    load_images,
+    split_indices,
+    survey,
+)
 
 SHARED_936_FINGERPRINT = "a5200f63640986630b368a1ba41b791e2521ef44611b433a080f5f49fb923a25"
 
@@ -12,12 +19,44 @@ def test_labels_are_stems(synth_dir):
     assert all(s.label == s.path.stem for s in samples)
 
 
-def test_labels_csv_overrides_stems(synth_dir):
+def test_labels_csv_labels_what_it_names_and_the_rest_is_unlabeled(synth_dir):
+    # Numbered files of a digits site (henan_digits4's are named like 4743.jpg): their
+    # stems would pass for labels, so a partly labeled folder must not train on them.
+    first, second = (s.path.name for s in discover(synth_dir)[:2])
+    (synth_dir / "labels.csv").write_text(f"file,label\n{first},a/b c\n{second},xyz\n")
+    labeling = survey(synth_dir)
+    assert [(s.path.name, s.label) for s in labeling.samples] == [(first, "a/b c"), (second, "xyz")]
+    assert len(labeling.unlabeled) == 10 and first not in {p.name for p in labeling.unlabeled}
+    note = labeling.note()
+    assert "2 labeled images" in note and "10 that labels.csv does not name" in note
+    assert "--stem-labels" in note and "--unlabeled" in note
+
+
+def test_stem_labels_fill_in_what_labels_csv_does_not_name(synth_dir):
     first = discover(synth_dir)[0]
     (synth_dir / "labels.csv").write_text(f"file,label\n{first.path.name},a/b c\n", encoding="utf-8")
-    labels = {s.path.name: s.label for s in discover(synth_dir)}
-    assert labels[first.path.name] == "a/b c"
-    assert len(labels) == 12
+    labeling = survey(synth_dir, stem_labels=True)
+    labels = {s.path.name: s.label for s in labeling.samples}
+    assert labels[first.path.name] == "a/b c" and len(labels) == 12
+    assert all(labels[n] == n.rsplit(".", 1)[0] for n in labels if n != first.path.name)
+    assert labeling.unlabeled == [] and labeling.note() == ""
+
+
+def test_images_set_aside_while_labeling_are_left_out(synth_dir):
+    names = [s.path.name for s in discover(synth_dir)]
+    (synth_dir / "labels-skipped.csv").write_text(
+        f"file,status\n{names[0]},unreadable\n{names[1]},skipped\n{names[2]},other\n")
+    for stem_labels in (False, True):  # no labels.csv: stems; set-aside images never
+        labeling = survey(synth_dir, stem_labels=stem_labels)
+        assert [s.path.name for s in labeling.samples] == names[2:]
+        assert labeling.set_aside == 2 and "2 set aside in labels-skipped.csv" in labeling.note()
+
+
+def test_labels_csv_that_labels_nothing_here_is_one_clear_error(synth_dir):
+    (synth_dir / "labels.csv").write_text("file,label\n")
+    with pytest.raises(DatasetError, match="labels none of the 12 images.*--stem-labels"):
+        discover(synth_dir)
+    assert len(discover(synth_dir, stem_labels=True)) == 12
 
 
 def test_labels_csv_naming_missing_file(synth_dir):

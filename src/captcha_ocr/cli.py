@@ -17,7 +17,7 @@ from pathlib import Path
 from . import __version__
 from .charset import UnknownCharacterError
 from .config import ARCHS, DEFAULT_ARCH
-from .data import DatasetError, discover, list_images
+from .data import DatasetError, list_images, survey
 from .metrics import cer, sequence_accuracy
 from .modeldir import FILES, ModelError
 from .preprocess import IMAGE_SUFFIXES, ImageError
@@ -75,6 +75,10 @@ def _err_console():
     return Console(stderr=True, highlight=False)
 
 
+STEM_LABELS_HELP = ("where the folder has a labels.csv, label the images it does not name by "
+                    "their file names (default: those are unlabeled and left out)")
+
+
 # ---------------------------------------------------------------- train
 
 
@@ -112,6 +116,9 @@ def cmd_train(a: argparse.Namespace) -> None:
     if a.no_crop:
         image["crop"] = (0.0, 0.0, 1.0, 1.0)
     console = _err_console()
+    note = survey(data, stem_labels=a.stem_labels).note()
+    if note and not a.quiet:
+        console.print(note, markup=False, soft_wrap=True)
 
     with _EpochProgress(console, cfg.epochs, quiet=a.quiet) as progress:
         def start(cfg, im) -> None:
@@ -129,7 +136,7 @@ def cmd_train(a: argparse.Namespace) -> None:
 
         run = dict(arch=a.arch, image=image, cfg=cfg, init=init,
                    command=shlex.join(["captcha-ocr", *a.argv]), resume=a.resume,
-                   ignore_case=a.ignore_case, alphabet=a.alphabet,
+                   ignore_case=a.ignore_case, alphabet=a.alphabet, stem_labels=a.stem_labels,
                    on_start=start, on_epoch=progress.epoch, on_batch=progress.batch)
         try:
             if a.unlabeled is None:
@@ -263,7 +270,10 @@ def _reading_json(r) -> dict:
 def cmd_eval(a: argparse.Namespace) -> None:
     reader = _reader(a)
     options = _reading_options(reader, a)
-    samples = discover(a.data_dir)
+    labeling = survey(a.data_dir, stem_labels=a.stem_labels)
+    samples = labeling.samples
+    if labeling.note():
+        _err_console().print(labeling.note(), markup=False, soft_wrap=True)
     # A model trained with --ignore-case reads one case: compare that way by default.
     fold = a.ignore_case or bool(reader.info.training.get("ignore_case"))
     norm = (lambda t: t.lower()) if fold else (lambda t: t)  # noqa: E731
@@ -539,6 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "fine-tuning, also the starting model's characters of the classes the "
                         "labels use where characters seen only once suggest the labels miss "
                         "some), labels (theirs only), or exactly CHARS (default: auto)")
+    t.add_argument("--stem-labels", action="store_true", help=STEM_LABELS_HELP)
     t.add_argument("--ignore-case", action="store_true",
                    help="fold labels to lower case (for sites that accept either case); the "
                         "model reads lower case")
@@ -555,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--batch-size", type=POSITIVE, default=64, help="images per batch (default: 64)")
     e.add_argument("--ignore-case", action="store_true", help="compare readings and labels in lower case")
+    e.add_argument("--stem-labels", action="store_true", help=STEM_LABELS_HELP)
     _add_reading_options(e)
     e.set_defaults(func=cmd_eval)
 

@@ -1,8 +1,12 @@
 """Labeled datasets on disk: find the images, their labels, a split, a fingerprint.
 
-A dataset is a folder of images (png, jpg, gif, bmp, webp); an image's label is its
-file stem, unless an optional ``labels.csv`` (header ``file,label``) in the folder
-gives it. No torch here: evaluation uses this module too.
+A dataset is a folder of images (png, jpg, gif, bmp, webp). Without a ``labels.csv``,
+an image's label is its file stem. With one (header ``file,label``; what ``captcha-ocr
+label`` writes), the labels are its rows: images it does not name are unlabeled, not
+labeled by their file names (``stem_labels`` asks for that), since file names like
+``0001.png`` would read as labels. Images that ``labels-skipped.csv`` sets aside
+(skipped or unreadable while labeling) are neither. No torch here: evaluation uses
+this module too.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .preprocess import IMAGE_SUFFIXES, ImageError, preprocess
 
 __all__ = [
     "DatasetError",
+    "Labeling",
     "LoadedImages",
     "Sample",
     "discover",
@@ -28,10 +33,14 @@ __all__ = [
     "list_images",
     "load_images",
     "read_labels_csv",
+    "read_set_aside",
     "split_indices",
+    "survey",
 ]
 
 LABELS_FILE = "labels.csv"
+SKIPPED_FILE = "labels-skipped.csv"
+SET_ASIDE_STATUSES = ("skipped", "unreadable")
 
 
 class DatasetError(ValueError):
@@ -87,36 +96,100 @@ def read_labels_csv(path: Path) -> dict[str, str]:
     return labels
 
 
-def discover(folder: str | Path) -> list[Sample]:
-    """All labeled images of a dataset folder.
+def read_set_aside(path: Path) -> dict[str, str]:
+    """``{file: status}`` from a ``labels-skipped.csv`` (``file,status``), rows of other
+    statuses ignored; ``{}`` where there is no such file.
+
+    Raises:
+        DatasetError: the file is not readable text.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"{path}: cannot be read ({e}); fix or delete it (it only lists "
+                           "images set aside)") from None
+    return {r[0]: r[1] for r in rows[1:] if len(r) == 2 and r[1] in SET_ASIDE_STATUSES}
+
+
+@dataclass(frozen=True)
+class Labeling:
+    """What a dataset folder holds: its labeled images and the rest."""
+
+    folder: Path
+    samples: list[Sample]  # labeled, sorted by file name
+    unlabeled: list[Path]  # images labels.csv does not name (and stem labels were not asked)
+    set_aside: int  # images labels-skipped.csv sets aside: neither labeled nor unlabeled
+
+    def note(self) -> str:
+        """One line on the images left out of the labeled set, "" when none are."""
+        if not self.unlabeled and not self.set_aside:
+            return ""
+        out = [f"{self.folder}: {len(self.samples):,} labeled images"]
+        if self.unlabeled:
+            out.append(f"{len(self.unlabeled):,} that {LABELS_FILE} does not name are "
+                       f"unlabeled and left out (--unlabeled {self.folder} self-trains on "
+                       "them; --stem-labels labels them by file name)")
+        if self.set_aside:
+            out.append(f"{self.set_aside:,} set aside in {SKIPPED_FILE} are left out")
+        return "; ".join(out)
+
+
+def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
+    """The labeled images of a dataset folder, and what is left out (see the module doc).
 
     Args:
         folder: the dataset folder.
-
-    Returns:
-        Samples sorted by file name; labels from ``labels.csv`` where it names the file,
-        else the file stem.
+        stem_labels: with a ``labels.csv``, label the images it does not name by their file
+            stems too (``labels.csv`` then corrects some file names).
 
     Raises:
-        DatasetError: no such folder, no images in it, a malformed ``labels.csv``,
-            a file named in ``labels.csv`` that is missing, or an empty label.
+        DatasetError: no such folder, no images in it, a malformed ``labels.csv``, a file
+            named in ``labels.csv`` that is missing, an empty label, or no labeled image.
     """
     folder = Path(folder)
     paths = list_images(folder)
-    overrides = read_labels_csv(folder / LABELS_FILE) if (folder / LABELS_FILE).is_file() else {}
+    csv_path = folder / LABELS_FILE
+    has_csv = csv_path.is_file()
+    rows = read_labels_csv(csv_path) if has_csv else {}
     names = {p.name for p in paths}
-    missing = [name for name in overrides if name not in names]
+    missing = [name for name in rows if name not in names]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise DatasetError(f"{folder / LABELS_FILE}: names {missing[0]!r}, which is not an "
+        raise DatasetError(f"{csv_path}: names {missing[0]!r}, which is not an "
                            f"image in {folder}{more}")
     if not paths:
         raise DatasetError(f"{folder}: no images found (expected {', '.join(IMAGE_SUFFIXES)})")
-    samples = [Sample(p, overrides.get(p.name, p.stem)) for p in paths]
+    aside = read_set_aside(folder / SKIPPED_FILE)
+    samples, unlabeled, set_aside = [], [], 0
+    for p in paths:
+        if p.name in rows:
+            samples.append(Sample(p, rows[p.name]))
+        elif p.name in aside:
+            set_aside += 1
+        elif has_csv and not stem_labels:
+            unlabeled.append(p)
+        else:
+            samples.append(Sample(p, p.stem))
     empty = [s.path.name for s in samples if not s.label]
     if empty:
         raise DatasetError(f"{folder}: {empty[0]} has an empty label")
-    return samples
+    if not samples:
+        raise DatasetError(f"{csv_path}: labels none of the {len(paths):,} images of {folder}; "
+                           f"label some (captcha-ocr label {folder}), or --stem-labels to "
+                           "label them by file name")
+    return Labeling(folder, samples, unlabeled, set_aside)
+
+
+def discover(folder: str | Path, *, stem_labels: bool = False) -> list[Sample]:
+    """All labeled images of a dataset folder, sorted by file name (``survey``).
+
+    Raises:
+        DatasetError: as ``survey``.
+    """
+    return survey(folder, stem_labels=stem_labels).samples
 
 
 @dataclass

@@ -20,13 +20,20 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import LABELS_FILE, DatasetError, list_images, read_labels_csv
+from .data import (
+    LABELS_FILE,
+    SET_ASIDE_STATUSES,
+    SKIPPED_FILE,
+    DatasetError,
+    list_images,
+    read_labels_csv,
+    read_set_aside,
+)
 from .modeldir import atomic_write
 
 __all__ = ["SKIPPED_FILE", "STATUSES", "LabelStore"]
 
-SKIPPED_FILE = "labels-skipped.csv"
-STATUSES = ("skipped", "unreadable")
+STATUSES = SET_ASIDE_STATUSES
 LOCK_FILE = ".labels.lock"
 
 
@@ -82,16 +89,8 @@ class LabelStore:
             self._lock_fd = None
 
     def _read_skipped(self) -> dict[str, str]:
-        path = self.folder / SKIPPED_FILE
-        if not path.is_file():
-            return {}
-        try:
-            with path.open(newline="", encoding="utf-8-sig") as f:
-                rows = list(csv.reader(f))
-        except (UnicodeDecodeError, csv.Error) as e:
-            raise DatasetError(f"{path}: cannot be read ({e}); fix or delete it (it only lists "
-                               "images set aside)") from None
-        return {r[0]: r[1] for r in rows[1:] if len(r) == 2 and r[1] in STATUSES and r[0] in self._names}
+        return {n: st for n, st in read_set_aside(self.folder / SKIPPED_FILE).items()
+                if n in self._names}
 
     # ------------------------------------------------------------ queries
 

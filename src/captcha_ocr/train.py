@@ -616,7 +616,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
           command: str = "", export: bool = True, resume: bool = False,
           ignore_case: bool = False, checkpoint_seconds: float = CHECKPOINT_SECONDS,
           extra: list[Sample] | None = None, extra_record: dict | None = None,
-          alphabet: str = "auto",
+          alphabet: str = "auto", stem_labels: bool = False,
           on_start: Callable[[TrainConfig, ImageConfig], None] | None = None,
           on_epoch: Callable[[EpochStats], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
@@ -654,6 +654,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
             use where characters seen once suggest the labels missed some
             (``charset.complete_alphabet``); "labels": the labels' characters only; any
             other string: exactly those characters (every label's must be among them).
+        stem_labels: where ``labels.csv`` does not name an image, its file stem is its
+            label (``data.survey``); else such images are left out.
         on_start: called once the input and the budget are known.
         on_epoch, on_batch: progress callbacks.
 
@@ -678,7 +680,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
         try:
             return _train_into(staged, work, data_dir, arch, params, image, cfg, init, command,
                                export, resume, ignore_case, checkpoint_seconds, on_start,
-                               on_epoch, on_batch, t0, extra or [], extra_record, alphabet)
+                               on_epoch, on_batch, t0, extra or [], extra_record, alphabet,
+                               stem_labels)
         except OSError as e:  # a full disk, a read-only or vanished folder
             where = e.filename or staged.partial
             raise ModelError(f"{where}: {e.strerror or e} during training; the previous model "
@@ -688,8 +691,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
 
 def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, image, cfg, init,
                 command, export, resume, ignore_case, checkpoint_seconds, on_start, on_epoch,
-                on_batch, t0, extra, extra_record, alphabet) -> TrainResult:
-    samples = discover(data_dir)
+                on_batch, t0, extra, extra_record, alphabet, stem_labels) -> TrainResult:
+    samples = discover(data_dir, stem_labels=stem_labels)
     if ignore_case:
         samples = [dataclasses.replace(s, label=s.label.lower()) for s in samples]
     geometry = None
