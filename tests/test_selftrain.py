@@ -35,7 +35,8 @@ def labeled(*labels: str) -> list[Sample]:
 def test_confident_readings_become_labels_and_are_mostly_right(unlabeled):
     folder, truth = unlabeled
     kept, record = pseudo_labels("base", folder, labeled("0123", "4567", "8901"), 0.9)
-    assert record == dict(folder=str(folder), images=41, kept=len(kept), min_confidence=0.9)
+    assert record == dict(folder=str(folder), images=41, available=41, kept=len(kept),
+                          min_confidence=0.9)
     assert len(kept) >= 30  # the base reads this style at about 0.98
     assert "broken.png" not in {s.path.name for s in kept}  # unreadable: left out, no crash
     right = sum(s.label == truth[s.path.name] for s in kept)
@@ -56,6 +57,19 @@ def test_readings_outside_the_labels_lengths_and_alphabet_are_dropped(unlabeled)
     assert kept == []  # four digits never fit labels of five and six
     kept, _ = pseudo_labels("base", folder, labeled("0123", "0011"), 0.0)
     assert all(set(s.label) <= set("0123") for s in kept)
+
+
+def test_a_large_folder_is_read_in_part_the_same_images_every_time(unlabeled):
+    folder, _ = unlabeled
+    digits = labeled("0123", "4567", "8901")
+    kept, record = pseudo_labels("base", folder, digits, 0.0, max_images=10)
+    assert record["images"] == 10 and record["available"] == 41 and 0 < len(kept) <= 10
+    names = sorted(p.name for p in folder.glob("*.png"))
+    spaced = {names[i] for i in (0, 4, 9, 13, 18, 22, 27, 31, 36, 40)}  # 40/9 apart, rounded
+    assert {s.path.name for s in kept} <= spaced and len(kept) >= 8
+    again, _ = pseudo_labels("base", folder, digits, 0.0, max_images=10)
+    assert again == kept
+    assert pseudo_labels("base", folder, digits, 0.0, max_images=0)[1]["images"] == 41
 
 
 def test_labeled_files_in_the_folder_are_not_pseudo_labeled(unlabeled):
@@ -85,6 +99,7 @@ def test_train_unlabeled_end_to_end(capsys, tmp_path, unlabeled):
 @pytest.mark.parametrize("args, needle", [
     (["--unlabeled", "{u}", "--resume"], "no interrupted run to resume"),
     (["--pseudo-confidence", "0.8"], "--pseudo-confidence needs --unlabeled"),
+    (["--unlabeled-max", "100"], "--unlabeled-max needs --unlabeled"),
     (["--unlabeled", "{missing}"], "not a folder"),
 ])
 def test_train_unlabeled_errors_are_one_line(capsys, tmp_path, unlabeled, args, needle):

@@ -89,6 +89,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     data = resolve_data(a.data_dir)
     if a.pseudo_confidence is not None and a.unlabeled is None:
         raise CLIError("--pseudo-confidence needs --unlabeled DIR")
+    if a.unlabeled_max is not None and a.unlabeled is None:
+        raise CLIError("--unlabeled-max needs --unlabeled DIR")
     init = None
     if a.init is None and a.arch is None and a.height is None and a.channels is None:
         # Start from the shipped base model (fine-tuning): far better than training from
@@ -142,7 +144,7 @@ def cmd_train(a: argparse.Namespace) -> None:
             if a.unlabeled is None:
                 result = train(data, a.out, **run)
             else:
-                from .selftrain import DEFAULT_MIN_CONFIDENCE, self_train
+                from .selftrain import DEFAULT_MAX_IMAGES, DEFAULT_MIN_CONFIDENCE, self_train
 
                 def phase(msg: str) -> None:
                     if not a.quiet:
@@ -150,7 +152,9 @@ def cmd_train(a: argparse.Namespace) -> None:
 
                 result = self_train(train, data, a.out, a.unlabeled,
                                     DEFAULT_MIN_CONFIDENCE if a.pseudo_confidence is None
-                                    else a.pseudo_confidence, phase, **run)
+                                    else a.pseudo_confidence, phase,
+                                    max_images=DEFAULT_MAX_IMAGES if a.unlabeled_max is None
+                                    else a.unlabeled_max, **run)
         except KeyboardInterrupt:
             from .staging import StagedModelDir
 
@@ -544,6 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--pseudo-confidence", type=_fraction_closed, default=None, metavar="P",
                    help="with --unlabeled: the least calibrated confidence of a reading kept "
                    "as a label (default: 0.9)")
+    t.add_argument("--unlabeled-max", type=COUNT, default=None, metavar="N",
+                   help="with --unlabeled: read at most N of its images, evenly spaced in "
+                   "file-name order (default: 2000; 0: all)")
     t.add_argument("--alphabet", default="auto", metavar="auto|labels|CHARS",
                    help="the characters the model can read: auto (the labels' characters; "
                         "fine-tuning, also the starting model's characters of the classes the "
