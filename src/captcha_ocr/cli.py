@@ -111,7 +111,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     cfg = recipe(a.arch, finetune=init is not None, epochs=a.epochs, patience=a.patience,
                  batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction, seed=a.seed,
                  threads=a.threads, augment=a.augment,
-                 steps=a.steps, ema=a.ema, bf16=a.bf16)
+                 steps=a.steps, ema=a.ema, bf16=a.bf16,
+                 keep_best=None if a.keep is None else a.keep == "best")
     # What the user fixed; the rest of the input is decided from the images.
     image = {k: v for k, v in dict(height=a.height, width=a.width, channels=a.channels).items()
              if v is not None}
@@ -531,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "native bfloat16, AVX-512 BF16 or AMX; the model is saved in float32)")
     t.add_argument("--ema", type=_fraction, help="decay per step of a moving average "
                    "of the weights, which the model then holds; 0: off (recipe default)")
+    t.add_argument("--keep", choices=("best", "last"), default=None,
+                   help="the weights the model ends with: the round with the lowest "
+                   "validation loss, or the last round's (recipe default)")
     t.add_argument("--val-fraction", type=_fraction, default=0.1,
                    help="share held out for validation (default: 0.1)")
     t.add_argument("--seed", type=int, default=2021, help="split/initialisation seed (default: 2021)")
