@@ -46,23 +46,41 @@ def test_images_set_aside_while_labeling_are_left_out(synth_dir):
     names = [s.path.name for s in discover(synth_dir)]
     (synth_dir / "labels-skipped.csv").write_text(
         f"file,status\n{names[0]},unreadable\n{names[1]},skipped\n{names[2]},other\n")
-    for stem_labels in (False, True):  # no labels.csv: stems; set-aside images never
-        labeling = survey(synth_dir, stem_labels=stem_labels)
-        assert [s.path.name for s in labeling.samples] == names[2:]
-        assert labeling.set_aside == 2 and "2 set aside in labels-skipped.csv" in labeling.note()
+    # Being labeled (labels-skipped.csv, no labels.csv yet): nothing is labeled so far.
+    with pytest.raises(DatasetError, match=r"no labeled images among its 12 \(there is no labels.csv yet\)"):
+        survey(synth_dir)
+    labeling = survey(synth_dir, stem_labels=True)
+    assert [s.path.name for s in labeling.samples] == names[2:]
+    assert labeling.set_aside == {names[0], names[1]}
+    assert "2 set aside in labels-skipped.csv are left out" in labeling.note()
+    (synth_dir / "labels.csv").write_text(f"file,label\n{names[1]},abc\n{names[3]},xyz\n")
+    labeling = survey(synth_dir)  # a label given after a skip wins
+    assert [(s.path.name, s.label) for s in labeling.samples] == [(names[1], "abc"), (names[3], "xyz")]
+    assert labeling.set_aside == {names[0]} and len(labeling.unlabeled) == 9
+    stems = survey(synth_dir, stem_labels=True)
+    assert len(stems.samples) == 11 and stems.set_aside == {names[0]}
+    (synth_dir / "labels.csv").unlink()
+    for name in names[2:]:
+        (synth_dir / name).unlink()
+    with pytest.raises(DatasetError, match="all 2 images are set aside in labels-skipped.csv"):
+        survey(synth_dir, stem_labels=True)
+
+
+def test_rows_for_files_removed_after_labeling_are_ignored_and_counted(synth_dir):
+    first = discover(synth_dir)[0].path.name
+    (synth_dir / "labels.csv").write_text(f"file,label\n{first},abc\ngone.png,xyz\n")
+    labeling = survey(synth_dir)
+    assert [s.label for s in labeling.samples] == ["abc"] and labeling.absent == 1
+    assert "1 rows of labels.csv name files that are not here (ignored)" in labeling.note()
+    assert "--unlabeled" not in labeling.note(self_training=True)
 
 
 def test_labels_csv_that_labels_nothing_here_is_one_clear_error(synth_dir):
     (synth_dir / "labels.csv").write_text("file,label\n")
-    with pytest.raises(DatasetError, match="labels none of the 12 images.*--stem-labels"):
+    with pytest.raises(DatasetError, match="no labeled images among its 12 .*labels.csv labels "
+                                           "none of them.*--stem-labels"):
         discover(synth_dir)
     assert len(discover(synth_dir, stem_labels=True)) == 12
-
-
-def test_labels_csv_naming_missing_file(synth_dir):
-    (synth_dir / "labels.csv").write_text("file,label\nghost.png,abc\n", encoding="utf-8")
-    with pytest.raises(DatasetError, match="ghost.png"):
-        discover(synth_dir)
 
 
 def test_empty_folder(tmp_path):

@@ -307,3 +307,18 @@ def test_bf16_is_decided_from_the_cpus_own_flags():
         pytest.skip("no /proc/cpuinfo to read the CPU's flags from (not Linux)")
     flags = set(cpuinfo.read_text().split())
     assert native_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def test_keep_last_ends_with_the_last_round(tmp_path, capsys):
+    data = tmp_path / "d"
+    write_style("pastel_digits", data, 24, seed=5)
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), "--steps", "80", "--threads", "1", "-q",
+                 "--keep", "last"]) == 0
+    t = json.loads((out / FILES.info).read_text())["training"]
+    assert t["config"]["keep_best"] is False  # the recipe's True, overridden
+    assert t["epochs_run"] >= 2 and t["best_epoch"] == t["epochs_run"]
+    capsys.readouterr()
+    rc = main(["train", str(data), "--out", str(tmp_path / "s"), "--arch", "seed", "--keep", "last"])
+    err = capsys.readouterr().err
+    assert rc == 1 and len(err.strip().splitlines()) == 1 and "--patience 0" in err

@@ -1,6 +1,7 @@
 """Self-training (``train --unlabeled``): which readings become labels, and the run end to end."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,13 @@ def test_resume_after_either_run_gives_the_same_model(tmp_path, unlabeled, secon
     assert pl == whole.info.training["pseudo_labels"] and pl["kept"] > 0
     weights = [(tmp_path / d / FILES.weights).read_bytes() for d in ("cut", "whole")]
     assert weights[0] == weights[1]
+
+
+def test_images_set_aside_while_labeling_are_never_pseudo_labeled(unlabeled, tmp_path):
+    folder = tmp_path / "u"
+    shutil.copytree(unlabeled[0], folder)
+    names = sorted(p.name for p in folder.glob("0*.png"))
+    (folder / "labels-skipped.csv").write_text(
+        f"file,status\n{names[0]},unreadable\n{names[1]},skipped\n")
+    kept, record = pseudo_labels("base", folder, labeled("0123", "4567"), 0.0)
+    assert record["images"] == 39 and not {names[0], names[1]} & {s.path.name for s in kept}

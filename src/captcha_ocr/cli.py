@@ -113,13 +113,16 @@ def cmd_train(a: argparse.Namespace) -> None:
                  threads=a.threads, augment=a.augment,
                  steps=a.steps, ema=a.ema, bf16=a.bf16,
                  keep_best=None if a.keep is None else a.keep == "best")
+    if a.keep == "last" and cfg.patience:
+        raise CLIError(f"--keep last: the {a.arch} recipe stops early (patience {cfg.patience}) and "
+                       "ends with the best round; add --patience 0 to keep the last")
     # What the user fixed; the rest of the input is decided from the images.
     image = {k: v for k, v in dict(height=a.height, width=a.width, channels=a.channels).items()
              if v is not None}
     if a.no_crop:
         image["crop"] = (0.0, 0.0, 1.0, 1.0)
     console = _err_console()
-    note = survey(data, stem_labels=a.stem_labels).note()
+    note = survey(data, stem_labels=a.stem_labels).note(self_training=a.unlabeled is not None)
     if note and not a.quiet:
         console.print(note, markup=False, soft_wrap=True)
 

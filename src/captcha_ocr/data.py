@@ -2,11 +2,11 @@
 
 A dataset is a folder of images (png, jpg, gif, bmp, webp). Without a ``labels.csv``,
 an image's label is its file stem. With one (header ``file,label``; what ``captcha-ocr
-label`` writes), the labels are its rows: images it does not name are unlabeled, not
-labeled by their file names (``stem_labels`` asks for that), since file names like
-``0001.png`` would read as labels. Images that ``labels-skipped.csv`` sets aside
-(skipped or unreadable while labeling) are neither. No torch here: evaluation uses
-this module too.
+label`` writes, with ``labels-skipped.csv``), the labels are its rows: images it does not
+name are unlabeled, not labeled by their file names (``stem_labels`` asks for that),
+since file names like ``0001.png`` would read as labels. Images that
+``labels-skipped.csv`` sets aside (skipped or unreadable while labeling) are neither.
+No torch here: evaluation uses this module too.
 """
 
 from __future__ import annotations
@@ -121,55 +121,60 @@ class Labeling:
     folder: Path
     samples: list[Sample]  # labeled, sorted by file name
     unlabeled: list[Path]  # images labels.csv does not name (and stem labels were not asked)
-    set_aside: int  # images labels-skipped.csv sets aside: neither labeled nor unlabeled
+    set_aside: set[str]  # names labels-skipped.csv sets aside: neither labeled nor unlabeled
+    absent: int = 0  # rows of labels.csv naming files that are not in the folder (ignored)
 
-    def note(self) -> str:
-        """One line on the images left out of the labeled set, "" when none are."""
-        if not self.unlabeled and not self.set_aside:
-            return ""
-        out = [f"{self.folder}: {len(self.samples):,} labeled images"]
+    def note(self, *, self_training: bool = False) -> str:
+        """One line on what was left out of the labeled set, "" when nothing was.
+
+        ``self_training``: the unlabeled images are being used (no hint to use them)."""
+        out = []
         if self.unlabeled:
+            use = "" if self_training else f"--unlabeled {self.folder} self-trains on them; "
             out.append(f"{len(self.unlabeled):,} that {LABELS_FILE} does not name are "
-                       f"unlabeled and left out (--unlabeled {self.folder} self-trains on "
-                       "them; --stem-labels labels them by file name)")
+                       f"unlabeled and left out ({use}--stem-labels labels them by file name)")
         if self.set_aside:
-            out.append(f"{self.set_aside:,} set aside in {SKIPPED_FILE} are left out")
-        return "; ".join(out)
+            out.append(f"{len(self.set_aside):,} set aside in {SKIPPED_FILE} are left out")
+        if self.absent:
+            out.append(f"{self.absent:,} rows of {LABELS_FILE} name files that are not here "
+                       "(ignored)")
+        if not out:
+            return ""
+        return "; ".join([f"{self.folder}: {len(self.samples):,} labeled images", *out])
 
 
 def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
     """The labeled images of a dataset folder, and what is left out (see the module doc).
 
+    A folder being labeled (it has a ``labels.csv`` or a ``labels-skipped.csv``) is
+    labeled by ``labels.csv`` alone, unless ``stem_labels``; rows naming files that are
+    not in the folder are ignored (the labeling page keeps them for removed files).
+
     Args:
         folder: the dataset folder.
-        stem_labels: with a ``labels.csv``, label the images it does not name by their file
-            stems too (``labels.csv`` then corrects some file names).
+        stem_labels: in a folder being labeled, label the images ``labels.csv`` does not
+            name by their file stems too (``labels.csv`` then corrects some file names).
 
     Raises:
-        DatasetError: no such folder, no images in it, a malformed ``labels.csv``, a file
-            named in ``labels.csv`` that is missing, an empty label, or no labeled image.
+        DatasetError: no such folder, no images in it, a malformed ``labels.csv``, an
+            empty label, or no labeled image.
     """
     folder = Path(folder)
     paths = list_images(folder)
-    csv_path = folder / LABELS_FILE
-    has_csv = csv_path.is_file()
-    rows = read_labels_csv(csv_path) if has_csv else {}
-    names = {p.name for p in paths}
-    missing = [name for name in rows if name not in names]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise DatasetError(f"{csv_path}: names {missing[0]!r}, which is not an "
-                           f"image in {folder}{more}")
     if not paths:
         raise DatasetError(f"{folder}: no images found (expected {', '.join(IMAGE_SUFFIXES)})")
-    aside = read_set_aside(folder / SKIPPED_FILE)
-    samples, unlabeled, set_aside = [], [], 0
+    csv_path = folder / LABELS_FILE
+    rows = read_labels_csv(csv_path) if csv_path.is_file() else {}
+    aside = set(read_set_aside(folder / SKIPPED_FILE))
+    being_labeled = csv_path.is_file() or (folder / SKIPPED_FILE).is_file()
+    names = {p.name for p in paths}
+    samples, unlabeled, set_aside = [], [], set()
     for p in paths:
         if p.name in rows:
             samples.append(Sample(p, rows[p.name]))
         elif p.name in aside:
-            set_aside += 1
-        elif has_csv and not stem_labels:
+            set_aside.add(p.name)
+        elif being_labeled and not stem_labels:
             unlabeled.append(p)
         else:
             samples.append(Sample(p, p.stem))
@@ -177,10 +182,16 @@ def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
     if empty:
         raise DatasetError(f"{folder}: {empty[0]} has an empty label")
     if not samples:
-        raise DatasetError(f"{csv_path}: labels none of the {len(paths):,} images of {folder}; "
-                           f"label some (captcha-ocr label {folder}), or --stem-labels to "
-                           "label them by file name")
-    return Labeling(folder, samples, unlabeled, set_aside)
+        if unlabeled:
+            why = (f"{csv_path} labels none of them" if csv_path.is_file()
+                   else f"there is no {LABELS_FILE} yet")
+            raise DatasetError(f"{folder}: no labeled images among its {len(paths):,} ({why}); "
+                               f"label some (captcha-ocr label {folder}), or --stem-labels to "
+                               "label them by file name")
+        raise DatasetError(f"{folder}: all {len(paths):,} images are set aside in "
+                           f"{SKIPPED_FILE}; label some (captcha-ocr label {folder})")
+    absent = sum(name not in names for name in rows)
+    return Labeling(folder, samples, unlabeled, set_aside, absent)
 
 
 def discover(folder: str | Path, *, stem_labels: bool = False) -> list[Sample]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .charset import Charset
-from .data import DatasetError, Sample, discover, list_images
+from .data import SKIPPED_FILE, DatasetError, Sample, discover, list_images, read_set_aside
 from .modeldir import ModelInfo
 from .runtime import Reader
 
@@ -37,7 +37,8 @@ def pseudo_labels(model_dir: str | Path, folder: str | Path, labeled: list[Sampl
                   max_images: int = DEFAULT_MAX_IMAGES) -> tuple[list[Sample], dict]:
     """The confident readings of ``folder``'s images by the model in ``model_dir``.
 
-    Images that are among ``labeled`` (same file) are left out, as are unreadable ones,
+    Images that are among ``labeled`` (same file) are left out, as are those set aside
+    while labeling (``labels-skipped.csv``), unreadable ones,
     empty readings, readings longer or shorter than every label and readings with
     characters outside ``alphabet`` (default: the labels' characters). Of more than
     ``max_images`` (0: no limit), that many are read, evenly spaced in file-name order
@@ -50,7 +51,8 @@ def pseudo_labels(model_dir: str | Path, folder: str | Path, labeled: list[Sampl
         DatasetError: ``folder`` is not a folder.
     """
     known = {s.path.resolve() for s in labeled}
-    paths = [p for p in list_images(folder) if p.resolve() not in known]
+    aside = read_set_aside(Path(folder) / SKIPPED_FILE)  # skipped or unreadable to a human
+    paths = [p for p in list_images(folder) if p.resolve() not in known and p.name not in aside]
     available = len(paths)
     if max_images and available > max_images:
         paths = [paths[i] for i in np.linspace(0, available - 1, max_images).round().astype(int)]

@@ -597,8 +597,9 @@ def _check_resume(state: dict, key: dict, where: Path) -> None:
     for name, value in key.items():
         if name in state["key"] and _jsonish(state["key"][name]) != _jsonish(value):
             raise ModelError(f"{where}: cannot resume: the {name.replace('_', ' ')} differs from "
-                             "the interrupted run's (resume with the same data and options, or "
-                             "delete that folder to start again)")
+                             "the interrupted run's (resume with the same data and options, "
+                             "--stem-labels and --unlabeled-max included, or delete that folder "
+                             "to start again)")
 
 
 def _jsonish(x):
