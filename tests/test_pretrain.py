@@ -47,6 +47,18 @@ def test_each_process_gets_its_own_gpu_or_the_cpu():
             choose_device("cuda", gpus, procs)
 
 
+def test_pretrain_reads_the_local_process_count_and_says_why_it_takes_the_cpu(
+        tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # as torchrun --nproc-per-node 2 sets it
+    assert main(["pretrain", "--out", str(tmp_path / "b"), "--steps", "1", *ARGS]) == 0
+    assert "2 processes on this machine but 1 GPU(s): training on the CPU" in capsys.readouterr().err
+    assert json.loads((tmp_path / "b" / FILES.info).read_text())["training"]["device"] == "cpu"
+
+
 def test_ranks_read_disjoint_shares_of_one_stream():
     styles = ["pastel_digits", "bold_caps"]
     take = lambda it, n: [label for _, (_, label) in zip(range(n), it)]  # noqa: E731
