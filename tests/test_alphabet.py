@@ -72,7 +72,7 @@ def test_train_on_a_partly_labeled_folder_uses_its_labels_only(tmp_path, capsys)
     assert main(["train", str(data), "--out", str(tmp_path / "m"), "--steps", "2", "--threads", "1"]) == 0
     t = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
     assert t["n_train"] + t["n_val"] == 8
-    assert "8 labeled images; 4 that labels.csv does not name are unlabeled" in capsys.readouterr().err
+    assert "8 labeled images; 4 images not in labels.csv unlabeled (--unlabeled" in capsys.readouterr().err
     assert main(["train", str(data), "--out", str(tmp_path / "s"), *TINY, "--stem-labels"]) == 0
     t = json.loads((tmp_path / "s" / "model.json").read_text())["training"]
     assert t["n_train"] + t["n_val"] == 12

@@ -68,7 +68,7 @@ def test_eval_of_a_partly_labeled_folder_reads_the_labeled_images_and_says_so(ca
     (synth_dir / "labels.csv").write_text("file,label\n" + "".join(f"{n},{n[:-4]}\n" for n in names))
     rc, out, err = run(capsys, "eval", synth_dir, "--json")
     assert rc == 0 and json.loads(out)["n"] == 3
-    assert "3 labeled images; 9 that labels.csv does not name are unlabeled" in err
+    assert "3 labeled images; 9 images not in labels.csv unlabeled (--stem-labels" in err
 
 
 def test_long_error_lines_do_not_wrap_when_piped(capsys, tmp_path):
@@ -155,3 +155,9 @@ def test_provider_cuda_loads_or_says_how_to_get_it(capsys, tmp_path):
         assert_one_line_error(rc, err, "provider 'cuda' is not available", "onnxruntime-gpu")
     rc, out, _ = run(capsys, "predict", img, "--provider", "cpu")
     assert rc == 0 and out.startswith(str(img))
+
+
+def test_low_confidence_is_shown_rounded_down_never_up_to_the_threshold():
+    from captcha_ocr.cli import _floor3
+
+    assert _floor3(0.999983) == "0.999" and _floor3(0.5) == "0.500" and _floor3(1.0) == "1.000"

@@ -90,6 +90,7 @@ def test_train_unlabeled_end_to_end(capsys, tmp_path, unlabeled):
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "pseudo-labels:" in captured.err
+    assert "s in all (the last run " in captured.out  # both runs and the reading timed
     info = json.loads((out / "model.json").read_text())
     pl = info["training"]["pseudo_labels"]
     assert pl["images"] == 41 and pl["trained_on"] == pl["kept"] > 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -86,6 +87,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     from .download import resolve_data
     from .train import recipe, train
 
+    t_start = time.perf_counter()
     data = resolve_data(a.data_dir)
     if a.pseudo_confidence is not None and a.unlabeled is None:
         raise CLIError("--pseudo-confidence needs --unlabeled DIR")
@@ -122,7 +124,9 @@ def cmd_train(a: argparse.Namespace) -> None:
     if a.no_crop:
         image["crop"] = (0.0, 0.0, 1.0, 1.0)
     console = _err_console()
-    note = survey(data, stem_labels=a.stem_labels).note(self_training=a.unlabeled is not None)
+    reads_them = a.unlabeled is not None and Path(a.unlabeled).resolve() == Path(data).resolve()
+    note = survey(data, stem_labels=a.stem_labels).note(
+        "self-training reads them" if reads_them else f"--unlabeled {data} self-trains on them")
     if note and not a.quiet:
         console.print(note, markup=False, soft_wrap=True)
 
@@ -187,7 +191,10 @@ def cmd_train(a: argparse.Namespace) -> None:
               f"{al['added']} from the starting model ({al['seen_once']} characters appear only "
               "once in the labels: they likely miss some of the site's; --alphabet labels to "
               "keep to theirs)")
-    print(f"time: {result.seconds:.1f} s")
+    if a.unlabeled is None:
+        print(f"time: {result.seconds:.1f} s")
+    else:  # two runs and the reading between them
+        print(f"time: {time.perf_counter() - t_start:.1f} s in all (the last run {result.seconds:.1f} s)")
     print(f"model: {result.model_dir}")
     print(f"plots: {result.model_dir / FILES.curves}, {result.model_dir / FILES.grid}")
 
@@ -268,6 +275,12 @@ def _reading_options(reader, a: argparse.Namespace):
                               min_confidence=a.min_confidence)
     except ReadOptionError as e:
         raise CLIError(str(e)) from None
+
+
+def _floor3(p: float) -> str:
+    """A confidence to 3 decimals, rounded down: 0.99998 below a 0.99999 threshold shows
+    as 0.999, not as 1.000."""
+    return f"{math.floor(p * 1000) / 1000:.3f}"
 
 
 def _reading_json(r) -> dict:
@@ -359,7 +372,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
                 print(json.dumps(row, ensure_ascii=False), flush=True)
             elif r.ok:
                 shown = r.text if r.answer is None else f"{r.text}\t{r.answer}"
-                flag = "" if r.accepted else f"\tLOW CONFIDENCE {r.confidence:.3f}"
+                flag = "" if r.accepted else f"\tLOW CONFIDENCE {_floor3(r.confidence)}"
                 print(f"{path}\t{shown}{flag}", flush=True)
             else:
                 console.print(f"error: {r.error}", markup=False, soft_wrap=True)

@@ -124,23 +124,28 @@ class Labeling:
     set_aside: set[str]  # names labels-skipped.csv sets aside: neither labeled nor unlabeled
     absent: int = 0  # rows of labels.csv naming files that are not in the folder (ignored)
 
-    def note(self, *, self_training: bool = False) -> str:
+    def note(self, unlabeled_hint: str = "") -> str:
         """One line on what was left out of the labeled set, "" when nothing was.
 
-        ``self_training``: the unlabeled images are being used (no hint to use them)."""
+        ``unlabeled_hint``: what the command can do with the unlabeled images (train:
+        "--unlabeled DIR self-trains on them"), said beside "--stem-labels"."""
         out = []
         if self.unlabeled:
-            use = "" if self_training else f"--unlabeled {self.folder} self-trains on them; "
-            out.append(f"{len(self.unlabeled):,} that {LABELS_FILE} does not name are "
-                       f"unlabeled and left out ({use}--stem-labels labels them by file name)")
+            hint = "; ".join(filter(None, [unlabeled_hint, "--stem-labels: file names as labels"]))
+            out.append(f"{_count(len(self.unlabeled), 'image')} not in {LABELS_FILE} unlabeled "
+                       f"({hint})")
         if self.set_aside:
-            out.append(f"{len(self.set_aside):,} set aside in {SKIPPED_FILE} are left out")
+            out.append(f"{_count(len(self.set_aside), 'image')} set aside in {SKIPPED_FILE}")
         if self.absent:
-            out.append(f"{self.absent:,} rows of {LABELS_FILE} name files that are not here "
-                       "(ignored)")
+            out.append(f"{_count(self.absent, 'row')} of {LABELS_FILE} for files not here, "
+                       "ignored")
         if not out:
             return ""
-        return "; ".join([f"{self.folder}: {len(self.samples):,} labeled images", *out])
+        return f"{self.folder}: {_count(len(self.samples), 'labeled image')}; " + "; ".join(out)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
@@ -185,9 +190,10 @@ def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
         if unlabeled:
             why = (f"{csv_path} labels none of them" if csv_path.is_file()
                    else f"there is no {LABELS_FILE} yet")
-            raise DatasetError(f"{folder}: no labeled images among its {len(paths):,} ({why}); "
-                               f"label some (captcha-ocr label {folder}), or --stem-labels to "
-                               "label them by file name")
+            aside = f", {len(set_aside):,} set aside" if set_aside else ""
+            raise DatasetError(f"{folder}: no labeled images among its {len(paths):,} ({why}{aside}); "
+                               f"label some (captcha-ocr label {folder}), or --stem-labels if "
+                               "the file names are the labels")
         raise DatasetError(f"{folder}: all {len(paths):,} images are set aside in "
                            f"{SKIPPED_FILE}; label some (captcha-ocr label {folder})")
     absent = sum(name not in names for name in rows)
