@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from captcha_ocr.charset import Charset
-from captcha_ocr.decoding import DecodeOptions, decode, greedy_decode, sequence_log_probs
+from captcha_ocr.decoding import DecodeOptions, decode, greedy_decode, sequence_log_probs, temper
 
 CS = Charset("ab")
 
@@ -122,11 +122,14 @@ def test_greedy_confidence_is_the_text_probability_and_temperature_flattens_it()
     lp = _random_log_probs(rng, 4, 10, 5)
     charset = Charset("abcd")
     plain = decode(lp, charset)
-    assert [d.text for d in plain] == [d.text for d in greedy_decode(lp, charset)]
     forward = np.exp(sequence_log_probs(lp, [charset.encode(d.text) for d in plain]))
     assert np.allclose([d.confidence for d in plain], forward, rtol=1e-5)
-    hot = decode(lp, charset, temperature=2.0)
-    assert all(h.confidence < p.confidence for h, p in zip(hot, plain))
+    hot = np.exp(sequence_log_probs(temper(lp, 2.0), [charset.encode(d.text) for d in plain]))
+    assert all(h < p.confidence for h, p in zip(hot, plain))
+    sharp = temper(lp, 0.05)  # every greedy text over 0.5 there: read as it is
+    sure = decode(sharp, charset)
+    assert min(d.confidence for d in sure) > 0.5
+    assert [d.text for d in sure] == [d.text for d in greedy_decode(sharp, charset)]
 
 
 def test_search_never_emits_a_masked_character_and_gives_up_cleanly():
@@ -138,3 +141,28 @@ def test_search_never_emits_a_masked_character_and_gives_up_cleanly():
     assert got.text == "" and got.confidence == 0.0 and got.alternatives == ()
     got = decode(lp, Charset("abcd"), DecodeOptions(allow="ab", min_length=3, max_length=3, beam=8))[0]
     assert set(got.text) <= set("ab") and all(set(t) <= set("ab") for t, _ in got.alternatives)
+
+
+def test_default_reads_a_more_probable_text_than_the_best_path_where_there_is_one():
+    # Two steps, each blank .40, 'a' .35, 'b' .25: the best path is blank-blank (""), p .16;
+    # 'a' has three paths: .35*.40 + .40*.35 + .35*.35 = .4025.
+    lp = np.log(np.array([[0.40, 0.35, 0.25]] * 2, np.float32))
+    assert greedy_decode(lp, CS)[0].text == ""
+    (d,) = decode(lp, CS)
+    assert d.text == "a" and d.confidence == pytest.approx(0.4025, rel=1e-5)
+    assert d.alternatives == ()  # no beam asked: a reading, not a list
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_default_is_greedy_where_sure_and_never_less_probable(seed):
+    rng = np.random.default_rng(seed)
+    for sharp in (0.5, 1.0, 4.0):
+        lp = _random_log_probs(rng, 64, 9, 4, sharp=sharp)
+        charset = Charset("abc")
+        greedy = greedy_decode(lp, charset)
+        got = decode(lp, charset)
+        p_greedy = np.exp(sequence_log_probs(lp, [charset.encode(g.text) for g in greedy]))
+        for g, d, p in zip(greedy, got, p_greedy):
+            assert d.confidence >= p - 1e-6  # never a less probable text
+            if p > 0.5:  # no other text can be more probable: greedy's stands
+                assert d.text == g.text

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from captcha_ocr import ImageError, ModelError, Reader
-from captcha_ocr.decoding import greedy_decode
+from captcha_ocr.decoding import greedy_decode, sequence_log_probs, temper
 from captcha_ocr.modeldir import FILES
 from captcha_ocr.preprocess import preprocess
 from captcha_ocr.train import load_checkpoint
@@ -49,8 +49,10 @@ def test_read_accepts_path_bytes_pil_array(reader, val_images):
     assert len({r.text for r in results}) == 1
     r = results[0]
     assert 0 <= r.confidence <= 1 and len(r.char_confidences) == len(r.text)
-    if r.text:  # an empty reading has the blank path's confidence instead
-        assert r.confidence == pytest.approx(np.prod(r.char_confidences))
+    # the confidence is the probability of the text, all its CTC paths, at the temperature
+    lp = temper(reader.run(reader.preprocess(path)[None]), reader.info.temperature)
+    text_p = np.exp(sequence_log_probs(lp, [reader.charset.encode(r.text)]))[0]
+    assert r.confidence == pytest.approx(text_p, rel=1e-4)
 
 
 def test_read_many_same_order_as_read(reader, val_images):
