@@ -166,3 +166,13 @@ def test_default_is_greedy_where_sure_and_never_less_probable(seed):
             assert d.confidence >= p - 1e-6  # never a less probable text
             if p > 0.5:  # no other text can be more probable: greedy's stands
                 assert d.text == g.text
+
+
+def test_temperature_changes_the_confidence_never_the_text():
+    rng = np.random.default_rng(7)
+    lp = _random_log_probs(rng, 64, 9, 4, sharp=1.0)  # many unsure rows: the beam check runs
+    charset = Charset("abc")
+    cold, hot = decode(lp, charset), decode(lp, charset, temperature=3.0)
+    assert [d.text for d in hot] == [d.text for d in cold]
+    assert any(d.text != g.text for d, g in zip(cold, greedy_decode(lp, charset)))
+    assert all(h.confidence < c.confidence for h, c in zip(hot, cold) if c.confidence > 0.5)

@@ -4,9 +4,11 @@ A reading's confidence is the probability of its text under the network (the CTC
 forward algorithm, ``decoding``). Networks trained to low loss are over-confident;
 dividing the logits by a temperature T > 1 fixes most of that (Guo et al., "On
 Calibration of Modern Neural Networks", ICML 2017). T is chosen on the inner validation
-split at training time, to minimise the log-loss of "the greedy reading is right" given
-its confidence; the greedy text itself does not change with T. Numpy only: the reading
-path uses the measures too.
+split at training time, to minimise the log-loss of "the reading is right" given
+its confidence (of the default reading: greedy, or where that is unsure, the more
+probable text a small beam search finds; chosen on the network's own probabilities, so
+T changes the confidence, never the text). Numpy only: the reading path uses the
+measures too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .charset import Charset
-from .decoding import greedy_decode, sequence_log_probs, temper
+from .decoding import decode, sequence_log_probs, temper
 
 __all__ = ["Calibration", "expected_calibration_error", "fit_temperature", "reliability"]
 
@@ -34,7 +36,7 @@ BINS = 10
 class Calibration:
     temperature: float
     n: int                 # validation images it was fitted on
-    accuracy: float        # of the greedy readings on them
+    accuracy: float        # of the default readings on them
     ece_before: float      # at T = 1
     ece_after: float       # at the fitted T (on the same images: optimistic)
 
@@ -44,10 +46,10 @@ class Calibration:
 
 
 def confidences(log_probs: np.ndarray, charset: Charset, temperature: float) -> tuple[list[str], np.ndarray]:
-    """Greedy texts and their probabilities at ``temperature``."""
-    lp = temper(log_probs.astype(np.float32), temperature)
-    texts = [d.text for d in greedy_decode(lp, charset)]
-    return texts, np.exp(sequence_log_probs(lp, [charset.encode(t) for t in texts]))
+    """The texts a reader reads by default (``decoding.decode``) and their probabilities
+    at ``temperature``."""
+    found = decode(log_probs, charset, temperature=temperature)
+    return [d.text for d in found], np.array([d.confidence for d in found], np.float64)
 
 
 def reliability(conf: np.ndarray, correct: np.ndarray, bins: int = BINS) -> list[tuple[float, float, int]]:
@@ -78,17 +80,20 @@ def fit_temperature(log_probs: np.ndarray, labels: list[str], charset: Charset) 
     """
     if len(labels) == 0:
         return Calibration(1.0, 0, float("nan"), float("nan"), float("nan"))
-    texts, _ = confidences(log_probs, charset, 1.0)
+    texts, _ = confidences(log_probs, charset, 1.0)  # the texts do not change with T
     correct = np.array([t == y for t, y in zip(texts, labels)], np.float64)
-    best, best_loss, at_one = 1.0, np.inf, None
+    ids = [charset.encode(t) for t in texts]
+    lp32 = log_probs.astype(np.float32)
+
+    def conf_at(temp: float) -> np.ndarray:
+        return np.exp(sequence_log_probs(temper(lp32, temp), ids))
+
+    best, best_loss = 1.0, np.inf
     for temp in TEMPERATURES:
-        _, conf = confidences(log_probs, charset, float(temp))
-        p = np.clip(conf, 1e-6, 1 - 1e-6)
+        p = np.clip(conf_at(float(temp)), 1e-6, 1 - 1e-6)
         loss = -float(np.mean(correct * np.log(p) + (1 - correct) * np.log(1 - p)))
         if loss < best_loss - 1e-9:
             best, best_loss = float(temp), loss
-    _, at_one = confidences(log_probs, charset, 1.0)
-    _, fitted = confidences(log_probs, charset, best)
     return Calibration(round(best, 4), len(labels), float(correct.mean()),
-                       expected_calibration_error(at_one, correct),
-                       expected_calibration_error(fitted, correct))
+                       expected_calibration_error(conf_at(1.0), correct),
+                       expected_calibration_error(conf_at(best), correct))

@@ -264,15 +264,21 @@ def decode(log_probs: np.ndarray, charset: Charset, options: DecodeOptions = Dec
     """
     if log_probs.ndim == 2:
         log_probs = log_probs[None]
-    lp = temper(log_probs.astype(np.float32), temperature)
+    raw = log_probs.astype(np.float32)
     if options.allow is not None:
-        lp = _mask(lp, charset, options.allow)
+        raw = _mask(raw, charset, options.allow)
+    lp = temper(raw, temperature)
     if not options.searches:
+        # The text is chosen on the network's own probabilities; the temperature only
+        # calibrates its confidence (the best path is the same at any temperature).
         greedy = greedy_decode(lp, charset)
-        conf = np.exp(sequence_log_probs(lp, [charset.encode(d.text) for d in greedy]))
+        ids = [charset.encode(d.text) for d in greedy]
+        own = np.exp(sequence_log_probs(raw, ids)) if temperature != 1.0 else None
+        conf = np.exp(sequence_log_probs(lp, ids))
         out = [Decoded(d.text, float(p), d.char_confidences) for d, p in zip(greedy, conf)]
-        for i in np.flatnonzero(conf <= UNSURE):  # the best path's text may not be the best text
-            out[i] = _better_than_greedy(lp[i], charset, out[i])
+        # Where the best path's text is unsure, another text may be more probable.
+        for i in np.flatnonzero((own if own is not None else conf) <= UNSURE):
+            out[i] = _better_than_greedy(raw[i], lp[i], charset, out[i])
         return out
     width = max(options.beam, 16 if options.min_length or options.max_length else 1)
     lo = options.min_length or 0
@@ -291,25 +297,29 @@ def decode(log_probs: np.ndarray, charset: Charset, options: DecodeOptions = Dec
     return out
 
 
-def _better_than_greedy(lp: np.ndarray, charset: Charset, greedy: Decoded) -> Decoded:
+def _better_than_greedy(raw: np.ndarray, lp: np.ndarray, charset: Charset,
+                        greedy: Decoded) -> Decoded:
     """The most probable text a small beam search finds, where it beats the greedy one's.
 
     Greedy decoding reads the most probable *path*; a text is the sum of all its paths, and
     another text can outweigh the best path's. Only where the greedy text's probability is
     at most ``UNSURE`` (0.5): above that no other text can be more probable, since they sum
     to at most 1. From 50 labels, beam search read 0.002-0.008 more of 4 of 6 styles than
-    greedy (``bench/reading_bench.py --n 50``); from 500 the same.
+    greedy (``bench/reading_bench.py --n 50``); from 500 the same. The search and the
+    comparison use the network's own probabilities ``raw``; the confidence is at the
+    model's temperature (``lp``).
     """
-    found = _beam(lp, UNSURE_BEAM, 0, lp.shape[0])
+    found = _beam(raw, UNSURE_BEAM, 0, raw.shape[0])
     if not found:
         return greedy
     best = list(found[0][0])
     text = charset.decode(best)
     if text == greedy.text:
         return greedy
-    p = float(np.exp(sequence_log_probs(lp[None], [best])[0]))  # exact, as greedy's
-    if p <= greedy.confidence:
+    pair = sequence_log_probs(np.stack([raw, raw]), [best, charset.encode(greedy.text)])
+    if pair[0] <= pair[1]:  # exact, both: the beam's is a lower bound
         return greedy
+    p = float(np.exp(sequence_log_probs(lp[None], [best])[0]))
     return Decoded(text, p, _char_confidences(lp, found[0][0]))
 
 
