@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .charset import UnknownCharacterError
 from .config import ARCHS, DEFAULT_ARCH
-from .data import DatasetError, list_images, survey
+from .data import DatasetError, fingerprint, list_images, survey
 from .metrics import cer, sequence_accuracy
 from .modeldir import FILES, ModelError
 from .preprocess import IMAGE_SUFFIXES, ImageError
@@ -295,6 +295,13 @@ def cmd_eval(a: argparse.Namespace) -> None:
     samples = labeling.samples
     if labeling.note():
         _err_console().print(labeling.note(), markup=False, soft_wrap=True)
+    trained = reader.info.training
+    if trained.get("n_images") == len(samples) and \
+            trained.get("data_fingerprint") == fingerprint(s.path for s in samples):
+        _err_console().print(f"warning: these {len(samples):,} images are the ones the model was "
+                             "trained on (model.json's data fingerprint): their accuracy says "
+                             "little about new captchas; evaluate on images kept out of "
+                             "training", markup=False, soft_wrap=True)
     # A model trained with --ignore-case reads one case: compare that way by default.
     fold = a.ignore_case or bool(reader.info.training.get("ignore_case"))
     norm = (lambda t: t.lower()) if fold else (lambda t: t)  # noqa: E731
