@@ -86,3 +86,21 @@ def test_reexport_from_other_weights_drops_a_stale_int8(base_copy, caps, capsys)
     assert FILES.int8 not in info["files"] and info["int8"] == {}
     assert not (base_copy / FILES.int8).exists()
     assert Reader.load(base_copy).onnx_file == FILES.onnx
+
+
+def test_stem_labels_reach_the_int8_check(base_copy, caps, tmp_path, capsys):
+    # A folder labeled by file names, with one correction in labels.csv.
+    named = tmp_path / "named"
+    named.mkdir()
+    rows = (caps / "labels.csv").read_text().splitlines()[1:]
+    for row in rows:
+        name, label = row.split(",")
+        shutil.copy(caps / name, named / f"{label}.png")
+    first = rows[0].split(",")[1]
+    (named / "labels.csv").write_text(f"file,label\n{first}.png,{first}\n")
+    assert main(["export", str(base_copy), "--int8", "--data", str(named)]) == 1
+    assert "1 labeled images; int8 needs at least 20" in capsys.readouterr().err
+    assert main(["export", str(base_copy), "--int8", "--data", str(named), "--stem-labels"]) == 0
+    assert (base_copy / FILES.int8).exists()
+    assert main(["export", str(base_copy), "--stem-labels"]) == 1
+    assert "--stem-labels is for --int8 --data DIR" in capsys.readouterr().err

@@ -403,6 +403,8 @@ def cmd_export(a: argparse.Namespace) -> None:
                        "int8 ranges and check that it reads as well as float32")
     if a.data and not a.int8:
         raise CLIError("--data is for --int8; add --int8 or leave --data out")
+    if a.stem_labels and not a.data:
+        raise CLIError("--stem-labels is for --int8 --data DIR")
     with StagedModelDir(a.model_dir):  # the directory's lock: not while a train swaps it
         model, info = load_checkpoint(a.model_dir)
         path = export_onnx(model, info, a.model_dir)
@@ -413,7 +415,7 @@ def cmd_export(a: argparse.Namespace) -> None:
         if a.int8:
             from .quantize import quantize_model
 
-            quantize_model(a.model_dir, a.data, on_log=print)
+            quantize_model(a.model_dir, a.data, stem_labels=a.stem_labels, on_log=print)
             q = Path(a.model_dir) / FILES.int8
             print(f"wrote {q} ({q.stat().st_size / 1e6:.2f} MB); readers use it by default "
                   "(--precision fp32 for the float network)")
@@ -624,6 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write model.int8.onnx (static quantization; needs --data)")
     x.add_argument("--data", metavar="DIR",
                    help="with --int8: labeled images of the site, to calibrate and check it")
+    x.add_argument("--stem-labels", action="store_true", help=STEM_LABELS_HELP)
     x.set_defaults(func=cmd_export)
 
     d = sub.add_parser("download", help="download and check a public dataset",
