@@ -190,8 +190,8 @@ def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
         if unlabeled:
             why = (f"{csv_path} labels none of them" if csv_path.is_file()
                    else f"there is no {LABELS_FILE} yet")
-            aside = f", {len(set_aside):,} set aside" if set_aside else ""
-            raise DatasetError(f"{folder}: no labeled images among its {len(paths):,} ({why}{aside}); "
+            also = f", {len(set_aside):,} set aside" if set_aside else ""
+            raise DatasetError(f"{folder}: no labeled images among its {len(paths):,} ({why}{also}); "
                                f"label some (captcha-ocr label {folder}), or --stem-labels if "
                                "the file names are the labels")
         raise DatasetError(f"{folder}: all {len(paths):,} images are set aside in "

@@ -273,12 +273,12 @@ def decode(log_probs: np.ndarray, charset: Charset, options: DecodeOptions = Dec
         # calibrates its confidence (the best path is the same at any temperature).
         greedy = greedy_decode(lp, charset)
         ids = [charset.encode(d.text) for d in greedy]
-        own = np.exp(sequence_log_probs(raw, ids)) if temperature != 1.0 else None
-        conf = np.exp(sequence_log_probs(lp, ids))
-        out = [Decoded(d.text, float(p), d.char_confidences) for d, p in zip(greedy, conf)]
+        conf_lp = sequence_log_probs(lp, ids)
+        own_lp = conf_lp if temperature == 1.0 else sequence_log_probs(raw, ids)
+        out = [Decoded(d.text, float(p), d.char_confidences) for d, p in zip(greedy, np.exp(conf_lp))]
         # Where the best path's text is unsure, another text may be more probable.
-        for i in np.flatnonzero((own if own is not None else conf) <= UNSURE):
-            out[i] = _better_than_greedy(raw[i], lp[i], charset, out[i])
+        for i in np.flatnonzero(own_lp <= math.log(UNSURE)):
+            out[i] = _better_than_greedy(raw[i], lp[i], charset, out[i], float(own_lp[i]))
         return out
     width = max(options.beam, 16 if options.min_length or options.max_length else 1)
     lo = options.min_length or 0
@@ -297,8 +297,8 @@ def decode(log_probs: np.ndarray, charset: Charset, options: DecodeOptions = Dec
     return out
 
 
-def _better_than_greedy(raw: np.ndarray, lp: np.ndarray, charset: Charset,
-                        greedy: Decoded) -> Decoded:
+def _better_than_greedy(raw: np.ndarray, lp: np.ndarray, charset: Charset, greedy: Decoded,
+                        greedy_lp: float) -> Decoded:
     """The most probable text a small beam search finds, where it beats the greedy one's.
 
     Greedy decoding reads the most probable *path*; a text is the sum of all its paths, and
@@ -306,8 +306,8 @@ def _better_than_greedy(raw: np.ndarray, lp: np.ndarray, charset: Charset,
     at most ``UNSURE`` (0.5): above that no other text can be more probable, since they sum
     to at most 1. From 50 labels, beam search read 0.002-0.008 more of 4 of 6 styles than
     greedy (``bench/reading_bench.py --n 50``); from 500 the same. The search and the
-    comparison use the network's own probabilities ``raw``; the confidence is at the
-    model's temperature (``lp``).
+    comparison use the network's own probabilities ``raw`` (``greedy_lp``: the greedy
+    text's log-probability there); the confidence is at the model's temperature (``lp``).
     """
     found = _beam(raw, UNSURE_BEAM, 0, raw.shape[0])
     if not found:
@@ -316,8 +316,7 @@ def _better_than_greedy(raw: np.ndarray, lp: np.ndarray, charset: Charset,
     text = charset.decode(best)
     if text == greedy.text:
         return greedy
-    pair = sequence_log_probs(np.stack([raw, raw]), [best, charset.encode(greedy.text)])
-    if pair[0] <= pair[1]:  # exact, both: the beam's is a lower bound
+    if sequence_log_probs(raw[None], [best])[0] <= greedy_lp:  # exact: the beam's is a lower bound
         return greedy
     p = float(np.exp(sequence_log_probs(lp[None], [best])[0]))
     return Decoded(text, p, _char_confidences(lp, found[0][0]))
