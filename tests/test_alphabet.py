@@ -71,11 +71,11 @@ def test_train_on_a_partly_labeled_folder_uses_its_labels_only(tmp_path, capsys)
     (data / zoo.LABELS_FILE).write_text("\n".join(rows[:9]) + "\n")  # header and 8 labels
     assert main(["train", str(data), "--out", str(tmp_path / "m"), "--steps", "2", "--threads", "1"]) == 0
     t = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
-    assert t["n_train"] + t["n_val"] == 8
+    assert t["n_train"] + t["n_val"] == 8 and t["labels"] == {"labels.csv": 8, "file names": 0}
     assert "8 labeled images; 4 images not in labels.csv unlabeled (--unlabeled" in capsys.readouterr().err
     assert main(["train", str(data), "--out", str(tmp_path / "s"), *TINY, "--stem-labels"]) == 0
     t = json.loads((tmp_path / "s" / "model.json").read_text())["training"]
-    assert t["n_train"] + t["n_val"] == 12
+    assert t["n_train"] + t["n_val"] == 12 and t["labels"] == {"labels.csv": 8, "file names": 4}
 
 
 def test_eval_on_the_training_images_says_so(tmp_path, capsys):

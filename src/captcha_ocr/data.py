@@ -123,6 +123,12 @@ class Labeling:
     unlabeled: list[Path]  # images labels.csv does not name (and stem labels were not asked)
     set_aside: set[str]  # names labels-skipped.csv sets aside: neither labeled nor unlabeled
     absent: int = 0  # rows of labels.csv naming files that are not in the folder (ignored)
+    by_file_name: int = 0  # samples labeled by their file stems (no labels.csv, or stem_labels)
+
+    def record(self) -> dict:
+        """Where the labels came from, as ``model.json`` records it."""
+        return {LABELS_FILE: len(self.samples) - self.by_file_name,
+                "file names": self.by_file_name}
 
     def note(self, unlabeled_hint: str = "") -> str:
         """One line on what was left out of the labeled set, "" when nothing was.
@@ -197,7 +203,8 @@ def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
         raise DatasetError(f"{folder}: all {len(paths):,} images are set aside in "
                            f"{SKIPPED_FILE}; label some (captcha-ocr label {folder})")
     absent = sum(name not in names for name in rows)
-    return Labeling(folder, samples, unlabeled, set_aside, absent)
+    by_file_name = sum(s.path.name not in rows for s in samples)
+    return Labeling(folder, samples, unlabeled, set_aside, absent, by_file_name)
 
 
 def discover(folder: str | Path, *, stem_labels: bool = False) -> list[Sample]:

@@ -41,7 +41,8 @@ from .config import (
     TrainConfig,
     steps_budget,
 )
-from .data import DatasetError, LoadedImages, Sample, discover, fingerprint, load_images, split_indices
+from .data import (DatasetError, LoadedImages, Sample, discover, fingerprint, load_images,
+                   split_indices, survey)
 from .decoding import greedy_decode
 from .finetune import InitModel, input_overrides, transfer
 from .geometry import choose_image, image_stats
@@ -693,7 +694,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
 def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, image, cfg, init,
                 command, export, resume, ignore_case, checkpoint_seconds, on_start, on_epoch,
                 on_batch, t0, extra, extra_record, alphabet, stem_labels) -> TrainResult:
-    samples = discover(data_dir, stem_labels=stem_labels)
+    labeling = survey(data_dir, stem_labels=stem_labels)
+    samples = labeling.samples
     if ignore_case:
         samples = [dataclasses.replace(s, label=s.label.lower()) for s in samples]
     geometry = None
@@ -743,6 +745,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     if ignore_case:
         info.training["ignore_case"] = True
     info.training["alphabet"] = alphabet_record
+    info.training["labels"] = labeling.record()
     if extra:
         info.training["pseudo_labels"] = {**(extra_record or {}),
                                           "trained_on": len(split.train) - n_labeled_train}
