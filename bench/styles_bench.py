@@ -119,6 +119,9 @@ def model_facts(out: Path) -> dict:
     added = t.get("alphabet", {}).get("added")
     if added:  # train's alphabet completion fired (characters seen once in the labels)
         geometry += f" +{len(added)}ch"
+    start = t.get("init", {}).get("model")
+    if start not in (None, "base"):  # started from another model (--init auto picked base2)
+        geometry += f" from {start}"
     return dict(epochs=t["epochs_run"], best_epoch=t["best_epoch"], steps=t.get("steps"),
                 geometry=geometry, escape=plateau_escape(out / "history.csv"))
 
@@ -287,8 +290,8 @@ def main() -> None:
     ap.add_argument("--list", action="store_true", help="print the styles available and exit")
     ap.add_argument("--zero-shot", action="store_true",
                     help="also read each test set with the shipped base model, untrained")
-    ap.add_argument("--base", default="base", help="the base model to read zero-shot and "
-                    "fine-tune (default: the shipped one; a model directory to compare another)")
+    ap.add_argument("--base", help="a base model to read zero-shot and fine-tune from (default: "
+                    "train's own choice, --init auto, and 'base' for the zero-shot column)")
     ap.add_argument("--ddddocr-python", help="with --zero-shot: a Python with ddddocr installed")
     ap.add_argument("--unlabeled", type=int, metavar="U",
                     help="self-training: each cell trains with a folder of U other images of "
@@ -313,7 +316,7 @@ def main() -> None:
         ap.error(f"--test must be at least {MIN_TEST}")
     ns = a.ns or DEFAULT_NS + [BIG_N]
     extra = shlex.split(a.extra_args)
-    if a.base != "base":
+    if a.base:
         extra = ["--init", a.base, *extra]
     print(f"{os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in os.getloadavg())}; styles {names}; "
           f"N {ns}; seeds {a.seeds}; test {a.test}; extra args {extra}", flush=True)
@@ -326,7 +329,7 @@ def main() -> None:
         for name in names:
             test, train_dir, unlabeled_dir = style_sets(name, styles[name], a.test, Path(tmp) / "data")
             if a.zero_shot:
-                zero[name] = zero_shot(test, a.ddddocr_python, a.base)
+                zero[name] = zero_shot(test, a.ddddocr_python, a.base or "base")
                 dd = zero[name].get("ddddocr_error") or (
                     "-" if zero[name]["ddddocr"] is None else f"{zero[name]['ddddocr']:.4f}")
                 print(f"{name:18} zero-shot (case-insensitive): base {zero[name]['base']:.4f}, "

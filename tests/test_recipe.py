@@ -238,12 +238,33 @@ def test_train_fine_tunes_the_base_model_unless_told(tmp_path):
         info = json.loads((out / FILES.info).read_text())
         init[name], width[name] = info["training"].get("init", {}), info["image"]["width"]
     assert init["auto"].get("model") == "base" and init["w"].get("model") == "base"
+    assert init["auto"]["picked"]["chosen"] == "base"  # --init auto weighed both bases
+    assert set(init["auto"]["picked"]["loss"]) == {"base", "base2"}
     assert init["none"] == {} and init["arch"] == {}
     # 70x30 digits: 76 pixels wide from their aspect, stretched to the base's 128 when
     # fine-tuning it (the width it was pretrained at); an explicit --width holds.
     base_width = Reader.load("base").info.image.width
     assert width["none"] == width["arch"] == 76 < base_width == width["auto"]
     assert width["w"] == 96
+
+
+def test_the_default_start_is_the_base_that_fits_the_labels_clearly_better(tmp_path):
+    from captcha_ocr.finetune import load_init, load_inits
+    from captcha_ocr.train import PICK_T, pick_init
+
+    bases = load_inits("auto")
+    assert [b.source for b in bases] == ["base", "base2"]
+    # base2 was pretrained on packed_colour as well; base fits the arithmetic style as well
+    for style, expect in (("packed_colour", "base2"), ("arithmetic", "base")):
+        samples = write_style(style, tmp_path / style, 40, seed=7)
+        chosen, record = pick_init(bases, samples, {}, "auto")
+        assert chosen.source == record["chosen"] == expect
+        assert record["images"] == 40 and set(record["loss"]) == {"base", "base2"}
+        clear = record["t_against_first"]["base2"] > PICK_T
+        assert clear == (expect == "base2")
+        assert (record["loss"]["base2"] < record["loss"]["base"]) or not clear
+    twins = [load_init("base"), load_init("base")]  # alike: the first, never a coin toss
+    assert pick_init(twins, samples, {}, "auto")[0] is twins[0]
 
 
 def test_fine_tuning_rate_and_budget_follow_the_data_size():

@@ -98,17 +98,17 @@ def cmd_train(a: argparse.Namespace) -> None:
         # Start from the shipped base model (fine-tuning): far better than training from
         # scratch with few labels, as good with 500 and 2x faster, and it never sits on the
         # CTC plateau (README, "Fine-tuning and the base model").
-        a.init = "base"
+        a.init = "auto"
     if a.init == "none":
         a.init = None
     if a.init:
-        from .finetune import load_init
+        from .finetune import load_inits
 
         if a.arch:
             raise ModelError("--init and --arch: a fine-tuned model keeps the architecture "
                              f"of {a.init}; drop --arch")
-        init = load_init(a.init)
-        a.arch = init.info.model.arch
+        init = load_inits(a.init)
+        a.arch = (init[0] if isinstance(init, list) else init).info.model.arch
     a.arch = a.arch or DEFAULT_ARCH
     cfg = recipe(a.arch, finetune=init is not None, epochs=a.epochs, patience=a.patience,
                  batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction, seed=a.seed,
@@ -131,14 +131,14 @@ def cmd_train(a: argparse.Namespace) -> None:
         console.print(note, markup=False, soft_wrap=True)
 
     with _EpochProgress(console, cfg.epochs, quiet=a.quiet) as progress:
-        def start(cfg, im) -> None:
+        def start(cfg, im, start_model) -> None:
             progress.epochs = cfg.epochs
             if a.quiet:
                 return
             crop = "" if im.crop == (0.0, 0.0, 1.0, 1.0) else \
                 " crop " + ",".join(f"{v:.3f}" for v in im.crop)
             budget = f"{cfg.steps} steps in {cfg.epochs} rounds" if cfg.steps else f"{cfg.epochs} epochs"
-            start_from = f" from {a.init}" if init else ""
+            start_from = f" from {start_model.source}" if start_model else ""
             progress.console.print(
                 f"training [bold]{a.arch}[/]{start_from} on {data} -> {a.out}: input {im.width}x{im.height} "
                 f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "
@@ -528,8 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a captcha reader and read captchas with it.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    model_help = ("model directory, or a shipped model: 'base' (general, zero-shot) or "
-                  "'captcha_images_v2' (the default)")
+    model_help = ("model directory, or a shipped model: 'base' or 'base2' (general, "
+                  "zero-shot) or 'captcha_images_v2' (the default)")
 
     t = sub.add_parser("train", help="train a model on a folder of labeled images",
                        description="Train on a folder of images labeled by file name (or labels.csv).")
@@ -538,8 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model directory to write")
     t.add_argument("--init", metavar="MODEL",
                    help="fine-tune: start from a model directory or a shipped model ('base', "
-                   "'captcha_images_v2'); 'none': random weights (default: 'base' unless "
-                   "--arch, --height or --channels is given)")
+                   "'base2', 'captcha_images_v2'); 'auto': the shipped base that fits the "
+                   "labels best ('base' unless 'base2' clearly does); 'none': random weights "
+                   "(default: 'auto' unless --arch, --height or --channels is given)")
     t.add_argument("--arch", choices=list(ARCHS), default=None,
                    help=f"architecture and its training recipe (default: {DEFAULT_ARCH}; "
                    "seed: the tutorial's network, settings and 200x50 grey input)")

@@ -20,7 +20,13 @@ from .model import CRNN, build_model
 from .modeldir import FILES, ModelError, ModelInfo
 from .runtime import bundled_model_dir
 
-__all__ = ["InitModel", "input_overrides", "load_init", "transfer"]
+__all__ = ["BASES", "InitModel", "input_overrides", "load_init", "load_inits", "transfer"]
+
+# The base models shipped with the package, the default first: "base" was pretrained on
+# the twelve styles of zoo version 1, "base2" on zoo version 2 (those and packed_colour:
+# glyphs packed tight, each in its own colour, often in the left part of a wide strip).
+# ``--init auto`` (the default) starts from the one that fits the labels (``train.pick_init``).
+BASES = ("base", "base2")
 
 BLANK_KEY = object()  # the blank's key beside the characters
 
@@ -58,6 +64,15 @@ def load_init(name: str | Path) -> InitModel:
     info = ModelInfo.load(path)
     weights = info.verify(path, FILES.weights)
     return InitModel(str(name), path, info, st_load(weights.read_bytes()))
+
+
+def load_inits(name: str | Path) -> InitModel | list[InitModel]:
+    """``load_init``, or for "auto" the shipped bases (``BASES``) to choose among.
+
+    Raises:
+        ModelError: as ``load_init``.
+    """
+    return [load_init(b) for b in BASES] if str(name) == "auto" else load_init(name)
 
 
 def input_overrides(init: InitModel) -> dict:

@@ -174,7 +174,7 @@ class Reader:
 
         Args:
             model_dir: a directory written by ``captcha-ocr train``, or the name of a
-                model shipped in the package ("base", "captcha_images_v2").
+                model shipped in the package ("base", "base2", "captcha_images_v2").
             threads: ONNX Runtime intra-op threads (0: half the cores; the other half
                 decode images for ``read_many``, a two-stage pipeline).
             max_pixels: images with more pixels are refused before decoding.

@@ -519,6 +519,52 @@ def choose_input(samples: list[Sample], overrides: dict | None = None,
     return image, dict(measured=asdict(stats), chosen=asdict(auto), overrides=overrides or {})
 
 
+# A default fine-tuning starts from the first candidate (``finetune.BASES``) unless
+# another gives the labels a clearly lower CTC loss before any training: its per-image
+# losses lower on average by more than PICK_T standard errors (a paired t-statistic), on
+# up to PICK_IMAGES labeled images. A clear margin, not the lowest mean: where the bases
+# fit alike, which one starts makes no difference worth the churn. Measured in README
+# ("Two base models").
+PICK_T, PICK_IMAGES = 2.0, 500
+
+
+def pick_init(candidates: list[InitModel], samples: list[Sample], image: ImageConfig | dict,
+              alphabet: str) -> tuple[InitModel, dict]:
+    """The starting model for ``samples`` among ``candidates`` (see ``PICK_T``), and the
+    record of the choice for ``model.json`` (mean loss a image per candidate, the
+    t-statistics, the images scored).
+
+    Raises:
+        DatasetError: an explicit alphabet lacks characters the labels use; no image can be read.
+    """
+    subset = samples[:: -(-len(samples) // PICK_IMAGES)]
+    loaded: dict[ImageConfig, LoadedImages] = {}
+    losses = {}
+    for c in candidates:
+        im = image if isinstance(image, ImageConfig) else choose_input(
+            subset, {**input_overrides(c), **image}, min_width=c.info.image.width)[0]
+        data = loaded.setdefault(im, load_images(subset, im))
+        charset, _ = choose_alphabet([s.label for s in data.samples], alphabet, c)
+        torch.manual_seed(0)  # rows for characters the candidate lacks: the same every run
+        model = transfer(c, im, charset).eval()
+        with torch.no_grad():
+            lp = model(torch.from_numpy(data.images))
+        losses[c.source] = ctc_loss(lp, [s.label for s in data.samples], charset,
+                                    nn.CTCLoss(reduction="none", zero_infinity=True)).numpy()
+    first = candidates[0]
+    chosen, best_t, ts = first, PICK_T, {}
+    for c in candidates[1:]:
+        d = losses[first.source] - losses[c.source]
+        spread = d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else 0.0
+        ts[c.source] = round(float(d.mean() / spread), 2) if spread > 0 else 0.0
+        if ts[c.source] > best_t:
+            chosen, best_t = c, ts[c.source]
+    record = dict(chosen=chosen.source, images=len(next(iter(loaded.values())).samples),
+                  loss={k: round(float(v.mean()), 4) for k, v in losses.items()},
+                  t_against_first=ts)
+    return chosen, record
+
+
 def choose_alphabet(labels: list[str], mode: str, init: InitModel | None) -> tuple[Charset, dict]:
     """The model's alphabet for ``labels`` (see ``train``'s ``alphabet``) and its record.
 
@@ -614,12 +660,12 @@ def _jsonish(x):
 
 def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH,
           params: dict | None = None, image: ImageConfig | dict | None = None,
-          cfg: TrainConfig | None = None, init: InitModel | None = None,
+          cfg: TrainConfig | None = None, init: InitModel | list[InitModel] | None = None,
           command: str = "", export: bool = True, resume: bool = False,
           ignore_case: bool = False, checkpoint_seconds: float = CHECKPOINT_SECONDS,
           extra: list[Sample] | None = None, extra_record: dict | None = None,
           alphabet: str = "auto", stem_labels: bool = False,
-          on_start: Callable[[TrainConfig, ImageConfig], None] | None = None,
+          on_start: Callable[[TrainConfig, ImageConfig, InitModel | None], None] | None = None,
           on_epoch: Callable[[EpochStats], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train on a dataset folder and write a complete model directory.
@@ -640,7 +686,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
             from the number of training images (``resolve_budget``).
         init: start from this model (``finetune.load_init``): its architecture, input
             height and channels, its weights (``finetune.transfer``); ``arch`` and
-            ``params`` are then ignored.
+            ``params`` are then ignored. A list (``finetune.load_inits("auto")``): the
+            one of them that fits the labels (``pick_init``), recorded in ``model.json``.
         command: the command line, recorded in ``model.json``.
         export: also write ``model.onnx``.
         resume: continue the interrupted run in ``OUT.partial`` (same data and options).
@@ -658,7 +705,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
             other string: exactly those characters (every label's must be among them).
         stem_labels: where ``labels.csv`` does not name an image, its file stem is its
             label (``data.survey``); else such images are left out.
-        on_start: called once the input and the budget are known.
+        on_start: called once the input, the budget and the starting model are known.
         on_epoch, on_batch: progress callbacks.
 
     Raises:
@@ -668,7 +715,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
     """
     t0 = time.perf_counter()
     if init is not None:
-        arch, params = init.info.model.arch, init.info.model.params
+        first = init[0] if isinstance(init, list) else init
+        arch, params = first.info.model.arch, first.info.model.params
     cfg = cfg or recipe(arch, finetune=init is not None)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     data_path = Path(data_dir).resolve()
@@ -698,6 +746,10 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     samples = labeling.samples
     if ignore_case:
         samples = [dataclasses.replace(s, label=s.label.lower()) for s in samples]
+    picked = None
+    if isinstance(init, list):
+        init, picked = pick_init(init, samples, image or {}, alphabet)
+        arch, params = init.info.model.arch, init.info.model.params
     geometry = None
     if not isinstance(image, ImageConfig):
         fixed = input_overrides(init) if init is not None else FIXED_INPUT.get(arch, {})
@@ -713,7 +765,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     if cfg.augment:
         cfg = dataclasses.replace(cfg, aug_noise=aug_noise(split.data.images[split.train]))
     if on_start:
-        on_start(cfg, image)
+        on_start(cfg, image, init)
     torch.manual_seed(cfg.seed)
     model_cfg = ModelConfig(arch, split.charset.n_classes, {**ARCHS[arch], **(params or {})})
     model = transfer(init, image, split.charset) if init is not None else build_model(image, model_cfg)
@@ -739,7 +791,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     if geometry:
         info.training["input"] = geometry
     if init is not None:
-        info.training["init"] = init.record()
+        info.training["init"] = init.record() if picked is None else {**init.record(), "picked": picked}
     if resume:
         info.training["resumed"] = True
     if ignore_case:
