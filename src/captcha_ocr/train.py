@@ -41,8 +41,16 @@ from .config import (
     TrainConfig,
     steps_budget,
 )
-from .data import (DatasetError, LoadedImages, Sample, discover, fingerprint, load_images,
-                   split_indices, survey)
+from .data import (
+    DatasetError,
+    LoadedImages,
+    Sample,
+    discover,
+    fingerprint,
+    load_images,
+    split_indices,
+    survey,
+)
 from .decoding import greedy_decode
 from .finetune import InitModel, input_overrides, transfer
 from .geometry import choose_image, image_stats
