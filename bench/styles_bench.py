@@ -18,6 +18,7 @@ the first images are the test set, the next N train.
     python bench/styles_bench.py --zero-shot --scratch --ddddocr-python /tmp/ddvenv/bin/python
     python bench/styles_bench.py --zero-shot --base runs/base2 --ns 50   # another base model
     python bench/styles_bench.py --styles wavy --ns 50 --unlabeled 2000   # self-training
+    python bench/styles_bench.py --picks --ns 50 200 500 --seeds 1 2   # the base each cell starts from
 
 ``--zero-shot`` adds, per style, the shipped base model's zero-shot accuracy and, with
 ``--ddddocr-python PY`` (an interpreter where the ``ddddocr`` package is installed: a
@@ -180,6 +181,18 @@ def run_one(style: str, n: int, seed: int, train_dir: Path, test: list[Sample], 
     return row
 
 
+def print_pick(style: str, n: int, seed: int, folder: Path) -> None:
+    """The base ``train --init auto`` would start this cell from, and why (``train.pick_init``)."""
+    from captcha_ocr.finetune import load_inits
+    from captcha_ocr.train import pick_init
+
+    _, r = pick_init(load_inits("auto"), discover(folder), {}, "auto")
+    losses = "  ".join(f"{k} {v:7.3f}" for k, v in r["loss"].items())
+    ts = "  ".join(f"t {k} {v:6.2f}" for k, v in r["t_against_first"].items())
+    print(f"{style:18} {n:5d} {seed:4d}  {r['images']:4d} images  loss {losses}  {ts}  -> {r['chosen']}",
+          flush=True)
+
+
 HEAD = (f"{'style':18} {'N':>5} {'seed':>4} {'start':>7} {'acc':>6} {'ci acc':>6} {'CER':>6} {'wall s':>7} "
         f"{'epochs':>6} {'steps':>6} {'val>=.5':>7} {'input':16} errors")
 
@@ -297,6 +310,9 @@ def main() -> None:
                     help="self-training: each cell trains with a folder of U other images of "
                          "its style, unlabeled (train --unlabeled), instead of its labels alone; "
                          "its row's start column reads '+Uu'")
+    ap.add_argument("--picks", action="store_true",
+                    help="print which shipped base train's default (--init auto) starts each "
+                         "cell from, with both bases' losses and the t-statistic; no training")
     ap.add_argument("--scratch", action="store_true",
                     help="also train each cell from random weights (--init none)")
     a = ap.parse_args()
@@ -322,7 +338,8 @@ def main() -> None:
           f"N {ns}; seeds {a.seeds}; test {a.test}; extra args {extra}", flush=True)
     if missing:
         print(f"missing real styles (not in {REAL_DATA}): {' '.join(missing)}", flush=True)
-    print(HEAD + "\n" + "-" * len(HEAD), flush=True)
+    if not a.picks:
+        print(HEAD + "\n" + "-" * len(HEAD), flush=True)
     rows, zero = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         models = a.keep or Path(tmp) / "models"
@@ -341,6 +358,9 @@ def main() -> None:
                         print(f"{name:18} {n:5d} skipped: too few images left after {len(test)} test",
                               flush=True)
                         break
+                    if a.picks:
+                        print_pick(name, n, seed, folder)
+                        continue
                     if a.unlabeled:  # self-training instead of the labels alone
                         u = unlabeled_dir(n, seed, a.unlabeled)
                         rows.append(run_one(name, n, seed, folder, test, models / f"{name}-n{n}-s{seed}-u",
@@ -355,6 +375,8 @@ def main() -> None:
                                             models / f"{name}-n{n}-s{seed}-scratch",
                                             [*extra, "--init", "none"], start="scratch"))
                         print_row(rows[-1])
+    if a.picks:
+        return
     print_summary(rows, ns)
     if a.zero_shot or a.scratch:
         print_comparison(rows, ns, zero)
