@@ -330,6 +330,9 @@ def main() -> None:
         ap.error(f"unknown or missing style(s) {unknown}; see --list")
     if a.test < MIN_TEST:
         ap.error(f"--test must be at least {MIN_TEST}")
+    if a.picks and (a.base or a.extra_args or a.unlabeled or a.scratch):
+        ap.error("--picks shows the default's choice: leave out --base, --extra-args, "
+                 "--unlabeled and --scratch")
     ns = a.ns or DEFAULT_NS + [BIG_N]
     extra = shlex.split(a.extra_args)
     if a.base:

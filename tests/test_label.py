@@ -198,6 +198,7 @@ def test_train_from_the_labels_so_far_then_switch_model(folder, base):
             assert lab.reader.model_dir == made / ".label-model"
             info = lab.reader.info
             assert info.training["init"]["model"] == "base" and info.training["n_images"] == 10
+            assert info.training["init"]["picked"]["chosen"] == "base"  # train's pick, no --init
             assert c.get("/api/state").json()["model"].startswith(".label-model@")
             assert len(c.get("/api/queue").json()["queue"]) == 2
             assert sorted(p.name for p in made.iterdir() if not p.name.startswith(".")) == \

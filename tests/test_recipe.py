@@ -248,23 +248,76 @@ def test_train_fine_tunes_the_base_model_unless_told(tmp_path):
     assert width["w"] == 96
 
 
-def test_the_default_start_is_the_base_that_fits_the_labels_clearly_better(tmp_path):
-    from captcha_ocr.finetune import load_init, load_inits
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory) -> Path:
+    """40 packed_colour captchas: base2 was pretrained on that style as well, base was not."""
+    folder = tmp_path_factory.mktemp("packed") / "data"
+    write_style("packed_colour", folder, 40, seed=7)
+    return folder
+
+
+def test_the_default_start_is_the_base_that_fits_the_labels_clearly_better(tmp_path, packed):
+    from captcha_ocr.data import discover
+    from captcha_ocr.finetune import BASES, load_init, load_inits
     from captcha_ocr.train import PICK_T, pick_init
 
     bases = load_inits("auto")
-    assert [b.source for b in bases] == ["base", "base2"]
-    # base2 was pretrained on packed_colour as well; base fits the arithmetic style as well
-    for style, expect in (("packed_colour", "base2"), ("arithmetic", "base")):
-        samples = write_style(style, tmp_path / style, 40, seed=7)
-        chosen, record = pick_init(bases, samples, {}, "auto")
+    assert [b.source for b in bases] == list(BASES) == ["base", "base2"]
+    image = bases[0].info.image
+    for style, folder, expect in (("packed_colour", packed, "base2"),
+                                  ("arithmetic", tmp_path / "arith", "base")):
+        if style == "arithmetic":  # base fits it as well as base2 does
+            write_style(style, folder, 40, seed=7)
+        chosen, record = pick_init(bases, discover(folder), image, "auto")
         assert chosen.source == record["chosen"] == expect
         assert record["images"] == 40 and set(record["loss"]) == {"base", "base2"}
         clear = record["t_against_first"]["base2"] > PICK_T
         assert clear == (expect == "base2")
         assert (record["loss"]["base2"] < record["loss"]["base"]) or not clear
     twins = [load_init("base"), load_init("base")]  # alike: the first, never a coin toss
-    assert pick_init(twins, samples, {}, "auto")[0] is twins[0]
+    assert pick_init(twins, discover(packed), image, "auto")[0] is twins[0]
+    torch.manual_seed(5)
+    before = torch.rand(1)
+    torch.manual_seed(5)
+    pick_init(bases, discover(packed), image, "auto")
+    assert torch.rand(1) == before  # the caller's random state is left alone
+
+
+def test_the_shipped_bases_share_architecture_and_input():
+    from captcha_ocr.finetune import load_inits
+
+    first, *others = load_inits("auto")
+    for b in others:
+        assert (b.info.model, b.info.image) == (first.info.model, first.info.image)
+        assert b.info.training["zoo_version"] > first.info.training["zoo_version"]
+
+
+def test_train_says_and_records_the_base_it_picked_and_resumes_only_from_it(tmp_path, packed, capsys):
+    from captcha_ocr.finetune import load_init, load_inits
+    from captcha_ocr.modeldir import ModelError
+
+    assert main(["train", str(packed), "--out", str(tmp_path / "m"), "--steps", "2", "--threads", "1"]) == 0
+    said = capsys.readouterr()
+    assert "training deep from base2 on" in " ".join((said.out + said.err).split())
+    info = json.loads((tmp_path / "m" / FILES.info).read_text())["training"]["init"]
+    assert info["model"] == "base2" and info["picked"]["chosen"] == "base2"
+    cfg = recipe("deep", finetune=True, steps=50, batch_size=8, threads=1)
+
+    def interrupt(stats):
+        raise KeyboardInterrupt
+
+    for start, expect in ((load_init("base"), "started from base, and --init auto picked base2 "
+                                              "this time; resume with --init base"),
+                          (load_inits("auto"), None)):
+        out = tmp_path / f"cut-{expect is None}"
+        with pytest.raises(KeyboardInterrupt):
+            train(packed, out, cfg=cfg, init=start, on_epoch=interrupt, checkpoint_seconds=0)
+        if expect:
+            with pytest.raises(ModelError, match=expect):
+                train(packed, out, cfg=cfg, init=load_inits("auto"), resume=True)
+        else:  # interrupted under auto: the same pick, and it resumes
+            done = train(packed, out, cfg=cfg, init=load_inits("auto"), resume=True)
+            assert done.info.training["resumed"] and done.info.training["init"]["model"] == "base2"
 
 
 def test_fine_tuning_rate_and_budget_follow_the_data_size():

@@ -105,8 +105,9 @@ def cmd_train(a: argparse.Namespace) -> None:
         from .finetune import load_inits
 
         if a.arch:
+            of = "the base models" if a.init == "auto" else a.init
             raise ModelError("--init and --arch: a fine-tuned model keeps the architecture "
-                             f"of {a.init}; drop --arch")
+                             f"of {of}; drop --arch")
         init = load_inits(a.init)
         a.arch = (init[0] if isinstance(init, list) else init).info.model.arch
     a.arch = a.arch or DEFAULT_ARCH

@@ -18,15 +18,16 @@ from .charset import BLANK, Charset
 from .config import ImageConfig, ModelConfig
 from .model import CRNN, build_model
 from .modeldir import FILES, ModelError, ModelInfo
-from .runtime import bundled_model_dir
+from .runtime import BASE_MODELS, bundled_model_dir
 
 __all__ = ["BASES", "InitModel", "input_overrides", "load_init", "load_inits", "transfer"]
 
 # The base models shipped with the package, the default first: "base" was pretrained on
 # the twelve styles of zoo version 1, "base2" on zoo version 2 (those and packed_colour:
 # glyphs packed tight, each in its own colour, often in the left part of a wide strip).
-# ``--init auto`` (the default) starts from the one that fits the labels (``train.pick_init``).
-BASES = ("base", "base2")
+# ``--init auto`` (the default) starts from the one that fits the labels (``train.pick_init``);
+# they share one architecture and input, which that choice relies on.
+BASES = BASE_MODELS
 
 BLANK_KEY = object()  # the blank's key beside the characters
 
@@ -46,7 +47,7 @@ class InitModel:
 
 def load_init(name: str | Path) -> InitModel:
     """A model directory, or the name of a model shipped in the package ("base",
-    "captcha_images_v2").
+    "base2", "captcha_images_v2").
 
     Raises:
         ModelError: no such directory or bundled model, or its files are damaged.
@@ -72,7 +73,9 @@ def load_inits(name: str | Path) -> InitModel | list[InitModel]:
     Raises:
         ModelError: as ``load_init``.
     """
-    return [load_init(b) for b in BASES] if str(name) == "auto" else load_init(name)
+    if str(name) == "auto" and not Path(name).is_dir():
+        return [load_init(b) for b in BASES]
+    return load_init(name)
 
 
 def input_overrides(init: InitModel) -> dict:

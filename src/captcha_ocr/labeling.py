@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
-from .runtime import Reader, Reading, bundled_model_dir
+from .runtime import BASE_MODELS, Reader, Reading, bundled_model_dir
 
 __all__ = ["Labeling", "create_label_app", "serve_labeling"]
 
@@ -143,7 +143,8 @@ class Trainer:
         reader = self.labeling.reader
         if reader is not None:  # a shipped model by its name, as the user would write it
             shipped = reader.model_dir.parent == bundled_model_dir().parent
-            cmd += ["--init", reader.model_dir.name if shipped else str(reader.model_dir)]
+            if not (shipped and reader.model_dir.name in BASE_MODELS):  # those: train's own pick
+                cmd += ["--init", reader.model_dir.name if shipped else str(reader.model_dir)]
         if steps:
             cmd += ["--steps", str(steps)]
         self.lines, self.result = [f"training on {len(labeled)} labels"], None

@@ -20,10 +20,12 @@ from .decoding import DecodeOptions, decode
 from .modeldir import FILES, ModelError, ModelInfo
 from .preprocess import DEFAULT_MAX_PIXELS, ImageError, ImageSource, preprocess
 
-__all__ = ["BUNDLED_MODEL", "ImageError", "ModelError", "ReadOptionError", "ReadOptions", "Reader",
+__all__ = ["BASE_MODELS", "BUNDLED_MODEL", "ImageError", "ModelError", "ReadOptionError", "ReadOptions", "Reader",
            "Reading", "bundled_model_dir"]
 
 BUNDLED_MODEL = "captcha_images_v2"
+# The general base models shipped with the package, the default first (``finetune``).
+BASE_MODELS = ("base", "base2")
 PRECISIONS = ("auto", "fp32", "int8")
 
 

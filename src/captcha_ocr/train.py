@@ -536,30 +536,41 @@ def choose_input(samples: list[Sample], overrides: dict | None = None,
 PICK_T, PICK_IMAGES = 2.0, 500
 
 
-def pick_init(candidates: list[InitModel], samples: list[Sample], image: ImageConfig | dict,
-              alphabet: str) -> tuple[InitModel, dict]:
-    """The starting model for ``samples`` among ``candidates`` (see ``PICK_T``), and the
-    record of the choice for ``model.json`` (mean loss a image per candidate, the
-    t-statistics, the images scored).
+def pick_init(candidates: list[InitModel], samples: list[Sample], image: ImageConfig,
+              alphabet: str, batch_size: int = 256) -> tuple[InitModel, dict]:
+    """The starting model for ``samples`` among ``candidates`` (see ``PICK_T``), read at
+    ``image`` (the input training will use; the candidates share one architecture and
+    input), and the record of the choice for ``model.json`` (mean loss an image per
+    candidate, the t-statistics, the images scored). With no readable image scored, the
+    first candidate.
 
     Raises:
-        DatasetError: an explicit alphabet lacks characters the labels use; no image can be read.
+        ModelError: the candidates differ in architecture or input.
+        DatasetError: an explicit alphabet lacks characters the labels use.
     """
-    subset = samples[:: -(-len(samples) // PICK_IMAGES)]
-    loaded: dict[ImageConfig, LoadedImages] = {}
+    first = candidates[0]
+    for c in candidates[1:]:
+        if (c.info.model.arch, c.info.model.params, c.info.image) != \
+                (first.info.model.arch, first.info.model.params, first.info.image):
+            raise ModelError(f"{c.source} and {first.source}: starting models to choose among "
+                             "must share one architecture and input")
+    data = load_images(samples[:: -(-len(samples) // PICK_IMAGES)], image)
+    if not data.samples:
+        return first, dict(chosen=first.source, images=0)
+    labels = [s.label for s in data.samples]
     losses = {}
     for c in candidates:
-        im = image if isinstance(image, ImageConfig) else choose_input(
-            subset, {**input_overrides(c), **image}, min_width=c.info.image.width)[0]
-        data = loaded.setdefault(im, load_images(subset, im))
-        charset, _ = choose_alphabet([s.label for s in data.samples], alphabet, c)
-        torch.manual_seed(0)  # rows for characters the candidate lacks: the same every run
-        model = transfer(c, im, charset).eval()
+        charset, _ = choose_alphabet(labels, alphabet, c)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # rows for characters the candidate lacks: the same every run
+            model = transfer(c, image, charset).eval()
+        loss_fn = nn.CTCLoss(reduction="none", zero_infinity=True)
+        parts = []
         with torch.no_grad():
-            lp = model(torch.from_numpy(data.images))
-        losses[c.source] = ctc_loss(lp, [s.label for s in data.samples], charset,
-                                    nn.CTCLoss(reduction="none", zero_infinity=True)).numpy()
-    first = candidates[0]
+            for k in range(0, len(labels), batch_size):
+                lp = model(torch.from_numpy(data.images[k : k + batch_size]))
+                parts.append(ctc_loss(lp, labels[k : k + batch_size], charset, loss_fn).numpy())
+        losses[c.source] = np.concatenate(parts)
     chosen, best_t, ts = first, PICK_T, {}
     for c in candidates[1:]:
         d = losses[first.source] - losses[c.source]
@@ -567,7 +578,7 @@ def pick_init(candidates: list[InitModel], samples: list[Sample], image: ImageCo
         ts[c.source] = round(float(d.mean() / spread), 2) if spread > 0 else 0.0
         if ts[c.source] > best_t:
             chosen, best_t = c, ts[c.source]
-    record = dict(chosen=chosen.source, images=len(next(iter(loaded.values())).samples),
+    record = dict(chosen=chosen.source, images=len(labels),
                   loss={k: round(float(v.mean()), 4) for k, v in losses.items()},
                   t_against_first=ts)
     return chosen, record
@@ -648,9 +659,14 @@ def _resume_key(cfg: TrainConfig, image: ImageConfig, model_cfg: ModelConfig, sp
                 init=init.record() if init is not None else None)
 
 
-def _check_resume(state: dict, key: dict, where: Path) -> None:
+def _check_resume(state: dict, key: dict, where: Path, picked: dict | None = None) -> None:
     for name, value in key.items():
         if name in state["key"] and _jsonish(state["key"][name]) != _jsonish(value):
+            before = (state["key"][name] or {}).get("model") if name == "init" else None
+            if picked is not None and before:  # e.g. interrupted before --init auto existed
+                raise ModelError(f"{where}: cannot resume: the interrupted run started from "
+                                 f"{before}, and --init auto picked {picked['chosen']} this "
+                                 f"time; resume with --init {before}")
             raise ModelError(f"{where}: cannot resume: the {name.replace('_', ' ')} differs from "
                              "the interrupted run's (resume with the same data and options, "
                              "--stem-labels and --unlabeled-max included, or delete that folder "
@@ -754,15 +770,16 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     samples = labeling.samples
     if ignore_case:
         samples = [dataclasses.replace(s, label=s.label.lower()) for s in samples]
-    picked = None
-    if isinstance(init, list):
-        init, picked = pick_init(init, samples, image or {}, alphabet)
-        arch, params = init.info.model.arch, init.info.model.params
+    first = init[0] if isinstance(init, list) else init  # candidates share their input
     geometry = None
     if not isinstance(image, ImageConfig):
-        fixed = input_overrides(init) if init is not None else FIXED_INPUT.get(arch, {})
+        fixed = input_overrides(first) if first is not None else FIXED_INPUT.get(arch, {})
         image, geometry = choose_input(samples, {**fixed, **(image or {})},
-                                       min_width=init.info.image.width if init is not None else 0)
+                                       min_width=first.info.image.width if first is not None else 0)
+    picked = None
+    if isinstance(init, list):
+        init, picked = pick_init(init, samples, image, alphabet)
+        arch, params = init.info.model.arch, init.info.model.params
     charset, alphabet_record = choose_alphabet([s.label for s in samples], alphabet, init)
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, charset=charset, samples=samples)
     n_labeled_train = len(split.train)
@@ -782,7 +799,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     state = None
     if resume:
         state = checkpoint.load(staged.checkpoint_dir)
-        _check_resume(state, key, staged.partial)
+        _check_resume(state, key, staged.partial, picked)
 
     last_save = time.perf_counter()
 
