@@ -184,9 +184,10 @@ def run_one(style: str, n: int, seed: int, train_dir: Path, test: list[Sample], 
 def print_pick(style: str, n: int, seed: int, folder: Path) -> None:
     """The base ``train --init auto`` would start this cell from, and why (``train.pick_init``)."""
     from captcha_ocr.finetune import load_inits
-    from captcha_ocr.train import pick_init
+    from captcha_ocr.train import pick_init, training_input
 
-    _, r = pick_init(load_inits("auto"), discover(folder), {}, "auto")
+    bases, samples = load_inits("auto"), discover(folder)
+    _, r = pick_init(bases, samples, training_input(samples, "deep", bases)[0], "auto")
     losses = "  ".join(f"{k} {v:7.3f}" for k, v in r["loss"].items())
     ts = "  ".join(f"t {k} {v:6.2f}" for k, v in r["t_against_first"].items())
     print(f"{style:18} {n:5d} {seed:4d}  {r['images']:4d} images  loss {losses}  {ts}  -> {r['chosen']}",

@@ -584,6 +584,17 @@ def pick_init(candidates: list[InitModel], samples: list[Sample], image: ImageCo
     return chosen, record
 
 
+def training_input(samples: list[Sample], arch: str, init: InitModel | list[InitModel] | None,
+                   overrides: dict | None = None) -> tuple[ImageConfig, dict]:
+    """The input a run trains at (``choose_input``): a starting model's height and channels
+    and at least its width (several candidates share theirs), or ``arch``'s fixed input,
+    then ``overrides``."""
+    first = init[0] if isinstance(init, list) else init
+    fixed = input_overrides(first) if first is not None else FIXED_INPUT.get(arch, {})
+    return choose_input(samples, {**fixed, **(overrides or {})},
+                        min_width=first.info.image.width if first is not None else 0)
+
+
 def choose_alphabet(labels: list[str], mode: str, init: InitModel | None) -> tuple[Charset, dict]:
     """The model's alphabet for ``labels`` (see ``train``'s ``alphabet``) and its record.
 
@@ -770,12 +781,9 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     samples = labeling.samples
     if ignore_case:
         samples = [dataclasses.replace(s, label=s.label.lower()) for s in samples]
-    first = init[0] if isinstance(init, list) else init  # candidates share their input
     geometry = None
     if not isinstance(image, ImageConfig):
-        fixed = input_overrides(first) if first is not None else FIXED_INPUT.get(arch, {})
-        image, geometry = choose_input(samples, {**fixed, **(image or {})},
-                                       min_width=first.info.image.width if first is not None else 0)
+        image, geometry = training_input(samples, arch, init, image)
     picked = None
     if isinstance(init, list):
         init, picked = pick_init(init, samples, image, alphabet)
