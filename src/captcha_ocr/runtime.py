@@ -20,8 +20,8 @@ from .decoding import DecodeOptions, decode
 from .modeldir import FILES, ModelError, ModelInfo
 from .preprocess import DEFAULT_MAX_PIXELS, ImageError, ImageSource, preprocess
 
-__all__ = ["BASE_MODELS", "BUNDLED_MODEL", "ImageError", "ModelError", "ReadOptionError", "ReadOptions", "Reader",
-           "Reading", "bundled_model_dir"]
+__all__ = ["BASE_MODELS", "BUNDLED_MODEL", "ImageError", "ModelError", "ReadOptionError",
+           "ReadOptions", "Reader", "Reading", "bundled_model_dir"]
 
 BUNDLED_MODEL = "captcha_images_v2"
 # The general base models shipped with the package, the default first (``finetune``).
