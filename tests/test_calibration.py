@@ -35,6 +35,15 @@ def test_all_right_keeps_the_network_as_it_is():
     assert cal.temperature == 1.0 and cal.accuracy == 1.0
 
 
+def test_one_confident_error_in_fifty_is_not_enough_to_soften():
+    rng = np.random.default_rng(1)
+    read = ["".join(map(str, rng.integers(0, 10, 4))) for _ in range(50)]
+    truth = [r[::-1] if k == 0 and r != r[::-1] else r for k, r in enumerate(read)]
+    assert sum(a != b for a, b in zip(read, truth)) == 1
+    cal = fit_temperature(_confident(read, 10.0), truth, CS)
+    assert cal.temperature == 1.0 and cal.accuracy == 0.98
+
+
 def test_reliability_bins_and_ece():
     conf = np.array([0.05, 0.15, 0.95, 0.95])
     right = np.array([0.0, 0.0, 1.0, 0.0])
