@@ -224,7 +224,14 @@ def test_fine_tuning_refuses_what_cannot_fit(tmp_path, capsys):
     assert main([*args, "--init", "captcha_images_v2", "--arch", "crnn"]) != 0
     assert "drop --arch" in capsys.readouterr().err
     assert main([*args, "--init", "captcha_images_v2", "--channels", "1"]) != 0  # it reads colour
-    assert "drop the --channels option" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--init captcha_images_v2: it reads images of channels 3, not 1; drop --channels" in err
+    assert main([*args, "--init", "auto", "--arch", "crnn"]) != 0
+    err = capsys.readouterr().err
+    assert "drop --init auto to train crnn from random weights" in err and len(err.strip().splitlines()) == 1
+    assert main([*args, "--init", "auto", "--height", "48"]) != 0
+    err = capsys.readouterr().err
+    assert "--init auto: it reads images of height 32, not 48" in err and len(err.strip().splitlines()) == 1
 
 
 def test_train_fine_tunes_the_base_model_unless_told(tmp_path):
@@ -298,7 +305,8 @@ def test_train_says_and_records_the_base_it_picked_and_resumes_only_from_it(tmp_
 
     assert main(["train", str(packed), "--out", str(tmp_path / "m"), "--steps", "2", "--threads", "1"]) == 0
     said = capsys.readouterr()
-    assert "training deep from base2 on" in " ".join((said.out + said.err).split())
+    assert "training deep from base2 (picked by the labels' loss an image: base " in \
+        " ".join((said.out + said.err).split())
     info = json.loads((tmp_path / "m" / FILES.info).read_text())["training"]["init"]
     assert info["model"] == "base2" and info["picked"]["chosen"] == "base2"
     cfg = recipe("deep", finetune=True, steps=50, batch_size=8, threads=1)

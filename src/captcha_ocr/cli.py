@@ -105,11 +105,18 @@ def cmd_train(a: argparse.Namespace) -> None:
         from .finetune import load_inits
 
         if a.arch:
-            of = "the base models" if a.init == "auto" else a.init
-            raise ModelError("--init and --arch: a fine-tuned model keeps the architecture "
-                             f"of {of}; drop --arch")
+            raise ModelError(f"--init {a.init} and --arch: a fine-tuned model keeps the "
+                             f"architecture of the model it starts from; drop --arch, or drop "
+                             f"--init {a.init} to train {a.arch} from random weights")
         init = load_inits(a.init)
-        a.arch = (init[0] if isinstance(init, list) else init).info.model.arch
+        first = init[0] if isinstance(init, list) else init
+        for key in ("height", "channels"):  # the starting model's layers are sized for them
+            asked, fixed = getattr(a, key), getattr(first.info.image, key)
+            if asked is not None and asked != fixed:
+                raise ModelError(f"--init {a.init}: it reads images of {key} {fixed}, not "
+                                 f"{asked}; drop --{key}, or drop --init {a.init} to train "
+                                 "from random weights")
+        a.arch = first.info.model.arch
     a.arch = a.arch or DEFAULT_ARCH
     cfg = recipe(a.arch, finetune=init is not None, epochs=a.epochs, patience=a.patience,
                  batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction, seed=a.seed,
@@ -132,7 +139,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         console.print(note, markup=False, soft_wrap=True)
 
     with _EpochProgress(console, cfg.epochs, quiet=a.quiet) as progress:
-        def start(cfg, im, start_model) -> None:
+        def start(cfg, im, start_model, picked) -> None:
             progress.epochs = cfg.epochs
             if a.quiet:
                 return
@@ -140,6 +147,9 @@ def cmd_train(a: argparse.Namespace) -> None:
                 " crop " + ",".join(f"{v:.3f}" for v in im.crop)
             budget = f"{cfg.steps} steps in {cfg.epochs} rounds" if cfg.steps else f"{cfg.epochs} epochs"
             start_from = f" from {start_model.source}" if start_model else ""
+            if picked and picked.get("loss"):  # --init auto: say why
+                losses = ", ".join(f"{k} {v:.3f}" for k, v in picked["loss"].items())
+                start_from += f" (picked by the labels' loss an image: {losses})"
             progress.console.print(
                 f"training [bold]{a.arch}[/]{start_from} on {data} -> {a.out}: input {im.width}x{im.height} "
                 f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "

@@ -59,7 +59,8 @@ def load_init(name: str | Path) -> InitModel:
         bundled = bundled_model_dir(str(name))
         if not (bundled / FILES.info).is_file():
             raise ModelError(f"--init {name}: no such model directory, and no model of that "
-                             "name ships with captcha-ocr (try 'base' or a folder written by "
+                             "name ships with captcha-ocr (try 'auto', 'base', 'base2', "
+                             "'captcha_images_v2', 'none', or a folder written by "
                              "'captcha-ocr train')")
         path = bundled
     info = ModelInfo.load(path)

@@ -700,7 +700,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
           ignore_case: bool = False, checkpoint_seconds: float = CHECKPOINT_SECONDS,
           extra: list[Sample] | None = None, extra_record: dict | None = None,
           alphabet: str = "auto", stem_labels: bool = False,
-          on_start: Callable[[TrainConfig, ImageConfig, InitModel | None], None] | None = None,
+          on_start: Callable[[TrainConfig, ImageConfig, InitModel | None, dict | None], None]
+          | None = None,
           on_epoch: Callable[[EpochStats], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train on a dataset folder and write a complete model directory.
@@ -740,7 +741,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
             other string: exactly those characters (every label's must be among them).
         stem_labels: where ``labels.csv`` does not name an image, its file stem is its
             label (``data.survey``); else such images are left out.
-        on_start: called once the input, the budget and the starting model are known.
+        on_start: called once the input, the budget and the starting model (and how it
+            was picked) are known.
         on_epoch, on_batch: progress callbacks.
 
     Raises:
@@ -798,7 +800,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     if cfg.augment:
         cfg = dataclasses.replace(cfg, aug_noise=aug_noise(split.data.images[split.train]))
     if on_start:
-        on_start(cfg, image, init)
+        on_start(cfg, image, init, picked)
     torch.manual_seed(cfg.seed)
     model_cfg = ModelConfig(arch, split.charset.n_classes, {**ARCHS[arch], **(params or {})})
     model = transfer(init, image, split.charset) if init is not None else build_model(image, model_cfg)
