@@ -187,10 +187,14 @@ def print_pick(style: str, n: int, seed: int, folder: Path) -> None:
     from captcha_ocr.train import pick_init, training_input
 
     bases, samples = load_inits("auto"), discover(folder)
-    _, r = pick_init(bases, samples, training_input(samples, "deep", bases)[0], "auto")
+    image = training_input(samples, "deep", bases)[0]
+    t0 = time.perf_counter()  # what the pick adds to a training run (decoding included)
+    _, r = pick_init(bases, samples, image, "auto")
+    took = time.perf_counter() - t0
     losses = "  ".join(f"{k} {v:7.3f}" for k, v in r["loss"].items())
     ts = "  ".join(f"t {k} {v:6.2f}" for k, v in r["t_against_first"].items())
-    print(f"{style:18} {n:5d} {seed:4d}  {r['images']:4d} images  loss {losses}  {ts}  -> {r['chosen']}",
+    print(f"{style:18} {n:5d} {seed:4d}  {r['images']:4d} images  loss {losses}  {ts}  -> {r['chosen']}  "
+          f"{took:.2f}s",
           flush=True)
 
 

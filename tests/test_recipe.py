@@ -280,7 +280,6 @@ def test_the_default_start_is_the_base_that_fits_the_labels_clearly_better(tmp_p
         assert record["images"] == 40 and set(record["loss"]) == {"base", "base2"}
         clear = record["t_against_first"]["base2"] > PICK_T
         assert clear == (expect == "base2")
-        assert (record["loss"]["base2"] < record["loss"]["base"]) or not clear
     twins = [load_init("base"), load_init("base")]  # alike: the first, never a coin toss
     assert pick_init(twins, discover(packed), image, "auto")[0] is twins[0]
     torch.manual_seed(5)
