@@ -87,6 +87,25 @@ def test_tampered_onnx_refused(trained, tmp_path):
         Reader.load(copy)
 
 
+def test_session_that_fell_back_to_the_cpu_is_refused(reader):
+    # ONNX Runtime runs on the CPU, logging an error, where its CUDA provider cannot start;
+    # a Reader asked for the GPU must say so instead of reading on the CPU.
+    from captcha_ocr.runtime import _check_provider, _provider_failed
+
+    path = reader.model_dir / FILES.onnx
+    assert reader.session.get_providers() == ["CPUExecutionProvider"]
+    _check_provider(reader.session, "cpu", path)
+    with pytest.raises(ModelError, match="its 'cuda' provider on this machine: is a GPU") as e:
+        _check_provider(reader.session, "cuda", path)
+    assert "\n" not in str(e.value) and "--provider cpu" in str(e.value)
+    # What ONNX Runtime raises where no GPU is visible (seen on a lent H100 with
+    # CUDA_VISIBLE_DEVICES empty) becomes its reason in brackets.
+    seen = ("/onnxruntime_src/onnxruntime/core/providers/cuda/cuda_call.cc:154 std::conditional_t"
+            "<THRW, void, onnxruntime::common::Status> onnxruntime::CudaCall(...) CUDA failure 100: "
+            "no CUDA-capable device is detected ; GPU=-1 ; hostname=vm ; file=cuda_execution_provider.cc")
+    assert "machine (no CUDA-capable device is detected): is a GPU" in _provider_failed(path, "cuda", seen)
+
+
 def test_not_a_model_dir(tmp_path):
     with pytest.raises(ModelError, match="not a model directory"):
         Reader.load(tmp_path)

@@ -6,7 +6,10 @@ and starts fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -126,7 +129,29 @@ def _providers(name: str) -> list[str]:
         raise ModelError(f"provider {name!r} is not available in this onnxruntime "
                          f"({', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
                          "instead of onnxruntime for CUDA, or use --provider cpu")
+    if name == "cuda" and hasattr(ort, "preload_dlls"):
+        # onnxruntime-gpu finds CUDA and cuDNN in the nvidia-* pip packages only when asked
+        # (or when torch was imported first: never on the reading path). Its notes go to
+        # stderr, not into a JSON reading on stdout.
+        with contextlib.redirect_stdout(sys.stderr):
+            ort.preload_dlls()
     return list(dict.fromkeys([wanted, "CPUExecutionProvider"]))
+
+
+def _provider_failed(onnx_path: Path, provider: str, why: str = "") -> str:
+    """One line for a provider that ONNX Runtime has but cannot start here."""
+    cuda = re.search(r"CUDA failure \d+: ([^;]+?)\s*;", why)  # ORT's own words, else its first line
+    reason = cuda.group(1) if cuda else why.strip().splitlines()[0][:160] if why.strip() else ""
+    return (f"{onnx_path}: ONNX Runtime could not start its {provider!r} provider on this "
+            f"machine{f' ({reason})' if reason else ''}: is a GPU visible, with CUDA 13 and "
+            "cuDNN 9 (pip install 'onnxruntime-gpu[cuda,cudnn]')? Or use --provider cpu")
+
+
+def _check_provider(session: ort.InferenceSession, wanted: str, onnx_path: Path) -> None:
+    """A Reader asked for a GPU must not read on the CPU without a word (ONNX Runtime
+    drops a provider it cannot register)."""
+    if PROVIDERS[wanted] not in session.get_providers():
+        raise ModelError(_provider_failed(onnx_path, wanted))
 
 
 def _check_graph(session: ort.InferenceSession, info: ModelInfo, onnx_path: Path) -> None:
@@ -213,9 +238,15 @@ class Reader:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         try:
-            session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
+            # No silent fallback: where a provider cannot start, ONNX Runtime would print
+            # its error on stdout (into a JSON reading) and run on the CPU.
+            session = ort.InferenceSession(str(onnx_path), opts, providers=providers,
+                                           enable_fallback=0)
         except Exception as e:  # onnxruntime raises its own untyped errors
+            if provider != "cpu":
+                raise ModelError(_provider_failed(onnx_path, provider, str(e))) from None
             raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
+        _check_provider(session, provider, onnx_path)
         _check_graph(session, info, onnx_path)
         return cls(session, info, model_dir, max_pixels, onnx_file=onnx_path.name)
 
