@@ -19,6 +19,7 @@ from . import __version__
 from .charset import UnknownCharacterError
 from .config import ARCHS, DEFAULT_ARCH
 from .data import DatasetError, fingerprint, list_images, survey
+from .labelcheck import CONFIDENT
 from .metrics import cer, sequence_accuracy
 from .modeldir import FILES, ModelError
 from .preprocess import IMAGE_SUFFIXES, ImageError
@@ -196,6 +197,11 @@ def cmd_train(a: argparse.Namespace) -> None:
               f"CER: {m['val_cer']:.4f}")
     else:
         print("no validation split (--val-fraction 0): no validation metrics")
+    if "labels_to_check" in t:
+        n_check = t["labels_to_check"]
+        print(f"labels to check: {n_check} of {t['n_images']} labeled images read otherwise at "
+              f"confidence >= {CONFIDENT} (likely wrong labels)"
+              + (f": {result.model_dir / FILES.labels_to_check}" if n_check else ""))
     al = t.get("alphabet", {})
     if al.get("added"):
         print(f"alphabet: {len(result.info.alphabet)} characters: the labels' {al['labels']} and "
@@ -335,7 +341,13 @@ def cmd_eval(a: argparse.Namespace) -> None:
             return {"error": f"the label has characters the model does not know: {unknown[s.path]!r}"}
         return {}
 
-    errors = [dict(file=str(s.path), label=s.label, prediction=r.text) | why(s, r)
+    def check(s, r) -> dict:
+        """A confident reading against the label: the label may be what is wrong."""
+        if r.error or s.path in unknown:
+            return {}
+        return dict(confidence=round(r.confidence, 6), label_to_check=r.confidence >= CONFIDENT)
+
+    errors = [dict(file=str(s.path), label=s.label, prediction=r.text) | why(s, r) | check(s, r)
               for s, r, y, p in zip(samples, readings, labels, preds) if p != y]
     report = dict(n=len(samples), sequence_accuracy=sequence_accuracy(labels, preds),
                   cer=cer(labels, preds), errors=errors)
@@ -354,9 +366,14 @@ def cmd_eval(a: argparse.Namespace) -> None:
         acc = report["accepted_accuracy"]
         print(f"accepted (confidence >= {options.min_confidence}): {report['accepted']} of "
               f"{report['n']}, of which right: " + ("-" if acc is None else f"{acc:.4f}"))
+    n_check = sum(e.get("label_to_check", False) for e in errors)
+    if n_check:
+        print(f"labels to check: {n_check} of the wrong readings have confidence >= {CONFIDENT} "
+              "(marked 'label?'): the label may be what is wrong")
     for e in errors:
         why = f"  ({e['error']})" if "error" in e else ""
-        print(f"{e['file']}  {e['label']} -> {e['prediction']}{why}")
+        mark = f"  label? ({_floor3(e['confidence'])})" if e.get("label_to_check") else ""
+        print(f"{e['file']}  {e['label']} -> {e['prediction']}{why}{mark}")
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:
