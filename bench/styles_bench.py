@@ -19,7 +19,6 @@ the first images are the test set, the next N train.
     python bench/styles_bench.py --zero-shot --base runs/base2 --ns 50   # another base model
     python bench/styles_bench.py --styles wavy --ns 50 --unlabeled 2000   # self-training
     python bench/styles_bench.py --picks --ns 50 200 500 --seeds 1 2   # the base each cell starts from
-    python bench/styles_bench.py --ns 500 --label-noise 0.05   # wrong labels: caught? harmful?
 
 ``--zero-shot`` adds, per style, the shipped base model's zero-shot accuracy and, with
 ``--ddddocr-python PY`` (an interpreter where the ``ddddocr`` package is installed: a
@@ -29,12 +28,6 @@ Each row's ``ci acc`` compares the trained model's readings case-insensitively t
 the zero-shot columns do (many sites accept either case).
 ``--scratch`` also trains every cell from random weights (``--init none``), beside the
 default (which fine-tunes the base), and prints the two side by side.
-
-Every row's ``check`` column is how many of its labels training listed in
-``labels_to_check.csv`` (read otherwise at confidence >= 0.9), then how many test errors
-were that confident. ``--label-noise F`` makes a seeded fraction F of each cell's training
-labels wrong (one character replaced by another of the labels' alphabet, as a typo would)
-and prints how many of those the check caught and how many right labels it listed too.
 """
 
 from __future__ import annotations
@@ -54,7 +47,6 @@ import numpy as np
 
 from captcha_ocr import Reader
 from captcha_ocr.data import LABELS_FILE, Sample, discover
-from captcha_ocr.labelcheck import CONFIDENT
 from captcha_ocr.metrics import cer, sequence_accuracy
 from captcha_ocr.zoo import STYLES, write_style
 
@@ -108,32 +100,6 @@ def train(train_dir: Path, out: Path, seed: int, extra: list[str]) -> tuple[floa
     return wall, lines[-1].strip() if lines else f"exit status {p.returncode}"
 
 
-def corrupt_labels(folder: Path, fraction: float, seed: int) -> set[str]:
-    """Make ``fraction`` of the folder's labels wrong (one character swapped for another of
-    their alphabet), seeded; rewrite its labels.csv. Returns the corrupted file names."""
-    samples = discover(folder)
-    alphabet = sorted(set("".join(s.label for s in samples)))
-    rng = np.random.default_rng([seed, 7])
-    chosen = rng.choice(len(samples), size=round(fraction * len(samples)), replace=False)
-    labels = {s.path.name: s.label for s in samples}
-    for i in chosen:
-        name, label = samples[i].path.name, samples[i].label
-        k = int(rng.integers(len(label)))
-        other = [c for c in alphabet if c != label[k]]
-        labels[name] = label[:k] + other[int(rng.integers(len(other)))] + label[k + 1:]
-    with (folder / LABELS_FILE).open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["file", "label"])
-        w.writerows(labels.items())
-    return {samples[i].path.name for i in chosen}
-
-
-def flagged_labels(out: Path) -> list[str]:
-    """The file names training listed in labels_to_check.csv."""
-    with (out / "labels_to_check.csv").open(newline="", encoding="utf-8") as f:
-        return [Path(row["file"]).name for row in csv.DictReader(f)]
-
-
 def plateau_escape(history: Path) -> int | None:
     """The first epoch whose validation sequence accuracy reached 0.5, or None."""
     with history.open(newline="") as f:
@@ -158,8 +124,7 @@ def model_facts(out: Path) -> dict:
     if start not in (None, "base"):  # started from another model (--init auto picked base2)
         geometry += f" from {start}"
     return dict(epochs=t["epochs_run"], best_epoch=t["best_epoch"], steps=t.get("steps"),
-                geometry=geometry, escape=plateau_escape(out / "history.csv"),
-                flagged=flagged_labels(out))
+                geometry=geometry, escape=plateau_escape(out / "history.csv"))
 
 
 def ci_accuracy(labels: list[str], preds: list[str]) -> float:
@@ -169,13 +134,11 @@ def ci_accuracy(labels: list[str], preds: list[str]) -> float:
 
 def evaluate(out: Path, test: list[Sample]) -> dict:
     """Read the test images with the exported model: accuracy, CER and the errors."""
-    readings = Reader.load(out).read_many([s.path for s in test])
-    preds = [r.text for r in readings]
+    preds = [r.text for r in Reader.load(out).read_many([s.path for s in test])]
     labels = [s.label for s in test]
     wrong = [f"{s.label}->{p or EMPTY}" for s, p in zip(test, preds) if p != s.label]
-    confident_wrong = sum(r.text != s.label and r.confidence >= CONFIDENT for s, r in zip(test, readings))
     return dict(acc=sequence_accuracy(labels, preds), cer=cer(labels, preds), wrong=wrong,
-                acc_ci=ci_accuracy(labels, preds), confident_wrong=confident_wrong)
+                acc_ci=ci_accuracy(labels, preds))
 
 
 DDDDOCR_READ = """
@@ -205,18 +168,14 @@ def zero_shot(test: list[Sample], ddddocr_python: str | None, base_model: str = 
 
 
 def run_one(style: str, n: int, seed: int, train_dir: Path, test: list[Sample], out: Path,
-            extra: list[str], start: str = "default", noisy: set[str] | None = None) -> dict:
-    """Train, read, and collect one row; a failure becomes the row's ``error``, never a crash.
-    ``noisy``: the training files whose labels were made wrong (``--label-noise``)."""
+            extra: list[str], start: str = "default") -> dict:
+    """Train, read, and collect one row; a failure becomes the row's ``error``, never a crash."""
     row = dict(style=style, n=n, seed=seed, start=start, n_test=len(test), error=None)
     row["wall"], row["error"] = train(train_dir, out, seed, extra)
     if row["error"] is None:
         try:
             row.update(model_facts(out))
             row.update(evaluate(out, test))
-            if noisy is not None:
-                row["noisy"] = len(noisy)
-                row["caught"] = len(noisy & set(row["flagged"]))
         except Exception as e:  # a broken model dir is a result too; keep benching
             row["error"] = f"{type(e).__name__}: {e}".splitlines()[0]
     return row
@@ -240,7 +199,7 @@ def print_pick(style: str, n: int, seed: int, folder: Path) -> None:
 
 
 HEAD = (f"{'style':18} {'N':>5} {'seed':>4} {'start':>7} {'acc':>6} {'ci acc':>6} {'CER':>6} {'wall s':>7} "
-        f"{'epochs':>6} {'steps':>6} {'val>=.5':>7} {'check':>7} {'input':16} errors")
+        f"{'epochs':>6} {'steps':>6} {'val>=.5':>7} {'input':16} errors")
 
 
 def print_row(r: dict) -> None:
@@ -250,12 +209,8 @@ def print_row(r: dict) -> None:
         return
     steps = "-" if r["steps"] is None else str(r["steps"])
     escape = "never" if r["escape"] is None else str(r["escape"])
-    check = f"{len(r['flagged'])}/{r['confident_wrong']}"
     print(f"{start} {r['acc']:6.4f} {r['acc_ci']:6.4f} {r['cer']:6.4f} {r['wall']:7.1f} {r['epochs']:6d} "
-          f"{steps:>6} {escape:>7} {check:>7} {r['geometry']:16} {' '.join(r['wrong'][:3])}", flush=True)
-    if "noisy" in r:
-        print(f"{'':18} label noise: {r['noisy']} training labels made wrong; the check listed "
-              f"{r['caught']} of them and {len(r['flagged']) - r['caught']} others", flush=True)
+          f"{steps:>6} {escape:>7} {r['geometry']:16} {' '.join(r['wrong'][:3])}", flush=True)
 
 
 def style_means(rows: list[dict]) -> dict[str, list[float]]:
@@ -365,8 +320,6 @@ def main() -> None:
                          "cell from, with both bases' losses and the t-statistic; no training")
     ap.add_argument("--scratch", action="store_true",
                     help="also train each cell from random weights (--init none)")
-    ap.add_argument("--label-noise", type=float, metavar="F",
-                    help="make a seeded fraction F of each cell's training labels wrong")
     a = ap.parse_args()
     styles, missing = available_styles()
     if a.list:
@@ -416,7 +369,6 @@ def main() -> None:
                     if a.picks:
                         print_pick(name, n, seed, folder)
                         continue
-                    noisy = corrupt_labels(folder, a.label_noise, seed) if a.label_noise else None
                     if a.unlabeled:  # self-training instead of the labels alone
                         u = unlabeled_dir(n, seed, a.unlabeled)
                         rows.append(run_one(name, n, seed, folder, test, models / f"{name}-n{n}-s{seed}-u",
@@ -424,7 +376,7 @@ def main() -> None:
                                             start=f"+{len(list(u.iterdir()))}u"))
                     else:
                         rows.append(run_one(name, n, seed, folder, test, models / f"{name}-n{n}-s{seed}",
-                                            extra, noisy=noisy))
+                                            extra))
                     print_row(rows[-1])
                     if a.scratch:
                         rows.append(run_one(name, n, seed, folder, test,
@@ -434,13 +386,6 @@ def main() -> None:
     if a.picks:
         return
     print_summary(rows, ns)
-    if a.label_noise:
-        ok = [r for r in rows if "noisy" in r]
-        caught, noisy = sum(r["caught"] for r in ok), sum(r["noisy"] for r in ok)
-        others = sum(len(r["flagged"]) - r["caught"] for r in ok)
-        print(f"\nlabel noise {a.label_noise}: the check listed {caught} of {noisy} wrong labels "
-              f"({caught / max(noisy, 1):.1%}) and {others} right ones (real styles: or their own "
-              "wrong labels)")
     if a.zero_shot or a.scratch:
         print_comparison(rows, ns, zero)
     if len(a.seeds) > 1:

@@ -197,11 +197,6 @@ def cmd_train(a: argparse.Namespace) -> None:
               f"CER: {m['val_cer']:.4f}")
     else:
         print("no validation split (--val-fraction 0): no validation metrics")
-    if "labels_to_check" in t:
-        n_check = t["labels_to_check"]
-        print(f"labels to check: {n_check} of {t['n_images']} labeled images read otherwise at "
-              f"confidence >= {CONFIDENT} (likely wrong labels)"
-              + (f": {result.model_dir / FILES.labels_to_check}" if n_check else ""))
     al = t.get("alphabet", {})
     if al.get("added"):
         print(f"alphabet: {len(result.info.alphabet)} characters: the labels' {al['labels']} and "
@@ -374,6 +369,34 @@ def cmd_eval(a: argparse.Namespace) -> None:
         why = f"  ({e['error']})" if "error" in e else ""
         mark = f"  label? ({_floor3(e['confidence'])})" if e.get("label_to_check") else ""
         print(f"{e['file']}  {e['label']} -> {e['prediction']}{why}{mark}")
+
+
+def cmd_check_labels(a: argparse.Namespace) -> None:
+    from .crosscheck import check_labels
+
+    console = _err_console()
+
+    def fold(f) -> None:
+        if not a.quiet:
+            console.print(f"part {f.fold} of {a.folds}: trained on {f.trained_on} labels, read "
+                          f"the other {f.read}: {f.agree:.4f} as labeled ({f.seconds:.0f} s)",
+                          markup=False, soft_wrap=True)
+
+    if not a.quiet:
+        console.print(f"checking the labels of {a.data_dir}: {a.folds} training runs, each "
+                      "reading the labels it did not train on", markup=False, soft_wrap=True)
+    result = check_labels(a.data_dir, folds=a.folds, seed=a.seed, threshold=a.min_confidence,
+                          stem_labels=a.stem_labels, init=None if a.init == "none" else a.init,
+                          on_fold=fold)
+    if a.json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False))
+        return
+    for x in result.items:
+        print(f"{x.file}\t{x.label}\t{x.reading}\t{_floor3(x.confidence)}", flush=True)
+    console.print(f"labels to check: {len(result.items)} of {result.n} (read otherwise at "
+                  f"confidence >= {result.threshold} by a model that did not train on them; "
+                  f"FILE, LABEL, READING, CONFIDENCE above); {result.seconds:.0f} s",
+                  markup=False, soft_wrap=True)
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:
@@ -634,6 +657,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--stem-labels", action="store_true", help=STEM_LABELS_HELP)
     _add_reading_options(e)
     e.set_defaults(func=cmd_eval)
+
+    c = sub.add_parser("check-labels", help="find labels that are likely wrong",
+                       description="Train on part of the labels, read the rest, and the other "
+                       "way round; print the labeled images read otherwise with confidence "
+                       "(FILE<TAB>LABEL<TAB>READING<TAB>CONFIDENCE), most confident first.")
+    c.add_argument("data_dir", help="labeled dataset folder")
+    c.add_argument("--folds", type=POSITIVE, default=2,
+                   help="parts; each is read by a model trained on the others (default: 2)")
+    c.add_argument("--min-confidence", type=_fraction_closed, default=CONFIDENT, metavar="P",
+                   help=f"list readings at this calibrated confidence or more (default: {CONFIDENT})")
+    c.add_argument("--init", default="auto", metavar="auto|base|base2|DIR|none",
+                   help="the model each run starts from, as for train (default: auto)")
+    c.add_argument("--seed", type=int, default=0, help="the deal into parts and the runs' seeds")
+    c.add_argument("--stem-labels", action="store_true", help=STEM_LABELS_HELP)
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    c.set_defaults(func=cmd_check_labels)
 
     r = sub.add_parser("predict", help="read images or folders of images",
                        description="Print PATH<TAB>TEXT per image (or JSON lines with --json).")

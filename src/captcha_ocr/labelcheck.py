@@ -1,15 +1,17 @@
-"""Labels to check: labeled images that a trained model confidently reads otherwise.
+"""Labels to check: labeled images that a model which never trained on them confidently
+reads otherwise.
 
 Labels are typed by people, and real sets hold mistakes (a digit slipped, a placeholder
-left in). A model trained with augmentation and averaged weights does not learn a few
-wrong labels by heart: it reads the image as it looks, and with high confidence. So a
-labeled image whose reading differs from its label at a calibrated confidence of at least
-``CONFIDENT`` is far more often a wrong label than a wrong reading; listing those, most
-confident first, turns "check 500 labels" into "check these few". Measured (README,
-"Labels to check"): henan_digits4's 500 training labels, 8 flagged, all 8 wrong labels by
-eye; the zoo styles, whose labels are right by construction, few or none flagged.
+left in). A model reads a mislabeled image as it looks, so where a reading differs from
+its label at a calibrated confidence of at least ``CONFIDENT``, the label is often what is
+wrong; listing those, most confident first, turns "check 500 labels" into "check these
+few". The model must not have trained on the image: one that did has learned most wrong
+labels by heart (trained on 200 pastel_digits images, 10 of them given a wrong digit, it
+read all 10 as labelled, at 0.97-1.00). So ``eval`` marks its confident errors (on images
+kept out of training), and ``captcha-ocr check-labels`` (``crosscheck``) reads every
+labeled image with a model trained on the others.
 
-Numpy only: ``eval`` uses it on the reading path, ``train`` on its own labeled images.
+Numpy only: ``eval`` uses it on the reading path.
 """
 
 from __future__ import annotations

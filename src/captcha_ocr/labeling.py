@@ -15,7 +15,6 @@ ends, the page's model is the new one). Errors are ``{"error": "one line"}``.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import subprocess
@@ -31,6 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from .data import Sample, link_labeled
 from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
 from .runtime import BASE_MODELS, Reader, Reading, bundled_model_dir
@@ -131,14 +131,8 @@ class Trainer:
         if len(labeled) < MIN_TRAIN_LABELS:
             raise ValueError(f"{len(labeled)} labels: label at least {MIN_TRAIN_LABELS} before training")
         work = tempfile.TemporaryDirectory(prefix="captcha-ocr-label-")
-        data = Path(work.name) / "data"
-        data.mkdir()
-        for name, _ in labeled:
-            (data / name).symlink_to(store.path(name).resolve())
-        with (data / "labels.csv").open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["file", "label"])
-            w.writerows(labeled)
+        data = link_labeled([Sample(store.path(name), label) for name, label in labeled],
+                            Path(work.name) / "data")
         cmd = [sys.executable, "-m", "captcha_ocr.cli", "train", str(data), "--out", str(self.model_dir)]
         reader = self.labeling.reader
         if reader is not None:  # a shipped model by its name, as the user would write it

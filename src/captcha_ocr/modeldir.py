@@ -36,7 +36,6 @@ class FILES:
     curves = "curves.png"
     grid = "predictions.png"
     calibration = "calibration.png"
-    labels_to_check = "labels_to_check.csv"  # labeled images the model reads otherwise
 
 
 class ModelError(ValueError):

@@ -26,7 +26,7 @@ __all__ = ["CHECKPOINT", "StagedModelDir", "fault"]
 CHECKPOINT = "checkpoint"  # inside the staging directory: the resumable state
 OURS = ".captcha-ocr-staging"  # marks the .partial and .prev folders this module made
 MODEL_FILES = {FILES.weights, FILES.info, FILES.onnx, FILES.int8, FILES.history, FILES.curves,
-               FILES.grid, FILES.calibration, FILES.labels_to_check}
+               FILES.grid, FILES.calibration}
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 

@@ -489,33 +489,12 @@ def _calibrate(model: CRNN, info: ModelInfo, split: Split, out: Path) -> None:
                              f"{cal.ece_after:.3f}", out / FILES.calibration)
 
 
-def _check_labels(model: CRNN, info: ModelInfo, split: Split, n_labeled: int,
-                  data_dir: str | Path, out: Path) -> None:
-    """Read every labeled image (training and validation; not pseudo-labels) with the
-    calibrated model and list those read otherwise with confidence (``labelcheck``)."""
-    from .calibration import confidences
-    from .labelcheck import labels_to_check, write_csv
-
-    samples = split.data.samples[:n_labeled]
-    lp = _log_probs(model, split, np.arange(n_labeled))
-    texts, conf = confidences(lp, split.charset, info.temperature)
-    root = Path(data_dir).resolve()
-    files = [s.path.resolve().relative_to(root) if s.path.resolve().is_relative_to(root) else s.path
-             for s in samples]
-    found = labels_to_check(files, [s.label for s in samples], texts, conf)
-    write_csv(out / FILES.labels_to_check, found)
-    info.training["labels_to_check"] = len(found)
-
-
 def _write_outputs(model: CRNN, info: ModelInfo, split: Split, history: list[EpochStats],
-                   best_epoch: int, out: Path, export: bool, n_labeled: int,
-                   data_dir: str | Path) -> None:
-    """Weights, ONNX, history, the labels to check and the two figures (validation
-    images, else training ones)."""
+                   best_epoch: int, out: Path, export: bool) -> None:
+    """Weights, ONNX, history and the two figures (validation images, else training ones)."""
     from .plots import plot_curves, plot_predictions
 
     _calibrate(model, info, split, out)
-    _check_labels(model, info, split, n_labeled, data_dir, out)
     save_checkpoint(model, info, out)
     if export:
         from .export import export_onnx
@@ -813,7 +792,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
         arch, params = init.info.model.arch, init.info.model.params
     charset, alphabet_record = choose_alphabet([s.label for s in samples], alphabet, init)
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, charset=charset, samples=samples)
-    n_labeled_train, n_labeled = len(split.train), len(split.data.samples)
+    n_labeled_train = len(split.train)
     if extra:
         split = _with_extra(split, extra, image)
     cfg = resolve_budget(cfg, len(split.train))
@@ -857,7 +836,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     if extra:
         info.training["pseudo_labels"] = {**(extra_record or {}),
                                           "trained_on": len(split.train) - n_labeled_train}
-    _write_outputs(model, info, split, history, best_epoch, work, export, n_labeled, data_dir)
+    _write_outputs(model, info, split, history, best_epoch, work, export)
     info.training["seconds"] = round(time.perf_counter() - t0, 2)
     info.save(work)
     out = staged.commit()

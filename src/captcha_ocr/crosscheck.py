@@ -1,0 +1,126 @@
+"""Check a folder's labels: read every labeled image with a model that did not train on it.
+
+The labeled images are dealt into ``folds`` parts (seeded); for each part, the default
+recipe (``captcha-ocr train`` with no options) trains on the other parts and reads this
+one. Every image is then read once by a model that never saw its label, and the readings
+that differ from their labels with calibrated confidence (``labelcheck``) are the labels
+to check. This is cross-validation used for the labels rather than for the model, as
+"confident learning" does (Northcutt et al., JAIR 2021): a model trained on the image
+itself would have learned its wrong label by heart.
+
+Cost: ``folds`` training runs on ``(folds - 1) / folds`` of the labels each.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import DatasetError, link_labeled, survey
+from .labelcheck import CONFIDENT, LabelToCheck, labels_to_check
+from .runtime import Reader
+
+__all__ = ["DEFAULT_FOLDS", "MIN_PER_FOLD", "FoldResult", "LabelCheck", "check_labels"]
+
+DEFAULT_FOLDS = 2
+MIN_PER_FOLD = 10  # fewer labels than this in a part: too few to train on the others
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    fold: int
+    trained_on: int
+    read: int
+    agree: float  # share of the part's readings equal to their labels
+    seconds: float
+
+
+@dataclass
+class LabelCheck:
+    items: list[LabelToCheck]  # the labels to check, most confident first
+    n: int                     # labeled images read
+    threshold: float
+    folds: list[FoldResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(n=self.n, threshold=self.threshold, seconds=round(self.seconds, 2),
+                    folds=[vars(f) for f in self.folds],
+                    labels_to_check=[vars(x) for x in self.items])
+
+
+def deal(n: int, folds: int, seed: int) -> np.ndarray:
+    """The part (0 .. folds-1) of each of ``n`` images: a seeded shuffle dealt round-robin."""
+    part = np.empty(n, np.int64)
+    part[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
+    return part
+
+
+def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int = 0,
+                 threshold: float = CONFIDENT, stem_labels: bool = False, init: str | None = "auto",
+                 on_fold: Callable[[FoldResult], None] | None = None,
+                 recipe_overrides: dict | None = None) -> LabelCheck:
+    """Cross-read a folder's labeled images and list the labels to check.
+
+    Args:
+        data_dir: a dataset folder, as for ``captcha-ocr train``.
+        folds: parts to deal the labels into (each is read by a model trained on the others).
+        seed: the deal, and (plus the part's number) each run's training seed.
+        threshold: the calibrated confidence from which a differing reading is listed.
+        stem_labels: images that ``labels.csv`` does not name are labeled by file stem.
+        init: the model each run starts from, as ``train --init`` (default: the shipped
+            base that fits the labels, as ``captcha-ocr train`` does; None: from scratch).
+        on_fold: called after each part is read.
+        recipe_overrides: settings of the training recipe (``train.recipe``) to change.
+
+    Raises:
+        DatasetError: the folder is unusable, or has too few labels for ``folds`` parts.
+        ModelError: ``init`` is not a model.
+    """
+    from .config import DEFAULT_ARCH
+    from .finetune import load_inits
+    from .train import recipe, train
+
+    t0 = time.perf_counter()
+    if folds < 2:
+        raise DatasetError(f"--folds {folds}: at least 2 (each part is read by a model trained "
+                           "on the others)")
+    samples = survey(data_dir, stem_labels=stem_labels).samples
+    if len(samples) < folds * MIN_PER_FOLD:
+        raise DatasetError(f"{data_dir}: {len(samples)} labeled images: at least "
+                           f"{folds * MIN_PER_FOLD} are needed for {folds} parts of "
+                           f"{MIN_PER_FOLD} or more")
+    start = load_inits(init) if init else None
+    first = start[0] if isinstance(start, list) else start
+    arch = first.info.model.arch if first else DEFAULT_ARCH
+    part = deal(len(samples), folds, seed)
+    texts: list[str] = [""] * len(samples)
+    conf = np.zeros(len(samples))
+    result = LabelCheck([], len(samples), threshold)
+    with tempfile.TemporaryDirectory(prefix="captcha-ocr-check-") as tmp:
+        for k in range(folds):
+            t = time.perf_counter()
+            held = np.flatnonzero(part == k)
+            folder = link_labeled([s for s, p in zip(samples, part) if p != k], Path(tmp) / f"train-{k}")
+            out = Path(tmp) / f"model-{k}"
+            cfg = recipe(arch, finetune=start is not None, seed=seed + k, **(recipe_overrides or {}))
+            train(folder, out, arch=arch, cfg=cfg, init=start,
+                  command=f"captcha-ocr check-labels (part {k + 1} of {folds})")
+            readings = Reader.load(out).read_many([samples[i].path for i in held])
+            for i, r in zip(held, readings):
+                texts[i], conf[i] = r.text, r.confidence
+            agree = float(np.mean([texts[i] == samples[i].label for i in held]))
+            fr = FoldResult(k + 1, len(samples) - len(held), len(held), round(agree, 4),
+                            round(time.perf_counter() - t, 2))
+            result.folds.append(fr)
+            if on_fold:
+                on_fold(fr)
+    result.items = labels_to_check([s.path for s in samples], [s.label for s in samples], texts,
+                                   conf, threshold)
+    result.seconds = time.perf_counter() - t0
+    return result
