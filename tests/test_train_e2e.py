@@ -32,7 +32,9 @@ def test_train_eval_predict(subset, tmp_path, capsys):
     assert set(report) == {"n", "sequence_accuracy", "cer", "errors"}
     assert report["n"] == 240 and 0 <= report["sequence_accuracy"] <= 1
     assert len(report["errors"]) == round(240 * (1 - report["sequence_accuracy"]))
-    assert all(set(e) == {"file", "label", "prediction"} for e in report["errors"])
+    # Each wrong reading carries its confidence; a confident one flags the label to check.
+    assert all(set(e) == {"file", "label", "prediction", "confidence", "label_to_check"}
+               and e["label_to_check"] == (e["confidence"] >= 0.9) for e in report["errors"])
 
     files = sorted(subset.glob("*.png"))[:3]
     assert main(["predict", *map(str, files), "--model", str(out), "--json"]) == 0

@@ -387,7 +387,7 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
                       "reading the labels it did not train on", markup=False, soft_wrap=True)
     result = check_labels(a.data_dir, folds=a.folds, seed=a.seed, threshold=a.min_confidence,
                           stem_labels=a.stem_labels, init=None if a.init == "none" else a.init,
-                          on_fold=fold)
+                          on_fold=fold, recipe_overrides=dict(steps=a.steps))
     if a.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
         return
@@ -669,6 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"list readings at this calibrated confidence or more (default: {CONFIDENT})")
     c.add_argument("--init", default="auto", metavar="auto|base|base2|DIR|none",
                    help="the model each run starts from, as for train (default: auto)")
+    c.add_argument("--steps", type=POSITIVE, help="optimizer steps of each run (default: the "
+                   "training recipe's budget for its number of labels)")
     c.add_argument("--seed", type=int, default=0, help="the deal into parts and the runs' seeds")
     c.add_argument("--stem-labels", action="store_true", help=STEM_LABELS_HELP)
     c.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,0 +1,99 @@
+"""Labels to check: confident readings against their labels, read by a model that did not
+train on them (``captcha-ocr check-labels``), and eval's marks."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from captcha_ocr.cli import main
+from captcha_ocr.crosscheck import deal
+from captcha_ocr.data import LABELS_FILE, discover
+from captcha_ocr.labelcheck import CONFIDENT, labels_to_check
+from captcha_ocr.zoo import write_style
+
+# Three labels of the 40 made wrong, each a one-digit typo of what the image shows.
+TYPOS = {3: 0, 17: 2, 29: 3}  # image index: position of the digit changed
+
+
+def _typo(label: str, pos: int) -> str:
+    return label[:pos] + str((int(label[pos]) + 5) % 10) + label[pos + 1:]
+
+
+@pytest.fixture(scope="module")
+def mislabeled(tmp_path_factory):
+    """40 pastel digit captchas (the style the base reads best), three of them mislabeled."""
+    folder = tmp_path_factory.mktemp("mislabeled")
+    samples = write_style("pastel_digits", folder, 40, seed=61)
+    rows = [(s.path.name, _typo(s.label, TYPOS[i]) if i in TYPOS else s.label)
+            for i, s in enumerate(samples)]
+    with (folder / LABELS_FILE).open("w", newline="") as f:
+        csv.writer(f).writerows([("file", "label"), *rows])
+    wrong = {samples[i].path.name: samples[i].label for i in TYPOS}
+    return folder, wrong
+
+
+def test_only_confident_disagreements_are_listed_most_confident_first():
+    found = labels_to_check(["a.png", "b.png", "c.png", "d.png", "e.png"],
+                            ["12", "34", "56", "78", "90"],
+                            ["12", "35", "57", "79", "91"],
+                            [0.99, 0.95, CONFIDENT, CONFIDENT - 1e-6, 0.999])
+    assert [(x.file, x.reading) for x in found] == [("e.png", "91"), ("b.png", "35"), ("c.png", "57")]
+    with pytest.raises(ValueError):  # one list shorter than the others is a bug, not a result
+        labels_to_check(["a.png"], ["1", "2"], ["1"], [1.0])
+
+
+def test_every_image_lands_in_one_part_evenly_and_the_same_each_time():
+    part = deal(41, 3, seed=5)
+    assert sorted(np.bincount(part)) == [13, 14, 14]
+    assert (deal(41, 3, seed=5) == part).all() and not (deal(41, 3, seed=6) == part).all()
+
+
+def test_check_labels_finds_the_wrong_labels_and_little_else(mislabeled, capsys):
+    folder, wrong = mislabeled
+    rc = main(["check-labels", str(folder), "--seed", "1", "--steps", "120", "--json", "-q"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and err == ""
+    report = json.loads(out)
+    assert report["n"] == 40 and report["threshold"] == CONFIDENT
+    assert [(f["trained_on"], f["read"]) for f in report["folds"]] == [(20, 20), (20, 20)]
+    listed = {x["file"].split("/")[-1]: x for x in report["labels_to_check"]}
+    caught = set(listed) & set(wrong)
+    assert len(caught) >= 2, listed  # a model that never saw the image reads what it shows
+    assert all(listed[f]["reading"] == wrong[f] for f in caught)
+    assert len(set(listed) - set(wrong)) <= 1, listed
+    conf = [x["confidence"] for x in report["labels_to_check"]]
+    assert min(conf) >= CONFIDENT and conf == sorted(conf, reverse=True)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--folds", "1"], "--folds 1: at least 2"),
+    (["--folds", "5"], "40 labeled images: at least 50 are needed for 5 parts"),
+    (["--init", "no-such-model"], "no-such-model"),
+])
+def test_check_labels_errors_are_one_line(mislabeled, capsys, args, needle):
+    folder, _ = mislabeled
+    assert main(["check-labels", str(folder), "-q", *args]) != 0
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_eval_marks_confident_errors_as_labels_to_check(tmp_path, capsys):
+    # The base model reads these zero-shot; two labels are typos of what the images show.
+    folder = tmp_path / "d"
+    samples = write_style("pastel_digits", folder, 30, seed=62)
+    with (folder / LABELS_FILE).open("w", newline="") as f:
+        csv.writer(f).writerows([("file", "label")] + [
+            (s.path.name, _typo(s.label, 1) if i in (4, 9) else s.label) for i, s in enumerate(samples)])
+    assert main(["eval", str(folder), "--model", "base", "--json"]) == 0
+    errors = json.loads(capsys.readouterr().out)["errors"]
+    assert all(e["label_to_check"] == (e["confidence"] >= CONFIDENT) for e in errors)
+    marked = {e["file"] for e in errors if e["label_to_check"]}
+    assert {str(samples[4].path), str(samples[9].path)} <= marked
+    assert all(e["prediction"] == samples[4].label for e in errors if e["file"] == str(samples[4].path))
+    assert main(["eval", str(folder), "--model", "base"]) == 0
+    out = capsys.readouterr().out
+    assert f"labels to check: {len(marked)} of the wrong readings" in out
+    assert f"{samples[4].path}  {_typo(samples[4].label, 1)} -> {samples[4].label}  label? (" in out
+    assert len(discover(folder)) == 30
