@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from captcha_ocr.data import discover
+from captcha_ocr.data import discover, link_labeled
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data"
@@ -159,10 +159,7 @@ def main() -> None:
             truth = {s.path.name: s.label for s in pick}
             models = a.models + (["captcha_images_v2"] if style == "captcha_images_v2" else [])
             for model in models:
-                folder = Path(tmp) / f"{style}-{model}"
-                folder.mkdir()
-                for s in pick:
-                    (folder / s.path.name).symlink_to(s.path.resolve())
+                folder = link_labeled(pick, Path(tmp) / f"{style}-{model}", with_labels=False)
                 page = browser.new_page()
                 r = run(page, folder, truth, model, a.train_after)
                 page.close()

@@ -11,6 +11,11 @@ printed, to be looked at.
 
     python bench/label_check_bench.py --styles pastel_digits line_mesh rsce_gradient5 --ns 200 500
     python bench/label_check_bench.py --ns 500 --noise 0.05 --folds 2 3
+    python bench/label_check_bench.py --styles pastel_digits --ns 200 --in-sample
+
+``--in-sample`` adds, per cell, what the same rule lists when the model that reads the
+labels trained on all of them (one ``captcha-ocr train`` on the cell, then its own
+training images read back): the check that ``check-labels`` replaces.
 """
 
 from __future__ import annotations
@@ -51,6 +56,23 @@ def corrupt_labels(folder: Path, fraction: float, seed: int) -> dict[str, str]:
     return {samples[i].path.name: samples[i].label for i in chosen}
 
 
+def in_sample(folder: Path, seed: int) -> list:
+    """The labels to check by the rule, read by a model trained on all of them."""
+    from captcha_ocr import Reader
+    from captcha_ocr.finetune import default_start
+    from captcha_ocr.labelcheck import labels_to_check
+    from captcha_ocr.train import recipe, train
+
+    arch, start = default_start("auto")
+    samples = discover(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(folder, Path(tmp) / "m", arch=arch, init=start,
+              cfg=recipe(arch, finetune=True, seed=seed))
+        readings = Reader.load(Path(tmp) / "m").read_many([s.path for s in samples])
+    return labels_to_check([s.path.name for s in samples], [s.label for s in samples],
+                           [r.text for r in readings], [r.confidence for r in readings])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--styles", nargs="+", help="style names (default: all available)")
@@ -58,6 +80,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
     ap.add_argument("--noise", type=float, default=0.05, help="fraction of labels made wrong")
     ap.add_argument("--folds", type=int, nargs="+", default=[2])
+    ap.add_argument("--in-sample", action="store_true",
+                    help="also list by a model trained on all the cell's labels (see above)")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     a = ap.parse_args()
     styles, _ = available_styles()
@@ -77,6 +101,13 @@ def main() -> None:
                         print(f"{name:18} {n:5d} skipped: too few images", flush=True)
                         continue
                     wrong = corrupt_labels(folder, a.noise, seed)
+                    if a.in_sample:
+                        own = in_sample(folder, seed)
+                        caught = sum(x.file in wrong for x in own)
+                        print(f"{name:18} {n:5d} {seed:4d}    in {len(wrong):5d} {len(own):6d} "
+                              f"{caught:6d} {len(own) - caught:6d}   (trained on them)", flush=True)
+                        rows.append(dict(style=name, n=n, seed=seed, folds=0, wrong=len(wrong),
+                                         listed=len(own), caught=caught, others=len(own) - caught))
                     for folds in a.folds:
                         r = check_labels(folder, folds=folds, seed=seed)
                         listed = {Path(x.file).name: x for x in r.items}
@@ -93,12 +124,13 @@ def main() -> None:
                                          agree=[f.agree for f in r.folds], seconds=r.seconds))
     print("\nper folds: wrong labels listed (recall), right labels listed (zoo: false alarms)")
     zoo = {s for s, src in styles.items() if src is None}
-    for folds in a.folds:
+    for folds in a.folds + ([0] if a.in_sample else []):
         rs = [r for r in rows if r["folds"] == folds]
         wrong, caught = sum(r["wrong"] for r in rs), sum(r["caught"] for r in rs)
         fa = sum(r["others"] for r in rs if r["style"] in zoo)
         right_zoo = sum(r["n"] - r["wrong"] for r in rs if r["style"] in zoo)
-        print(f"folds {folds}: {caught} of {wrong} wrong labels listed ({caught / max(wrong, 1):.1%}); "
+        how = f"folds {folds}" if folds else "in-sample"
+        print(f"{how}: {caught} of {wrong} wrong labels listed ({caught / max(wrong, 1):.1%}); "
               f"zoo: {fa} of {right_zoo} right labels listed ({fa / max(right_zoo, 1):.2%}); real "
               f"styles: {sum(r['others'] for r in rs if r['style'] not in zoo)} others listed")
     print(f"\nload at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

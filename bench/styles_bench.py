@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from captcha_ocr import Reader
-from captcha_ocr.data import LABELS_FILE, Sample, discover
+from captcha_ocr.data import LABELS_FILE, Sample, discover, link_labeled
 from captcha_ocr.metrics import cer, sequence_accuracy
 from captcha_ocr.zoo import STYLES, write_style
 
@@ -66,19 +66,6 @@ def available_styles() -> tuple[dict[str, Path | None], list[str]]:
     missing = [name for name in REAL_STYLES if not (REAL_DATA / name).is_dir()]
     styles.update({name: REAL_DATA / name for name in REAL_STYLES if name not in missing})
     return styles, missing
-
-
-def link_folder(samples: list[Sample], dest: Path, with_labels: bool) -> Path:
-    """Symlinks to the samples' files, and a labels.csv of just those where asked."""
-    dest.mkdir(parents=True)
-    for s in samples:
-        (dest / s.path.name).symlink_to(s.path.resolve())
-    if with_labels:
-        with (dest / LABELS_FILE).open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["file", "label"])
-            w.writerows((s.path.name, s.label) for s in samples)
-    return dest
 
 
 def real_test_size(total: int, n_test: int) -> int:
@@ -277,7 +264,7 @@ def style_sets(name: str, source: Path | None, n_test: int, work: Path):
 
         def zoo_unlabeled(n: int, seed: int, u: int) -> Path:  # the same stream after the N
             more = write_style(name, work / name / f"pool-n{n}-s{seed}", n + u, seed=1000 + seed)
-            return link_folder(more[n:], work / name / f"unlabeled-n{n}-s{seed}", False)
+            return link_labeled(more[n:], work / name / f"unlabeled-n{n}-s{seed}", False)
         return write_style(name, work / name / "test", n_test, seed=999), zoo_dir, zoo_unlabeled
     samples = discover(source)
     order = np.random.default_rng(0).permutation(len(samples))
@@ -287,10 +274,10 @@ def style_sets(name: str, source: Path | None, n_test: int, work: Path):
 
     def train_dir(n: int, seed: int) -> Path | None:
         dest = work / name / f"n{n}-s{seed}"
-        return link_folder(pool[:n], dest, labels) if n <= len(pool) else None
+        return link_labeled(pool[:n], dest, labels) if n <= len(pool) else None
 
     def unlabeled_dir(n: int, seed: int, u: int) -> Path:
-        return link_folder(pool[n:n + u], work / name / f"unlabeled-n{n}-s{seed}", False)
+        return link_labeled(pool[n:n + u], work / name / f"unlabeled-n{n}-s{seed}", False)
     return test, train_dir, unlabeled_dir
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from captcha_ocr import Reader
-from captcha_ocr.data import discover
+from captcha_ocr.data import Sample, discover, link_labeled
 from captcha_ocr.metrics import cer, sequence_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,10 +38,8 @@ def folds_of(n: int, k: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def link_folder(files: list[Path], dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for f in files:
-        (dest / f.name).symlink_to(f.resolve())
-    return dest
+    """A folder of links to ``files``, labeled by their file names."""
+    return link_labeled([Sample(f, f.stem) for f in files], dest, with_labels=False)
 
 
 def run_fold(arch: str, seed: int, train_dir: Path, test_files, out: Path, extra: list[str]):

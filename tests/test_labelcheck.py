@@ -67,8 +67,14 @@ def test_check_labels_finds_the_wrong_labels_and_little_else(mislabeled, capsys)
     assert min(conf) >= CONFIDENT and conf == sorted(conf, reverse=True)
 
 
+def test_fewer_than_two_parts_is_a_usage_error(mislabeled, capsys):
+    folder, _ = mislabeled
+    with pytest.raises(SystemExit) as e:
+        main(["check-labels", str(folder), "--folds", "1"])
+    assert e.value.code == 2 and "argument --folds: must be at least 2" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args, needle", [
-    (["--folds", "1"], "--folds 1: at least 2"),
     (["--folds", "5"], "40 labeled images: at least 50 are needed for 5 parts"),
     (["--init", "no-such-model"], "no-such-model"),
 ])

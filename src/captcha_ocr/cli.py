@@ -103,13 +103,13 @@ def cmd_train(a: argparse.Namespace) -> None:
     if a.init == "none":
         a.init = None
     if a.init:
-        from .finetune import load_inits
+        from .finetune import default_start
 
         if a.arch:
             raise ModelError(f"--init {a.init} and --arch: a fine-tuned model keeps the "
                              f"architecture of the model it starts from; drop --arch, or drop "
                              f"--init {a.init} to train {a.arch} from random weights")
-        init = load_inits(a.init)
+        a.arch, init = default_start(a.init)
         first = init[0] if isinstance(init, list) else init
         for key in ("height", "channels"):  # the starting model's layers are sized for them
             asked, fixed = getattr(a, key), getattr(first.info.image, key)
@@ -117,7 +117,6 @@ def cmd_train(a: argparse.Namespace) -> None:
                 raise ModelError(f"--init {a.init}: it reads images of {key} {fixed}, not "
                                  f"{asked}; drop --{key}, or drop --init {a.init} to train "
                                  "from random weights")
-        a.arch = first.info.model.arch
     a.arch = a.arch or DEFAULT_ARCH
     cfg = recipe(a.arch, finetune=init is not None, epochs=a.epochs, patience=a.patience,
                  batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction, seed=a.seed,
@@ -340,7 +339,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
         """A confident reading against the label: the label may be what is wrong."""
         if r.error or s.path in unknown:
             return {}
-        return dict(confidence=round(r.confidence, 6), label_to_check=r.confidence >= CONFIDENT)
+        conf = round(r.confidence, 6)  # as shown: the flag agrees with the number printed
+        return dict(confidence=conf, label_to_check=conf >= CONFIDENT)
 
     errors = [dict(file=str(s.path), label=s.label, prediction=r.text) | why(s, r) | check(s, r)
               for s, r, y, p in zip(samples, readings, labels, preds) if p != y]
@@ -663,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "way round; print the labeled images read otherwise with confidence "
                        "(FILE<TAB>LABEL<TAB>READING<TAB>CONFIDENCE), most confident first.")
     c.add_argument("data_dir", help="labeled dataset folder")
-    c.add_argument("--folds", type=POSITIVE, default=2,
+    c.add_argument("--folds", type=_at_least(2), default=2,
                    help="parts; each is read by a model trained on the others (default: 2)")
     c.add_argument("--min-confidence", type=_fraction_closed, default=CONFIDENT, metavar="P",
                    help=f"list readings at this calibrated confidence or more (default: {CONFIDENT})")

@@ -81,23 +81,24 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
     Raises:
         DatasetError: the folder is unusable, or has too few labels for ``folds`` parts.
         ModelError: ``init`` is not a model.
+        ValueError: fewer than 2 parts.
     """
-    from .config import DEFAULT_ARCH
-    from .finetune import load_inits
+    from .finetune import default_start
     from .train import recipe, train
 
     t0 = time.perf_counter()
     if folds < 2:
-        raise DatasetError(f"--folds {folds}: at least 2 (each part is read by a model trained "
-                           "on the others)")
+        raise ValueError(f"{folds} part(s): at least 2 (each part is read by a model trained "
+                         "on the others)")
     samples = survey(data_dir, stem_labels=stem_labels).samples
     if len(samples) < folds * MIN_PER_FOLD:
         raise DatasetError(f"{data_dir}: {len(samples)} labeled images: at least "
                            f"{folds * MIN_PER_FOLD} are needed for {folds} parts of "
                            f"{MIN_PER_FOLD} or more")
-    start = load_inits(init) if init else None
-    first = start[0] if isinstance(start, list) else start
-    arch = first.info.model.arch if first else DEFAULT_ARCH
+    arch, start = default_start(init)
+    # Every part's model can read every character of the labels, also one that only the
+    # other part's labels hold (else its image would be a confident false alarm).
+    alphabet = "".join(sorted(set("".join(s.label for s in samples))))
     part = deal(len(samples), folds, seed)
     texts: list[str] = [""] * len(samples)
     conf = np.zeros(len(samples))
@@ -109,7 +110,7 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
             folder = link_labeled([s for s, p in zip(samples, part) if p != k], Path(tmp) / f"train-{k}")
             out = Path(tmp) / f"model-{k}"
             cfg = recipe(arch, finetune=start is not None, seed=seed + k, **(recipe_overrides or {}))
-            train(folder, out, arch=arch, cfg=cfg, init=start,
+            train(folder, out, arch=arch, cfg=cfg, init=start, alphabet=alphabet,
                   command=f"captcha-ocr check-labels (part {k + 1} of {folds})")
             readings = Reader.load(out).read_many([samples[i].path for i in held])
             for i, r in zip(held, readings):

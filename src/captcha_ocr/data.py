@@ -67,15 +67,17 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def link_labeled(samples: Iterable[Sample], dest: str | Path) -> Path:
-    """A new folder ``dest`` of links to the samples' files (by file name) and their
-    ``labels.csv``: a dataset folder of just these labels, for a training run."""
+def link_labeled(samples: Iterable[Sample], dest: str | Path, with_labels: bool = True) -> Path:
+    """A new folder ``dest`` of links to the samples' files (by file name) and, unless
+    ``with_labels`` is False, their ``labels.csv``: a dataset folder of just these images."""
     dest = Path(dest)
     dest.mkdir(parents=True)
     rows = []
     for s in samples:
         (dest / s.path.name).symlink_to(s.path.resolve())
         rows.append((s.path.name, s.label))
+    if not with_labels:
+        return dest
     with (dest / LABELS_FILE).open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["file", "label"])

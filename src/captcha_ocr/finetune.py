@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .charset import BLANK, Charset
-from .config import ImageConfig, ModelConfig
+from .config import DEFAULT_ARCH, ImageConfig, ModelConfig
 from .model import CRNN, build_model
 from .modeldir import FILES, ModelError, ModelInfo
 from .runtime import BASE_MODELS, bundled_model_dir
@@ -77,6 +77,20 @@ def load_inits(name: str | Path) -> InitModel | list[InitModel]:
     if str(name) == "auto" and not Path(name).is_dir():
         return [load_init(b) for b in BASES]
     return load_init(name)
+
+
+def default_start(name: str | Path | None) -> tuple[str, InitModel | list[InitModel] | None]:
+    """The architecture and starting model(s) of a run started from ``--init name``
+    ("auto": the shipped bases to choose among; None: random weights, the default
+    architecture), as ``captcha-ocr train`` runs it.
+
+    Raises:
+        ModelError: as ``load_init``.
+    """
+    if name is None:
+        return DEFAULT_ARCH, None
+    init = load_inits(name)
+    return (init[0] if isinstance(init, list) else init).info.model.arch, init
 
 
 def input_overrides(init: InitModel) -> dict:

@@ -132,10 +132,21 @@ def _providers(name: str) -> list[str]:
     if name == "cuda" and hasattr(ort, "preload_dlls"):
         # onnxruntime-gpu finds CUDA and cuDNN in the nvidia-* pip packages only when asked
         # (or when torch was imported first: never on the reading path). Its notes go to
-        # stderr, not into a JSON reading on stdout.
-        with contextlib.redirect_stdout(sys.stderr):
-            ort.preload_dlls()
+        # stderr, not into a JSON reading on stdout (a process-wide swap, for the moment
+        # a model loads: at start-up, before any reading).
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                ort.preload_dlls()
+        except Exception as e:  # noqa: BLE001 - onnxruntime's loader raises what it meets
+            raise ModelError(_provider_failed(Path("onnxruntime"), name, str(e))) from None
     return list(dict.fromkeys([wanted, "CPUExecutionProvider"]))
+
+
+def _cuda_wanted() -> str:
+    """The CUDA and cuDNN this onnxruntime was built for, as pip names them."""
+    version = getattr(getattr(ort, "capi", None), "build_and_package_info", None)
+    major = str(getattr(version, "cuda_version", "") or "").split(".")[0]
+    return f"CUDA {major} and cuDNN 9" if major else "CUDA and cuDNN"
 
 
 def _provider_failed(onnx_path: Path, provider: str, why: str = "") -> str:
@@ -143,8 +154,8 @@ def _provider_failed(onnx_path: Path, provider: str, why: str = "") -> str:
     cuda = re.search(r"CUDA failure \d+: ([^;]+?)\s*;", why)  # ORT's own words, else its first line
     reason = cuda.group(1) if cuda else why.strip().splitlines()[0][:160] if why.strip() else ""
     return (f"{onnx_path}: ONNX Runtime could not start its {provider!r} provider on this "
-            f"machine{f' ({reason})' if reason else ''}: is a GPU visible, with CUDA 13 and "
-            "cuDNN 9 (pip install 'onnxruntime-gpu[cuda,cudnn]')? Or use --provider cpu")
+            f"machine{f' ({reason})' if reason else ''}: is a GPU visible, with {_cuda_wanted()} "
+            "(pip install 'onnxruntime-gpu[cuda,cudnn]')? Or use --provider cpu")
 
 
 def _check_provider(session: ort.InferenceSession, wanted: str, onnx_path: Path) -> None:
@@ -243,7 +254,7 @@ class Reader:
             session = ort.InferenceSession(str(onnx_path), opts, providers=providers,
                                            enable_fallback=0)
         except Exception as e:  # onnxruntime raises its own untyped errors
-            if provider != "cpu":
+            if provider != "cpu" and re.search(r"cuda|EP Error|provider", str(e), re.IGNORECASE):
                 raise ModelError(_provider_failed(onnx_path, provider, str(e))) from None
             raise ModelError(f"{onnx_path}: ONNX Runtime cannot load it ({str(e).splitlines()[0]})") from None
         _check_provider(session, provider, onnx_path)
