@@ -35,6 +35,8 @@ from captcha_ocr.crosscheck import check_labels  # noqa: E402
 from captcha_ocr.data import LABELS_FILE, discover  # noqa: E402
 from styles_bench import available_styles, style_sets  # noqa: E402
 
+SWEEP = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
+
 
 def corrupt_labels(folder: Path, fraction: float, seed: int) -> dict[str, str]:
     """Make ``fraction`` of the folder's labels wrong, seeded; rewrite its labels.csv.
@@ -117,10 +119,16 @@ def main() -> None:
                         print(f"{name:18} {n:5d} {seed:4d} {folds:5d} {len(wrong):5d} {len(listed):6d} "
                               f"{len(caught):6d} {len(others):6d} {agree:>13} {r.seconds:6.0f}  "
                               + " ".join(f"{x.label}->{x.reading}" for x in others[:6]), flush=True)
+                        sweep = {}
+                        for t in SWEEP:  # the same readings, listed from other confidences
+                            at = {Path(x.file).name for x in r.disagreements if x.confidence >= t}
+                            sweep[t] = (len(at & set(wrong)), len(at - set(wrong)))
+                        print(f"{'':18} caught / others from confidence " + ", ".join(
+                            f"{t}: {c}/{o}" for t, (c, o) in sweep.items()), flush=True)
                         rows.append(dict(style=name, n=n, seed=seed, folds=folds, wrong=len(wrong),
                                          listed=len(listed), caught=len(caught), others=len(others),
-                                         other_items=[vars(x) for x in others],
-                                         missed=[f for f in wrong if f not in listed],
+                                         sweep=sweep, disagreements=[vars(x) for x in r.disagreements],
+                                         wrong_files=sorted(wrong),
                                          agree=[f.agree for f in r.folds], seconds=r.seconds))
     print("\nper folds: wrong labels listed (recall), right labels listed (zoo: false alarms)")
     zoo = {s for s, src in styles.items() if src is None}
@@ -128,6 +136,13 @@ def main() -> None:
         rs = [r for r in rows if r["folds"] == folds]
         wrong, caught = sum(r["wrong"] for r in rs), sum(r["caught"] for r in rs)
         fa = sum(r["others"] for r in rs if r["style"] in zoo)
+        if folds:
+            for t in SWEEP:
+                c = sum(r["sweep"][t][0] for r in rs)
+                o_zoo = sum(r["sweep"][t][1] for r in rs if r["style"] in zoo)
+                o_real = sum(r["sweep"][t][1] for r in rs if r["style"] not in zoo)
+                print(f"  from confidence {t}: {c} of {wrong} wrong labels listed "
+                      f"({c / max(wrong, 1):.1%}); right ones listed: zoo {o_zoo}, real {o_real}")
         right_zoo = sum(r["n"] - r["wrong"] for r in rs if r["style"] in zoo)
         how = f"folds {folds}" if folds else "in-sample"
         print(f"{how}: {caught} of {wrong} wrong labels listed ({caught / max(wrong, 1):.1%}); "

@@ -47,6 +47,7 @@ class LabelCheck:
     threshold: float
     folds: list[FoldResult] = field(default_factory=list)
     seconds: float = 0.0
+    disagreements: list[LabelToCheck] = field(default_factory=list)  # at any confidence
 
     def as_dict(self) -> dict:
         return dict(n=self.n, threshold=self.threshold, seconds=round(self.seconds, 2),
@@ -121,7 +122,8 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
             result.folds.append(fr)
             if on_fold:
                 on_fold(fr)
-    result.items = labels_to_check([s.path for s in samples], [s.label for s in samples], texts,
-                                   conf, threshold)
+    result.disagreements = labels_to_check([s.path for s in samples], [s.label for s in samples],
+                                           texts, conf, threshold=0.0)
+    result.items = [x for x in result.disagreements if x.confidence >= threshold]
     result.seconds = time.perf_counter() - t0
     return result
