@@ -13,9 +13,9 @@ printed, to be looked at.
     python bench/label_check_bench.py --ns 500 --noise 0.05 --folds 2 3
     python bench/label_check_bench.py --styles pastel_digits --ns 200 --in-sample
 
-``--in-sample`` adds, per cell, what the same rule lists when the model that reads the
-labels trained on all of them (one ``captcha-ocr train`` on the cell, then its own
-training images read back): the check that ``check-labels`` replaces.
+``--in-sample`` adds, per cell, every disagreement (at any confidence) of a model trained
+on all the cell's labels (one ``captcha-ocr train``) with those labels, read back: the
+check that ``check-labels`` replaces.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def in_sample(folder: Path, seed: int) -> list:
               cfg=recipe(arch, finetune=True, seed=seed))
         readings = Reader.load(Path(tmp) / "m").read_many([s.path for s in samples])
     return labels_to_check([s.path.name for s in samples], [s.label for s in samples],
-                           [r.text for r in readings], [r.confidence for r in readings])
+                           [r.text for r in readings], [r.confidence for r in readings], threshold=0.0)
 
 
 def main() -> None:
@@ -104,10 +104,11 @@ def main() -> None:
                         continue
                     wrong = corrupt_labels(folder, a.noise, seed)
                     if a.in_sample:
-                        own = in_sample(folder, seed)
+                        own = in_sample(folder, seed)  # every disagreement, at any confidence
                         caught = sum(x.file in wrong for x in own)
                         print(f"{name:18} {n:5d} {seed:4d}    in {len(wrong):5d} {len(own):6d} "
-                              f"{caught:6d} {len(own) - caught:6d}   (trained on them)", flush=True)
+                              f"{caught:6d} {len(own) - caught:6d}   (trained on them; at any "
+                              "confidence)", flush=True)
                         rows.append(dict(style=name, n=n, seed=seed, folds=0, wrong=len(wrong),
                                          listed=len(own), caught=caught, others=len(own) - caught))
                     for folds in a.folds:

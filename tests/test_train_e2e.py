@@ -3,6 +3,7 @@
 import json
 
 from captcha_ocr.cli import main
+from captcha_ocr.labelcheck import CONFIDENT
 from captcha_ocr.modeldir import FILES
 
 
@@ -34,7 +35,7 @@ def test_train_eval_predict(subset, tmp_path, capsys):
     assert len(report["errors"]) == round(240 * (1 - report["sequence_accuracy"]))
     # Each wrong reading carries its confidence; a confident one flags the label to check.
     assert all(set(e) == {"file", "label", "prediction", "confidence", "label_to_check"}
-               and e["label_to_check"] == (e["confidence"] >= 0.9) for e in report["errors"])
+               and e["label_to_check"] == (e["confidence"] >= CONFIDENT) for e in report["errors"])
 
     files = sorted(subset.glob("*.png"))[:3]
     assert main(["predict", *map(str, files), "--model", str(out), "--json"]) == 0
