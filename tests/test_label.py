@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from captcha_ocr.cli import main
 from captcha_ocr.data import DatasetError, discover
-from captcha_ocr.labeling import Labeling, create_label_app
+from captcha_ocr.labeling import Labeling, create_label_app, read_review_list
 from captcha_ocr.labels import SKIPPED_FILE, LabelStore
 from captcha_ocr.runtime import Reader
 from captcha_ocr.zoo import write_style
@@ -86,6 +86,72 @@ def test_api_labels_corrects_and_counts_unchanged(folder, base):
             assert c.post("/api/set-aside", json={"name": name, "status": "lost"}).status_code == 400
     finally:
         store.close()
+
+
+def test_review_shows_the_listed_labels_to_keep_or_correct_and_loses_none(folder, base, tmp_path):
+    made, truth = folder
+    names = sorted(truth)
+    with (made / "labels.csv").open("w", newline="") as f:  # all labeled, two of them wrongly
+        csv.writer(f).writerows([("file", "label")] + [
+            (n, "WRONG" if n in names[3:5] else truth[n]) for n in names])
+    listing = tmp_path / "check.tsv"  # as check-labels prints it: path, label, reading, confidence
+    listing.write_text(f"{made / names[4]}\tWRONG\t{truth[names[4]]}\t0.990\n"
+                       f"{made / names[3]}\tWRONG\t{truth[names[3]]}\t0.950\n{names[0]}\n\n")
+    review = read_review_list(listing)
+    assert review == [names[4], names[3], names[0]]
+    store = LabelStore(made)
+    try:
+        lab = Labeling(store, base, review=review)
+        with TestClient(create_label_app(lab)) as c:
+            assert c.get("/api/queue").json()["queue"] == review  # labeled, yet listed: shown
+            assert c.get(f"/api/item/{names[4]}").json()["label"] == "WRONG"  # the page's pre-fill
+            s = c.post("/api/label", json={"name": names[4], "label": truth[names[4]]}).json()
+            assert s["order"] == "review" and s["remaining"] == 2 and s["labeled"] == 12
+            assert c.post("/api/set-aside", json={"name": names[3], "status": "skipped"}).status_code == 200
+            assert c.get("/api/queue").json()["queue"] == [names[0]]
+            c.post("/api/label", json={"name": names[0], "label": truth[names[0]]})
+            assert c.get("/api/queue").json()["queue"] == []
+    finally:
+        store.close()
+    # corrected where corrected; passing over a listed label (Skip) kept it, not removed it
+    assert _labels(made) == {n: ("WRONG" if n == names[3] else truth[n]) for n in names}
+
+
+def test_review_page_prefills_the_label_under_review_and_saves_the_correction(folder, tmp_path,
+                                                                               browser_page):
+    page, problems = browser_page
+    made, truth = folder
+    names = sorted(truth)
+    with (made / "labels.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([("file", "label")] + [(n, "WRONG" if n == names[2] else truth[n])
+                                                       for n in names])
+    (tmp_path / "list.tsv").write_text(f"{made / names[2]}\tWRONG\t{truth[names[2]]}\t0.990\n")
+    server = Server("base", tmp_path / "label.log", "--no-browser", "--review",
+                    str(tmp_path / "list.tsv"), command=("label", str(made)), ready="/api/state")
+    try:
+        page.goto(server.url)
+        page.wait_for_function("document.querySelector('#label').value === 'WRONG'", timeout=15_000)
+        assert "order: review" in page.inner_text("#progress")
+        page.fill("#label", truth[names[2]])
+        page.press("#label", "Enter")
+        page.wait_for_selector("#done:not([hidden])", timeout=15_000)
+        assert "Every listed image is reviewed" in page.inner_text("#done")
+    finally:
+        server.stop()
+    assert _labels(made) == truth and problems == []
+
+
+def test_review_lists_that_do_not_fit_the_folder_are_one_line(folder, tmp_path, capsys):
+    made, _ = folder
+    for text, needle in (("other.png\n", "'other.png' (of 1 listed to review) is not an image of"),
+                         ("\n \n", "lists no images to review")):
+        (tmp_path / "list.txt").write_text(text)
+        rc = main(["label", str(made), "--no-browser", "--model", "none", "--review",
+                   str(tmp_path / "list.txt")])
+        err = capsys.readouterr().err.strip()
+        assert rc == 1 and len(err.splitlines()) == 1 and needle in err, err
+    assert main(["label", str(made), "--no-browser", "--review", str(tmp_path / "none.txt")]) == 1
+    assert "cannot read the list of images to review" in capsys.readouterr().err
 
 
 def test_bad_folders_are_one_line(tmp_path, capsys):

@@ -495,10 +495,11 @@ def cmd_serve(a: argparse.Namespace) -> None:
 
 
 def cmd_label(a: argparse.Namespace) -> None:
-    from .labeling import serve_labeling
+    from .labeling import read_review_list, serve_labeling
 
+    review = read_review_list(a.review) if a.review else None
     serve_labeling(a.data_dir, a.model, a.host, a.port, order=a.order, trust_stems=a.trust_stems,
-                   open_browser=not a.no_browser)
+                   open_browser=not a.no_browser, review=review)
 
 
 # ---------------------------------------------------------------- zoo
@@ -743,6 +744,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "'none' (default: base)")
     lb.add_argument("--order", choices=["confidence", "file"], default="confidence",
                     help="least confident first (default) or file order")
+    lb.add_argument("--review", metavar="LIST",
+                    help="show only these images, labeled or not, to keep or correct their labels: "
+                    "a file of names, one per line, e.g. the output of 'captcha-ocr check-labels'")
     lb.add_argument("--trust-stems", action="store_true",
                     help="file names are labels: show them as labels to confirm or correct")
     lb.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")

@@ -30,7 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from .data import Sample, link_labeled
+from .data import DatasetError, Sample, link_labeled
 from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
 from .runtime import BASE_MODELS, Reader, Reading, bundled_model_dir
@@ -45,14 +45,27 @@ MAX_LINES = 40         # of the training run's output kept for the page
 
 
 class Labeling:
-    """The folder's labels, the model's readings and the order to show the images in."""
+    """The folder's labels, the model's readings and the order to show the images in.
 
-    def __init__(self, store: LabelStore, reader: Reader | None, order: str = "confidence") -> None:
+    With ``review`` (names of the folder's images, e.g. what ``captcha-ocr check-labels``
+    listed), the page shows those images, labeled or not, in that order, each with its
+    current label to keep or correct, until each has been accepted or set aside once.
+    """
+
+    def __init__(self, store: LabelStore, reader: Reader | None, order: str = "confidence",
+                 review: list[str] | None = None) -> None:
         if order not in ORDERS:
             raise ValueError(f"order {order!r}: expected one of {', '.join(ORDERS)}")
+        unknown = [n for n in review or [] if n not in {p.name for p in store.images}]
+        if unknown:
+            raise DatasetError(f"{unknown[0]!r} (of {len(unknown)} listed to review) is not an "
+                               f"image of {store.folder}; list images of that folder (as "
+                               "'captcha-ocr check-labels' on it prints them)")
         self.store = store
         self.reader = reader
         self.order = order
+        self.review = list(dict.fromkeys(review)) if review is not None else None
+        self.reviewed: set[str] = set()
         self.readings: dict[str, Reading] = {}
         self.started = time.monotonic()
         self.session_labels = 0
@@ -68,9 +81,11 @@ class Labeling:
         if self.order == "confidence" and self.readings:
             # unreadable files first (one key sets them aside), then the least confident
             names.sort(key=lambda n: (self.readings[n].ok, self.readings[n].confidence))
-        self.names = names
+        self.names = names if self.review is None else self.review
 
     def queue(self) -> list[str]:
+        if self.review is not None:
+            return [n for n in self.names if n not in self.reviewed]
         return [n for n in self.names if not self.store.done(n)]
 
     def item(self, name: str) -> dict[str, Any]:
@@ -86,7 +101,10 @@ class Labeling:
 
     def state(self) -> dict[str, Any]:
         minutes = max((time.monotonic() - self.started) / 60, 1e-9)
-        return {**self.store.counts(), "order": self.order,
+        counts = self.store.counts()
+        if self.review is not None:
+            counts["remaining"] = len(self.queue())
+        return {**counts, "order": "review" if self.review is not None else self.order,
                 "model": self.reader.name if self.reader else None,
                 "session_labels": self.session_labels, "accepted_unchanged": self.unchanged,
                 "labels_per_minute": round(self.session_labels / minutes, 2)}
@@ -98,8 +116,16 @@ class Labeling:
 
     def label(self, name: str, label: str, prefill: str | None) -> None:
         self.store.set_label(name, label)
+        self.reviewed.add(name)
         self.session_labels += 1
         self.unchanged += prefill is not None and label.strip() == prefill
+
+    def set_aside(self, name: str, status: str) -> None:
+        if self.review is not None and status == "skipped" and self.store.entry(name).label:
+            self.reviewed.add(name)  # passing over a label under review keeps it
+            return
+        self.store.set_aside_as(name, status)
+        self.reviewed.add(name)
 
 
 class Trainer:
@@ -236,7 +262,7 @@ def create_label_app(labeling: Labeling) -> FastAPI:
     async def set_aside(body: AsideBody) -> dict[str, Any]:
         if body.status not in STATUSES:
             raise ValueError(f"status {body.status!r}: expected one of {', '.join(STATUSES)}")
-        labeling.store.set_aside_as(body.name, body.status)
+        labeling.set_aside(body.name, body.status)
         return labeling.state()
 
     trainer = Trainer(labeling)
@@ -254,9 +280,27 @@ def create_label_app(labeling: Labeling) -> FastAPI:
     return app
 
 
+def read_review_list(path: str | Path) -> list[str]:
+    """Image file names from a list: one per line, the first tab-separated field (the
+    output of ``captcha-ocr check-labels``), a path or a bare name; blank lines skipped.
+
+    Raises:
+        DatasetError: the file cannot be read, or lists nothing (one line).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: cannot read the list of images to review "
+                         f"({getattr(e, 'strerror', None) or e})") from None
+    names = [Path(line.split("\t")[0].strip()).name for line in text.splitlines() if line.strip()]
+    if not names:
+        raise DatasetError(f"{path}: lists no images to review (one file name or path a line)")
+    return names
+
+
 def serve_labeling(folder: str | Path, model: str | None = "base", host: str = "127.0.0.1",
                    port: int = 8000, order: str = "confidence", trust_stems: bool = False,
-                   open_browser: bool = True) -> None:
+                   open_browser: bool = True, review: list[str] | None = None) -> None:
     """Load the folder and the model, then serve the page until Ctrl-C or SIGTERM."""
     import uvicorn
 
@@ -264,7 +308,7 @@ def serve_labeling(folder: str | Path, model: str | None = "base", host: str = "
     store = LabelStore(folder, trust_stems=trust_stems)
     try:
         reader = Reader.load(model) if model and model != "none" else None
-        labeling = Labeling(store, reader, order)
+        labeling = Labeling(store, reader, order, review)
         app = create_label_app(labeling)
         url = f"http://{host}:{port}/"
         log.info("%s: %d images, %d labeled; open %s", store.folder, len(store.images),

@@ -67,6 +67,9 @@ async function next() {
   if (!queue.length) {
     current = null;
     $("#form").hidden = true;
+    if (state.order === "review") {
+      $("#done").textContent = "Every listed image is reviewed. Labels are in labels.csv.";
+    }
     $("#done").hidden = false;
     return;
   }
