@@ -23,11 +23,13 @@ def _typo(label: str, pos: int) -> str:
 
 @pytest.fixture(scope="module")
 def mislabeled(tmp_path_factory):
-    """40 pastel digit captchas (the style the base reads best), three of them mislabeled."""
+    """40 pastel digit captchas (the style the base reads best), three of them mislabeled,
+    and a labeled file that is no image."""
     folder = tmp_path_factory.mktemp("mislabeled")
     samples = write_style("pastel_digits", folder, 40, seed=61)
+    (folder / "broken.png").write_bytes(b"not a png")
     rows = [(s.path.name, _typo(s.label, TYPOS[i]) if i in TYPOS else s.label)
-            for i, s in enumerate(samples)]
+            for i, s in enumerate(samples)] + [("broken.png", "1234")]
     with (folder / LABELS_FILE).open("w", newline="") as f:
         csv.writer(f).writerows([("file", "label"), *rows])
     wrong = {samples[i].path.name: samples[i].label for i in TYPOS}
@@ -54,10 +56,14 @@ def test_check_labels_finds_the_wrong_labels_and_little_else(mislabeled, capsys)
     folder, wrong = mislabeled
     rc = main(["check-labels", str(folder), "--seed", "1", "--steps", "120", "--json", "-q"])
     out, err = capsys.readouterr()
-    assert rc == 0 and err == ""
+    assert rc == 0
     report = json.loads(out)
+    # The file that is no image is named (stderr and JSON), not counted as checked.
+    assert [x["file"] for x in report["unreadable"]] == [str(folder / "broken.png")]
+    assert err.startswith(f"skipped {folder / 'broken.png'}: ") and len(err.splitlines()) == 1
     assert report["n"] == 40 and report["threshold"] == CONFIDENT
-    assert [(f["trained_on"], f["read"]) for f in report["folds"]] == [(20, 20), (20, 20)]
+    assert sum(f["read"] for f in report["folds"]) == 40
+    assert sorted(f["trained_on"] for f in report["folds"]) == [20, 21]
     listed = {x["file"].split("/")[-1]: x for x in report["labels_to_check"]}
     caught = set(listed) & set(wrong)
     assert len(caught) >= 2, listed  # a model that never saw the image reads what it shows
@@ -75,12 +81,13 @@ def test_fewer_than_two_parts_is_a_usage_error(mislabeled, capsys):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["--folds", "5"], "40 labeled images: at least 50 are needed for 5 parts"),
+    (["--folds", "5"], "41 labeled images: at least 50 are needed for 5 parts"),
     (["--init", "no-such-model"], "no-such-model"),
+    (["--init", "."], "--init .: not a model directory (no model.json); try 'auto'"),
 ])
 def test_check_labels_errors_are_one_line(mislabeled, capsys, args, needle):
     folder, _ = mislabeled
-    assert main(["check-labels", str(folder), "-q", *args]) != 0
+    assert main(["check-labels", str(folder), *args]) != 0  # no progress line before it
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1, err
 

@@ -382,18 +382,23 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
                           f"the other {f.read}: {f.agree:.4f} as labeled ({f.seconds:.0f} s)",
                           markup=False, soft_wrap=True)
 
-    if not a.quiet:
-        console.print(f"checking the labels of {a.data_dir}: {a.folds} training runs, each "
-                      "reading the labels it did not train on", markup=False, soft_wrap=True)
+    def start(n: int) -> None:
+        if not a.quiet:
+            console.print(f"checking the {n} labels of {a.data_dir}: {a.folds} training runs, "
+                          "each reading the labels it did not train on", markup=False, soft_wrap=True)
+
     result = check_labels(a.data_dir, folds=a.folds, seed=a.seed, threshold=a.min_confidence,
                           stem_labels=a.stem_labels, init=None if a.init == "none" else a.init,
-                          on_fold=fold, recipe_overrides=dict(steps=a.steps))
+                          on_start=start, on_fold=fold, recipe_overrides=dict(steps=a.steps))
+    for path, why in result.unreadable:
+        console.print(f"skipped {path}: {why}", markup=False, soft_wrap=True)
     if a.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
         return
     for x in result.items:
         print(f"{x.file}\t{x.label}\t{x.reading}\t{_floor3(x.confidence)}", flush=True)
-    console.print(f"labels to check: {len(result.items)} of {result.n} (read otherwise at "
+    skipped = f", {len(result.unreadable)} unreadable skipped" if result.unreadable else ""
+    console.print(f"labels to check: {len(result.items)} of {result.n}{skipped} (read otherwise at "
                   f"confidence >= {result.threshold} by a model that did not train on them; "
                   f"FILE, LABEL, READING, CONFIDENCE above); {result.seconds:.0f} s",
                   markup=False, soft_wrap=True)

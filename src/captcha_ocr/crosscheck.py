@@ -43,16 +43,18 @@ class FoldResult:
 @dataclass
 class LabelCheck:
     items: list[LabelToCheck]  # the labels to check, most confident first
-    n: int                     # labeled images read
+    n: int                     # labeled images read (the unreadable ones not counted)
     threshold: float
     folds: list[FoldResult] = field(default_factory=list)
     seconds: float = 0.0
     disagreements: list[LabelToCheck] = field(default_factory=list)  # at any confidence
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, why): not checked
 
     def as_dict(self) -> dict:
         return dict(n=self.n, threshold=self.threshold, seconds=round(self.seconds, 2),
                     folds=[vars(f) for f in self.folds],
-                    labels_to_check=[vars(x) for x in self.items])
+                    labels_to_check=[vars(x) for x in self.items],
+                    unreadable=[dict(file=f, error=e) for f, e in self.unreadable])
 
 
 def deal(n: int, folds: int, seed: int) -> np.ndarray:
@@ -64,6 +66,7 @@ def deal(n: int, folds: int, seed: int) -> np.ndarray:
 
 def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int = 0,
                  threshold: float = CONFIDENT, stem_labels: bool = False, init: str | None = "auto",
+                 on_start: Callable[[int], None] | None = None,
                  on_fold: Callable[[FoldResult], None] | None = None,
                  recipe_overrides: dict | None = None) -> LabelCheck:
     """Cross-read a folder's labeled images and list the labels to check.
@@ -76,6 +79,8 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
         stem_labels: images that ``labels.csv`` does not name are labeled by file stem.
         init: the model each run starts from, as ``train --init`` (default: the shipped
             base that fits the labels, as ``captcha-ocr train`` does; None: from scratch).
+        on_start: called with the number of labeled images once the folder and the
+            starting model are checked, before the first run.
         on_fold: called after each part is read.
         recipe_overrides: settings of the training recipe (``train.recipe``) to change.
 
@@ -97,6 +102,8 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
                            f"{folds * MIN_PER_FOLD} are needed for {folds} parts of "
                            f"{MIN_PER_FOLD} or more")
     arch, start = default_start(init)
+    if on_start:
+        on_start(len(samples))
     # Every part's model can read every character of the labels, also one that only the
     # other part's labels hold (else its image would be a confident false alarm).
     alphabet = "".join(sorted(set("".join(s.label for s in samples))))
@@ -116,14 +123,20 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
             readings = Reader.load(out).read_many([samples[i].path for i in held])
             for i, r in zip(held, readings):
                 texts[i], conf[i] = r.text, r.confidence
-            agree = float(np.mean([texts[i] == samples[i].label for i in held]))
-            fr = FoldResult(k + 1, len(samples) - len(held), len(held), round(agree, 4),
+                if not r.ok:  # each image is read once: each unreadable one is named once
+                    result.unreadable.append((str(samples[i].path), r.error))
+            read = [i for i, r in zip(held, readings) if r.ok]
+            agree = float(np.mean([texts[i] == samples[i].label for i in read])) if read else 0.0
+            fr = FoldResult(k + 1, len(samples) - len(held), len(read), round(agree, 4),
                             round(time.perf_counter() - t, 2))
             result.folds.append(fr)
             if on_fold:
                 on_fold(fr)
-    result.disagreements = labels_to_check([s.path for s in samples], [s.label for s in samples],
-                                           texts, conf, threshold=0.0)
+    bad = {f for f, _ in result.unreadable}
+    ok = [i for i, s in enumerate(samples) if str(s.path) not in bad]
+    result.n = len(ok)
+    result.disagreements = labels_to_check([samples[i].path for i in ok], [samples[i].label for i in ok],
+                                           [texts[i] for i in ok], conf[ok], threshold=0.0)
     result.items = [x for x in result.disagreements if x.confidence >= threshold]
     result.seconds = time.perf_counter() - t0
     return result

@@ -54,15 +54,19 @@ def load_init(name: str | Path) -> InitModel:
     """
     from safetensors.torch import load as st_load
 
+    choices = ("try 'auto', 'base', 'base2', 'captcha_images_v2', 'none', or a folder written "
+               "by 'captcha-ocr train'")
     path = Path(name)
+    if not str(name).strip():
+        raise ModelError(f"--init is empty: {choices}")
     if not path.is_dir():
         bundled = bundled_model_dir(str(name))
         if not (bundled / FILES.info).is_file():
             raise ModelError(f"--init {name}: no such model directory, and no model of that "
-                             "name ships with captcha-ocr (try 'auto', 'base', 'base2', "
-                             "'captcha_images_v2', 'none', or a folder written by "
-                             "'captcha-ocr train')")
+                             f"name ships with captcha-ocr ({choices})")
         path = bundled
+    elif not (path / FILES.info).is_file():
+        raise ModelError(f"--init {name}: not a model directory (no {FILES.info}); {choices}")
     info = ModelInfo.load(path)
     weights = info.verify(path, FILES.weights)
     return InitModel(str(name), path, info, st_load(weights.read_bytes()))
