@@ -304,7 +304,8 @@ def _start_server(args, port: int, log_path: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "captcha_ocr.cli", "serve", "--port", str(port),
            "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
            "--threads", str(args.threads), "--workers", str(args.workers)] + \
-        (["--model", args.model] if args.model else []) + ["--precision", args.precision]
+        (["--model", args.model] if args.model else []) + ["--precision", args.precision,
+                                                           "--provider", args.provider]
     log = open(log_path, "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(300):
@@ -325,7 +326,8 @@ def _server_model(port: int) -> str:
     return httpx.get(f"http://127.0.0.1:{port}/v1/model").json()["name"]
 
 
-def _load_images(folder: Path, model: str | None, precision: str) -> list[tuple[bytes, str, str]]:
+def _load_images(folder: Path, model: str | None, precision: str,
+                 provider: str = "cpu") -> list[tuple[bytes, str, str]]:
     """(PNG bytes, label, the in-process Reader's text) for every image of ``folder``."""
     from captcha_ocr import Reader
 
@@ -333,17 +335,17 @@ def _load_images(folder: Path, model: str | None, precision: str) -> list[tuple[
     if not files:
         sys.exit(f"no PNG images in {folder}")
     data = [f.read_bytes() for f in files]
-    readings = Reader.load(model, precision=precision).read_many(data)
+    readings = Reader.load(model, precision=precision, provider=provider).read_many(data)
     return [(d, f.stem, r.text) for d, f, r in zip(data, files, readings)]
 
 
 def _reader_rate(model: str | None, precision: str, images: list[tuple[bytes, str, str]],
-                 seconds: float) -> float:
+                 seconds: float, provider: str = "cpu") -> float:
     """Images/s of the in-process Reader reading one PNG at a time (``Reader.read``, its
     default threads): the figure the service is held against."""
     from captcha_ocr import Reader
 
-    reader = Reader.load(model, precision=precision)
+    reader = Reader.load(model, precision=precision, provider=provider)
     for data, _, _ in images[:50]:  # warm-up
         reader.read(data)
     n, t0 = 0, time.perf_counter()
@@ -389,14 +391,16 @@ def main() -> None:
                    help="the wrk program (default: wrk on PATH; 'none' to skip its rows)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"],
                    help="network the server and the in-process Reader run (serve --precision)")
+    p.add_argument("--provider", default="cpu", choices=["cpu", "cuda"],
+                   help="execution provider of the server and the in-process Reader (serve --provider)")
     p.add_argument("--workers", type=int, default=1,
                    help="server processes (serve --workers; the CPU columns then count the "
                         "supervisor only)")
     args = p.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
-    images = _load_images(Path(args.data), args.model, args.precision)
-    reader_rate = _reader_rate(args.model, args.precision, images, args.seconds)
+    images = _load_images(Path(args.data), args.model, args.precision, args.provider)
+    reader_rate = _reader_rate(args.model, args.precision, images, args.seconds, args.provider)
     port = _free_port()
     log_path = Path(tempfile.mkdtemp(prefix="serve_bench_")) / "server.log"
     server = _start_server(args, port, log_path)
