@@ -120,7 +120,13 @@ def _failed(error: str) -> Reading:
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 
-def _providers(name: str) -> list[str]:
+# cuDNN's exhaustive search for each convolution runs again for every new input shape,
+# and a Reader's batches come in every size (the service's micro-batches above all):
+# its heuristic choice instead.
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
+
+
+def _providers(name: str) -> list:
     """ONNX Runtime's provider list for ``name`` (CPU kept last as ORT's fallback)."""
     if name not in PROVIDERS:
         raise ModelError(f"provider {name!r}: expected one of {', '.join(PROVIDERS)}")
@@ -139,7 +145,9 @@ def _providers(name: str) -> list[str]:
                 ort.preload_dlls()
         except Exception as e:  # noqa: BLE001 - onnxruntime's loader raises what it meets
             raise ModelError(_provider_failed(Path("onnxruntime"), name, str(e))) from None
-    return list(dict.fromkeys([wanted, "CPUExecutionProvider"]))
+    if name == "cpu":
+        return [wanted]
+    return [(wanted, CUDA_OPTIONS), "CPUExecutionProvider"]  # the CPU runs what CUDA cannot
 
 
 def _cuda_wanted() -> str:
