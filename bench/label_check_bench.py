@@ -116,7 +116,7 @@ def main() -> None:
                         listed = {Path(x.file).name: x for x in r.items}
                         caught = [f for f in wrong if f in listed]
                         others = [x for f, x in listed.items() if f not in wrong]
-                        agree = "/".join(f"{f.agree:.3f}" for f in r.folds)
+                        agree = "/".join("-" if f.agree is None else f"{f.agree:.3f}" for f in r.folds)
                         print(f"{name:18} {n:5d} {seed:4d} {folds:5d} {len(wrong):5d} {len(listed):6d} "
                               f"{len(caught):6d} {len(others):6d} {agree:>13} {r.seconds:6.0f}  "
                               + " ".join(f"{x.label}->{x.reading}" for x in others[:6]), flush=True)

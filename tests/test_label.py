@@ -6,6 +6,7 @@ Generated captchas (zoo), the shipped base model pre-filling readings; no datase
 import csv
 import os
 import signal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -117,6 +118,38 @@ def test_review_shows_the_listed_labels_to_keep_or_correct_and_loses_none(folder
     assert _labels(made) == {n: ("WRONG" if n == names[3] else truth[n]) for n in names}
 
 
+def test_review_of_a_folder_labeled_by_file_names_keeps_every_label(tmp_path, capsys, monkeypatch):
+    # check-labels read the file names as labels: review shows those, Skip writes nothing,
+    # and a correction writes every label to labels.csv (not just the corrected one).
+    made = tmp_path / "named"
+    truth = {s.path.name: s.label for s in write_style("bold_caps", tmp_path / "z", 6, seed=23)}
+    made.mkdir()
+    for name, label in truth.items():
+        (made / f"{label}.png").write_bytes((tmp_path / "z" / name).read_bytes())
+    first, second, *_ = sorted(p.name for p in made.iterdir())
+    (tmp_path / "list.txt").write_text(f"{first}\n{second}\n")
+    seen = {}
+
+    def fake_serve(folder, model, host, port, order, trust_stems, open_browser, review):
+        store = LabelStore(folder, trust_stems=trust_stems)
+        try:
+            lab = Labeling(store, None, order, review)
+            with TestClient(create_label_app(lab)) as c:
+                seen["prefill"] = c.get(f"/api/item/{first}").json()["label"]
+                c.post("/api/set-aside", json={"name": first, "status": "skipped"})
+                seen["after_skip"] = sorted(p.name for p in Path(folder).iterdir() if p.suffix == ".csv")
+                c.post("/api/label", json={"name": second, "label": "FIXD"})
+        finally:
+            store.close()
+
+    monkeypatch.setattr("captcha_ocr.labeling.serve_labeling", fake_serve)
+    assert main(["label", str(made), "--review", str(tmp_path / "list.txt"), "--model", "none"]) == 0
+    assert seen["prefill"] == first.removesuffix(".png") and seen["after_skip"] == []
+    stems = {p.name: p.stem for p in made.glob("*.png")}
+    assert _labels(made) == {**stems, second: "FIXD"}
+    assert discover(made) and len(discover(made)) == 6  # train still sees all six
+
+
 def test_review_page_prefills_the_label_under_review_and_saves_the_correction(folder, tmp_path,
                                                                                browser_page):
     page, problems = browser_page
@@ -143,7 +176,7 @@ def test_review_page_prefills_the_label_under_review_and_saves_the_correction(fo
 
 def test_review_lists_that_do_not_fit_the_folder_are_one_line(folder, tmp_path, capsys):
     made, _ = folder
-    for text, needle in (("other.png\n", "'other.png' (of 1 listed to review) is not an image of"),
+    for text, needle in (("other.png\n", "'other.png' is not an image of"),
                          ("\n \n", "lists no images to review")):
         (tmp_path / "list.txt").write_text(text)
         rc = main(["label", str(made), "--no-browser", "--model", "none", "--review",

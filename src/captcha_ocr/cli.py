@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .charset import UnknownCharacterError
 from .config import ARCHS, DEFAULT_ARCH
-from .data import DatasetError, fingerprint, list_images, survey
+from .data import LABELS_FILE, DatasetError, fingerprint, list_images, survey
 from .labelcheck import CONFIDENT
 from .metrics import cer, sequence_accuracy
 from .modeldir import FILES, ModelError
@@ -378,8 +378,9 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
 
     def fold(f) -> None:
         if not a.quiet:
+            agree = "-" if f.agree is None else f"{f.agree:.4f}"
             console.print(f"part {f.fold} of {a.folds}: trained on {f.trained_on} labels, read "
-                          f"the other {f.read}: {f.agree:.4f} as labeled ({f.seconds:.0f} s)",
+                          f"the other {f.read}: {agree} as labeled ({f.seconds:.0f} s)",
                           markup=False, soft_wrap=True)
 
     def start(n: int) -> None:
@@ -503,7 +504,11 @@ def cmd_label(a: argparse.Namespace) -> None:
     from .labeling import read_review_list, serve_labeling
 
     review = read_review_list(a.review) if a.review else None
-    serve_labeling(a.data_dir, a.model, a.host, a.port, order=a.order, trust_stems=a.trust_stems,
+    trust_stems = a.trust_stems
+    if review is not None and not (Path(a.data_dir) / LABELS_FILE).is_file():
+        # check-labels read this folder's file names as its labels: those are under review
+        trust_stems = True
+    serve_labeling(a.data_dir, a.model, a.host, a.port, order=a.order, trust_stems=trust_stems,
                    open_browser=not a.no_browser, review=review)
 
 

@@ -36,7 +36,7 @@ class FoldResult:
     fold: int
     trained_on: int
     read: int
-    agree: float  # share of the part's readings equal to their labels
+    agree: float | None  # share of the part's readings equal to their labels (None: none read)
     seconds: float
 
 
@@ -126,8 +126,8 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
                 if not r.ok:  # each image is read once: each unreadable one is named once
                     result.unreadable.append((str(samples[i].path), r.error))
             read = [i for i, r in zip(held, readings) if r.ok]
-            agree = float(np.mean([texts[i] == samples[i].label for i in read])) if read else 0.0
-            fr = FoldResult(k + 1, len(samples) - len(held), len(read), round(agree, 4),
+            agree = round(float(np.mean([texts[i] == samples[i].label for i in read])), 4) if read else None
+            fr = FoldResult(k + 1, len(samples) - len(held), len(read), agree,
                             round(time.perf_counter() - t, 2))
             result.folds.append(fr)
             if on_fold:

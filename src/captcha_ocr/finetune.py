@@ -66,7 +66,9 @@ def load_init(name: str | Path) -> InitModel:
                              f"name ships with captcha-ocr ({choices})")
         path = bundled
     elif not (path / FILES.info).is_file():
-        raise ModelError(f"--init {name}: not a model directory (no {FILES.info}); {choices}")
+        if not (bundled_model_dir(str(name)) / FILES.info).is_file():
+            raise ModelError(f"--init {name}: not a model directory (no {FILES.info}); {choices}")
+        path = bundled_model_dir(str(name))  # a local folder named like a shipped model
     info = ModelInfo.load(path)
     weights = info.verify(path, FILES.weights)
     return InitModel(str(name), path, info, st_load(weights.read_bytes()))

@@ -35,7 +35,7 @@ from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
 from .runtime import BASE_MODELS, Reader, Reading, bundled_model_dir
 
-__all__ = ["Labeling", "create_label_app", "serve_labeling"]
+__all__ = ["Labeling", "create_label_app", "read_review_list", "serve_labeling"]
 
 log = logging.getLogger("captcha_ocr.label")
 STATIC = Path(__file__).with_name("static")
@@ -56,10 +56,11 @@ class Labeling:
                  review: list[str] | None = None) -> None:
         if order not in ORDERS:
             raise ValueError(f"order {order!r}: expected one of {', '.join(ORDERS)}")
-        unknown = [n for n in review or [] if n not in {p.name for p in store.images}]
+        names = {p.name for p in store.images}
+        unknown = [n for n in review or [] if n not in names]
         if unknown:
-            raise DatasetError(f"{unknown[0]!r} (of {len(unknown)} listed to review) is not an "
-                               f"image of {store.folder}; list images of that folder (as "
+            raise DatasetError(f"{unknown[0]!r} is not an image of {store.folder} ({len(unknown)} "
+                               "listed names are not); list images of that folder (as "
                                "'captcha-ocr check-labels' on it prints them)")
         self.store = store
         self.reader = reader
@@ -121,8 +122,9 @@ class Labeling:
         self.unchanged += prefill is not None and label.strip() == prefill
 
     def set_aside(self, name: str, status: str) -> None:
-        if self.review is not None and status == "skipped" and self.store.entry(name).label:
-            self.reviewed.add(name)  # passing over a label under review keeps it
+        if self.review is not None and status == "skipped":
+            self.store.path(name)  # KeyError: not an image of the folder
+            self.reviewed.add(name)  # passing over an image under review changes nothing
             return
         self.store.set_aside_as(name, status)
         self.reviewed.add(name)
