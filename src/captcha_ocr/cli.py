@@ -19,7 +19,7 @@ from . import __version__
 from .charset import UnknownCharacterError
 from .config import ARCHS, DEFAULT_ARCH
 from .data import LABELS_FILE, DatasetError, fingerprint, list_images, survey
-from .labelcheck import CONFIDENT
+from .labelcheck import CONFIDENT, suspect
 from .metrics import cer, sequence_accuracy
 from .modeldir import FILES, ModelError
 from .preprocess import IMAGE_SUFFIXES, ImageError
@@ -335,14 +335,16 @@ def cmd_eval(a: argparse.Namespace) -> None:
             return {"error": f"the label has characters the model does not know: {unknown[s.path]!r}"}
         return {}
 
-    def check(s, r) -> dict:
+    label_chars = "".join(sorted(set("".join(labels))))
+
+    def check(s, r, p) -> dict:
         """A confident reading against the label: the label may be what is wrong."""
         if r.error or s.path in unknown:
             return {}
         conf = round(r.confidence, 6)  # as shown: the flag agrees with the number printed
-        return dict(confidence=conf, label_to_check=conf >= CONFIDENT)
+        return dict(confidence=conf, label_to_check=suspect(p, conf, alphabet=label_chars))
 
-    errors = [dict(file=str(s.path), label=s.label, prediction=r.text) | why(s, r) | check(s, r)
+    errors = [dict(file=str(s.path), label=s.label, prediction=r.text) | why(s, r) | check(s, r, p)
               for s, r, y, p in zip(samples, readings, labels, preds) if p != y]
     report = dict(n=len(samples), sequence_accuracy=sequence_accuracy(labels, preds),
                   cer=cer(labels, preds), errors=errors)
@@ -364,7 +366,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     n_check = sum(e.get("label_to_check", False) for e in errors)
     if n_check:
         print(f"labels to check: {n_check} of the wrong readings have confidence >= {CONFIDENT} "
-              "(marked 'label?'): the label may be what is wrong")
+              "and only characters the labels use (marked 'label?'): the label may be what is wrong")
     for e in errors:
         why = f"  ({e['error']})" if "error" in e else ""
         mark = f"  label? ({_floor3(e['confidence'])})" if e.get("label_to_check") else ""

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CONFIDENT", "LabelToCheck", "labels_to_check"]
+__all__ = ["CONFIDENT", "LabelToCheck", "labels_to_check", "suspect"]
 
 # Listed from this calibrated confidence. Chosen by measurement (bench/label_check_bench.py,
 # 8 styles, N = 200 and 500, 5% of the labels made wrong, two parts): of the thresholds
@@ -38,11 +38,20 @@ class LabelToCheck:
     confidence: float
 
 
+def suspect(reading: str, confidence: float, threshold: float = CONFIDENT,
+            alphabet: str | None = None) -> bool:
+    """Whether a reading that differs from its label points at the label: read with
+    ``threshold`` confidence or more, and (where ``alphabet``, the characters the labels
+    use, is given) only in those characters — a reading with a character no label holds
+    is the model's mistake, not the label's."""
+    return confidence >= threshold and (alphabet is None or set(reading) <= set(alphabet))
+
+
 def labels_to_check(files: Sequence[str | Path], labels: Sequence[str], readings: Sequence[str],
                     confidences: Sequence[float], threshold: float = CONFIDENT) -> list[LabelToCheck]:
     """The images read as something other than their label at ``threshold`` or more,
     the most confident first (then by file name)."""
     found = [LabelToCheck(str(f), y, t, round(float(c), 6))
              for f, y, t, c in zip(files, labels, readings, confidences, strict=True)
-             if t != y and c >= threshold]
+             if t != y and suspect(t, c, threshold)]
     return sorted(found, key=lambda x: (-x.confidence, x.file))
