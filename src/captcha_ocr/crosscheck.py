@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import DatasetError, link_labeled, survey
-from .labelcheck import CONFIDENT, LabelToCheck, labels_to_check
+from .labelcheck import CONFIDENT, LabelToCheck, labels_to_check, suspect
 from .runtime import Reader
 
 __all__ = ["DEFAULT_FOLDS", "MIN_PER_FOLD", "FoldResult", "LabelCheck", "check_labels"]
@@ -110,6 +110,7 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
     part = deal(len(samples), folds, seed)
     texts: list[str] = [""] * len(samples)
     conf = np.zeros(len(samples))
+    readable = np.ones(len(samples), bool)
     result = LabelCheck([], len(samples), threshold)
     with tempfile.TemporaryDirectory(prefix="captcha-ocr-check-") as tmp:
         for k in range(folds):
@@ -122,21 +123,21 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
                   command=f"captcha-ocr check-labels (part {k + 1} of {folds})")
             readings = Reader.load(out).read_many([samples[i].path for i in held])
             for i, r in zip(held, readings):
-                texts[i], conf[i] = r.text, r.confidence
+                texts[i], conf[i], readable[i] = r.text, r.confidence, r.ok
                 if not r.ok:  # each image is read once: each unreadable one is named once
                     result.unreadable.append((str(samples[i].path), r.error))
-            read = [i for i, r in zip(held, readings) if r.ok]
-            agree = round(float(np.mean([texts[i] == samples[i].label for i in read])), 4) if read else None
+            read = held[readable[held]]
+            same = [texts[i] == samples[i].label for i in read]
+            agree = round(float(np.mean(same)), 4) if same else None
             fr = FoldResult(k + 1, len(samples) - len(held), len(read), agree,
                             round(time.perf_counter() - t, 2))
             result.folds.append(fr)
             if on_fold:
                 on_fold(fr)
-    bad = {f for f, _ in result.unreadable}
-    ok = [i for i, s in enumerate(samples) if str(s.path) not in bad]
+    ok = np.flatnonzero(readable)
     result.n = len(ok)
     result.disagreements = labels_to_check([samples[i].path for i in ok], [samples[i].label for i in ok],
                                            [texts[i] for i in ok], conf[ok], threshold=0.0)
-    result.items = [x for x in result.disagreements if x.confidence >= threshold]
+    result.items = [x for x in result.disagreements if suspect(x.reading, x.confidence, threshold)]
     result.seconds = time.perf_counter() - t0
     return result

@@ -56,19 +56,16 @@ def load_init(name: str | Path) -> InitModel:
 
     choices = ("try 'auto', 'base', 'base2', 'captcha_images_v2', 'none', or a folder written "
                "by 'captcha-ocr train'")
-    path = Path(name)
     if not str(name).strip():
         raise ModelError(f"--init is empty: {choices}")
-    if not path.is_dir():
-        bundled = bundled_model_dir(str(name))
+    path, bundled = Path(name), bundled_model_dir(str(name))
+    if not (path / FILES.info).is_file():  # no model there: a shipped model of that name
         if not (bundled / FILES.info).is_file():
-            raise ModelError(f"--init {name}: no such model directory, and no model of that "
-                             f"name ships with captcha-ocr ({choices})")
+            why = (f"not a model directory (no {FILES.info}); {choices}" if path.is_dir() else
+                   f"no such model directory, and no model of that name ships with "
+                   f"captcha-ocr ({choices})")
+            raise ModelError(f"--init {name}: {why}")
         path = bundled
-    elif not (path / FILES.info).is_file():
-        if not (bundled_model_dir(str(name)) / FILES.info).is_file():
-            raise ModelError(f"--init {name}: not a model directory (no {FILES.info}); {choices}")
-        path = bundled_model_dir(str(name))  # a local folder named like a shipped model
     info = ModelInfo.load(path)
     weights = info.verify(path, FILES.weights)
     return InitModel(str(name), path, info, st_load(weights.read_bytes()))

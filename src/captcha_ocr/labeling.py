@@ -293,7 +293,7 @@ def read_review_list(path: str | Path) -> list[str]:
         text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: cannot read the list of images to review "
-                         f"({getattr(e, 'strerror', None) or e})") from None
+                           f"({getattr(e, 'strerror', None) or e})") from None
     names = [Path(line.split("\t")[0].strip()).name for line in text.splitlines() if line.strip()]
     if not names:
         raise DatasetError(f"{path}: lists no images to review (one file name or path a line)")
