@@ -42,6 +42,17 @@ def test_train_missing_folder(capsys, tmp_path):
     assert_one_line_error(rc, err, "nope")
 
 
+def test_train_and_eval_on_numbered_files_say_they_are_not_labels(capsys, tmp_path, synth_dir):
+    for i, p in enumerate(sorted(synth_dir.glob("*.png"))):
+        p.rename(synth_dir / f"captcha_{i:03d}.png")
+    rc, _, err = run(capsys, "train", synth_dir, "--out", tmp_path / "m", "-q")
+    assert_one_line_error(rc, err, "captcha_000 ... captcha_011: one word and a number",
+                          f"captcha-ocr label {synth_dir}")
+    rc, _, err = run(capsys, "eval", synth_dir)
+    assert_one_line_error(rc, err, "are not labels")
+    assert not (tmp_path / "m").exists()
+
+
 def test_predict_without_model_dir(capsys, tmp_path, synth_dir):
     rc, _, err = run(capsys, "predict", synth_dir, "--model", tmp_path)
     assert_one_line_error(rc, err, "not a model directory")

@@ -6,6 +6,7 @@ from captcha_ocr.data import (
     discover,
     fingerprint,
     load_images,
+    name_labels,
     split_indices,
     survey,
 )
@@ -17,6 +18,68 @@ def test_labels_are_stems(synth_dir):
     samples = discover(synth_dir)
     assert len(samples) == 12
     assert all(s.label == s.path.stem for s in samples)
+
+
+def _rename(folder, pattern):
+    """Rename every image LABEL.png of ``folder`` to ``pattern.format(label=, i=)``."""
+    truth = {}
+    for i, s in enumerate(discover(folder)):
+        name = pattern.format(label=s.label, i=i) + s.path.suffix
+        s.path.rename(folder / name)
+        truth[name] = s.label
+    return truth
+
+
+@pytest.mark.parametrize("pattern", [
+    "{label}_{i}",  # dddd_trainer's and captcha_trainer's LABEL_ID convention
+    "{label}_{i:x}9f3b2c71e0",  # LABEL_MD5-like: hex ids
+    "{i:05d}_{label}",  # ID_LABEL
+    "{label}",
+])
+def test_labels_from_file_names_with_an_id_part(synth_dir, pattern):
+    truth = _rename(synth_dir, pattern)
+    labeling = survey(synth_dir)
+    assert {s.path.name: s.label for s in labeling.samples} == truth
+    assert labeling.record()["file names"] == 12
+    if pattern != "{label}":
+        assert labeling.record()["names"] in ("label_id", "id_label")
+        assert "labels are the part of each file name" in labeling.note()
+
+
+def test_label_ids_from_digits_pick_the_part_that_repeats():
+    # 4-digit labels beside a counter: both parts look like ids; ids never repeat.
+    labels = [f"{i * 7919 % 10000:04d}" for i in range(27)] + ["0000", "7919", "0042"]
+    stems = [f"{lab}_{i}" for i, lab in enumerate(labels)]
+    names = name_labels(stems)
+    assert names.scheme == "label_id" and [names(s) for s in stems] == labels
+    stems = [f"{i}_{lab}" for i, lab in enumerate(labels)]
+    names = name_labels(stems)
+    assert names.scheme == "id_label" and [names(s) for s in stems] == labels
+
+
+def test_a_second_copy_of_a_file_keeps_its_label(synth_dir):
+    first = discover(synth_dir)[0]
+    (synth_dir / f"{first.label} (1){first.path.suffix}").write_bytes(first.path.read_bytes())
+    labels = [s.label for s in discover(synth_dir)]
+    assert len(labels) == 13 and labels.count(first.label) == 2
+
+
+@pytest.mark.parametrize("pattern, what", [
+    ("{i:04d}", "numbers counting up"),
+    ("img_{i:04d}", "one word and a number"),
+    ("{i:08x}-1a2b-4c3d-8e9f-0123456789ab", "random ids"),
+])
+def test_file_names_that_are_not_labels_are_one_clear_error(synth_dir, pattern, what):
+    _rename(synth_dir, pattern)
+    with pytest.raises(DatasetError, match=f"{what}\\) are not labels; label the images") as e:
+        survey(synth_dir)
+    assert "\n" not in str(e.value)
+
+
+def test_labels_csv_overrides_file_names(synth_dir):
+    truth = _rename(synth_dir, "{i:04d}")
+    (synth_dir / "labels.csv").write_text("file,label\n" + "".join(f"{n},{v}\n" for n, v in truth.items()))
+    assert {s.path.name: s.label for s in discover(synth_dir)} == truth
 
 
 def test_labels_csv_labels_what_it_names_and_the_rest_is_unlabeled(synth_dir):

@@ -323,3 +323,23 @@ def test_a_row_for_a_removed_image_is_kept_but_not_counted_or_trained_on(folder,
         store.close()
     with pytest.raises(DatasetError, match="labels-skipped.csv: cannot be read"):
         LabelStore(made)
+
+
+def test_trusted_file_names_give_the_labels_training_reads(synth_dir):
+    # LABEL_ID names: the page pre-fills (and writes) the label part, as train reads it.
+    for i, s in enumerate(discover(synth_dir)):
+        s.path.rename(synth_dir / f"{s.label}_{1700000000 + i}{s.path.suffix}")
+    truth = {s.path.name: s.label for s in discover(synth_dir)}
+    assert all("_" not in v for v in truth.values())
+    store = LabelStore(synth_dir, trust_stems=True)
+    try:
+        assert store.labels == truth
+    finally:
+        store.close()
+    for i, p in enumerate(sorted(synth_dir.glob("*.png"))):  # a numbering is no labels
+        p.rename(synth_dir / f"{i:04d}.png")
+    store = LabelStore(synth_dir, trust_stems=True)
+    try:
+        assert store.labels == {}
+    finally:
+        store.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,11 +28,13 @@ __all__ = [
     "DatasetError",
     "Labeling",
     "LoadedImages",
+    "NameLabels",
     "Sample",
     "discover",
     "fingerprint",
     "list_images",
     "load_images",
+    "name_labels",
     "read_labels_csv",
     "read_set_aside",
     "split_indices",
@@ -53,6 +56,98 @@ class Sample:
 
     path: Path
     label: str
+
+
+# Where labels come from file names: the parts of a name that are not a label. Captcha
+# collections are often named LABEL_ID (the convention of dddd_trainer and captcha_trainer:
+# "2b6c_1700000962.png", so two captchas with one text do not collide), sometimes ID_LABEL,
+# and a second download of a file gets " (1)"; names that are all ids are no labels at all.
+_ID = re.compile(r"[0-9]+|[0-9a-fA-F]{8,}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+_LONG_ID = re.compile(r"[0-9a-fA-F]{16,}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+_COPY = re.compile(r"(.+?) \(\d+\)")
+_FEW = 10  # below this many names, none is called a numbering: too little to tell
+
+
+@dataclass(frozen=True)
+class NameLabels:
+    """How file names carry labels: ``whole`` (the stem), ``label_id`` (the part before
+    the last "_") or ``id_label`` (the part after the first "_"); a trailing " (N)" of a
+    second copy is never part of a label."""
+
+    scheme: str = "whole"
+
+    def __call__(self, stem: str) -> str:
+        m = _COPY.fullmatch(stem)
+        stem = m.group(1) if m else stem
+        if self.scheme == "label_id":
+            return stem.rsplit("_", 1)[0]
+        if self.scheme == "id_label":
+            return stem.split("_", 1)[1]
+        return stem
+
+    def describe(self) -> str:
+        return {"label_id": "the part of each file name before its last '_' (LABEL_ID names)",
+                "id_label": "the part of each file name after its first '_' (ID_LABEL names)",
+                }.get(self.scheme, "the file names")
+
+
+def _numbering(ids: list[str]) -> bool:
+    """Names that count up (0001, 0002, ...: nearly every step 1) or random ids."""
+    if all(_LONG_ID.fullmatch(x) for x in ids):
+        return True
+    if not all(x.isdigit() for x in ids):
+        return False
+    n = sorted({int(x) for x in ids})
+    return len(n) > 1 and sum(b - a == 1 for a, b in zip(n, n[1:])) >= 0.98 * (len(n) - 1)
+
+
+def name_labels(stems: list[str], where: str | Path = "", strict: bool = True) -> NameLabels | None:
+    """How the file names ``stems`` (of one folder) carry their labels.
+
+    ``label_id`` where every name has a "_" followed by an id (digits, or 8+ hex digits)
+    and the parts before it vary; ``id_label`` likewise with the id first; where both
+    fit, the side whose parts repeat is the label (ids are unique), else ``label_id``.
+
+    Raises:
+        DatasetError (``strict``; else None is returned): the names are a numbering or
+            random ids, or one word and a number ("img_0001"): no labels in them.
+    """
+    stems = [NameLabels()(s) for s in stems]
+    n = len(stems)
+
+    def varied(labels: list[str]) -> bool:
+        return all(labels) and (n < _FEW or len(set(labels)) > n // 2)
+
+    fits = []
+    if n and all("_" in s for s in stems):
+        tails = [s.rsplit("_", 1) for s in stems]
+        heads = [s.split("_", 1) for s in stems]
+        if all(_ID.fullmatch(t[1]) for t in tails):
+            fits.append(("label_id", [t[0] for t in tails], [t[1] for t in tails]))
+        if all(_ID.fullmatch(h[0]) for h in heads):
+            fits.append(("id_label", [h[1] for h in heads], [h[0] for h in heads]))
+        numbered = bool(fits) and n >= _FEW and not any(varied(f[1]) for f in fits)
+        fits = [f for f in fits if varied(f[1])]
+        if len(fits) == 2:  # both parts ids ("1234_17"): the label is the part that repeats
+            repeats = [len(set(f[2])) == n and len(set(f[1])) < n for f in fits]
+            fits = [fits[1]] if repeats == [False, True] else [fits[0]]
+        if fits:
+            return NameLabels(fits[0][0])
+        if numbered:
+            return _not_labels(stems, where, "one word and a number", strict)
+    if n >= _FEW and _numbering(stems):
+        return _not_labels(stems, where, "numbers counting up" if stems[0].isdigit() else "random ids",
+                           strict)
+    return NameLabels()
+
+
+def _not_labels(stems: list[str], where: str | Path, what: str, strict: bool) -> None:
+    if not strict:
+        return None
+    first, last = sorted(stems)[0], sorted(stems)[-1]
+    raise DatasetError(f"{where}: the file names ({first} ... {last}: {what}) are not labels; "
+                       f"label the images (captcha-ocr label {where}) or give a {LABELS_FILE} "
+                       "(header file,label)")
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -142,18 +237,26 @@ class Labeling:
     set_aside: set[str]  # names labels-skipped.csv sets aside: neither labeled nor unlabeled
     absent: int = 0  # rows of labels.csv naming files that are not in the folder (ignored)
     by_file_name: int = 0  # samples labeled by their file stems (no labels.csv, or stem_labels)
+    names: str = ""  # how those file names carry labels (``NameLabels.scheme``), "" for none
 
     def record(self) -> dict:
         """Where the labels came from, as ``model.json`` records it."""
-        return {LABELS_FILE: len(self.samples) - self.by_file_name,
-                "file names": self.by_file_name}
+        out = {LABELS_FILE: len(self.samples) - self.by_file_name, "file names": self.by_file_name}
+        if self.names not in ("", "whole"):
+            out["names"] = self.names  # LABEL_ID or ID_LABEL names: the part that was read
+        return out
 
     def note(self, unlabeled_hint: str = "") -> str:
-        """One line on what was left out of the labeled set, "" when nothing was.
+        """One line on how file names became labels (where not whole) and what was left
+        out of the labeled set, "" when neither applies.
 
         ``unlabeled_hint``: what the command can do with the unlabeled images (train:
         "--unlabeled DIR self-trains on them"), said beside "--stem-labels"."""
         out = []
+        if self.names not in ("", "whole"):
+            ex = next(s for s in self.samples if s.label != s.path.stem)
+            out.append(f"labels are {NameLabels(self.names).describe()}: {ex.path.name} -> "
+                       f"{ex.label} (to use whole names, list them in {LABELS_FILE})")
         if self.unlabeled:
             hint = "; ".join(filter(None, [unlabeled_hint, "--stem-labels: file names as labels"]))
             out.append(f"{_count(len(self.unlabeled), 'image')} not in {LABELS_FILE} unlabeled "
@@ -197,6 +300,9 @@ def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
     aside = set(read_set_aside(folder / SKIPPED_FILE))
     being_labeled = csv_path.is_file() or (folder / SKIPPED_FILE).is_file()
     names = {p.name for p in paths}
+    by_name = [p for p in paths if p.name not in rows and p.name not in aside
+               and (stem_labels or not being_labeled)]
+    scheme = name_labels([p.stem for p in by_name], folder) if by_name else NameLabels()
     samples, unlabeled, set_aside = [], [], set()
     for p in paths:
         if p.name in rows:
@@ -206,7 +312,7 @@ def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
         elif being_labeled and not stem_labels:
             unlabeled.append(p)
         else:
-            samples.append(Sample(p, p.stem))
+            samples.append(Sample(p, scheme(p.stem)))
     empty = [s.path.name for s in samples if not s.label]
     if empty:
         raise DatasetError(f"{folder}: {empty[0]} has an empty label")
@@ -222,7 +328,8 @@ def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
                            f"{SKIPPED_FILE}; label some (captcha-ocr label {folder})")
     absent = sum(name not in names for name in rows)
     by_file_name = sum(s.path.name not in rows for s in samples)
-    return Labeling(folder, samples, unlabeled, set_aside, absent, by_file_name)
+    return Labeling(folder, samples, unlabeled, set_aside, absent, by_file_name,
+                    scheme.scheme if by_file_name else "")
 
 
 def discover(folder: str | Path, *, stem_labels: bool = False) -> list[Sample]:

@@ -26,6 +26,7 @@ from .data import (
     SKIPPED_FILE,
     DatasetError,
     list_images,
+    name_labels,
     read_labels_csv,
     read_set_aside,
 )
@@ -65,8 +66,12 @@ class LabelStore:
         labels_path = self.folder / LABELS_FILE
         self.labels: dict[str, str] = read_labels_csv(labels_path) if labels_path.is_file() else {}
         if trust_stems:
-            for p in self.images:
-                self.labels.setdefault(p.name, p.stem)
+            # The file names' labels as training reads them (LABEL_ID names: the label
+            # part); names that are a numbering are no labels.
+            names = name_labels([p.stem for p in self.images if p.name not in self.labels],
+                                self.folder, strict=False)
+            for p in self.images if names else ():
+                self.labels.setdefault(p.name, names(p.stem))
         self.set_aside: dict[str, str] = self._read_skipped()
 
     def _hold_folder(self) -> None:
