@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from captcha_ocr.config import ImageConfig
@@ -30,57 +32,102 @@ def _rename(folder, pattern):
     return truth
 
 
-@pytest.mark.parametrize("pattern", [
-    "{label}_{i}",  # dddd_trainer's and captcha_trainer's LABEL_ID convention
-    "{label}_{i:x}9f3b2c71e0",  # LABEL_MD5-like: hex ids
-    "{i:05d}_{label}",  # ID_LABEL
-    "{label}",
+@pytest.mark.parametrize("pattern, scheme", [
+    ("{label}_{i}", "label_id"),  # dddd_trainer's and captcha_trainer's LABEL_ID convention
+    ("{label}_{i:x}9f3b2c71e0", "label_id"),  # LABEL_MD5-like: hex ids
+    ("{i:05d}_{label}", "id_label"),
+    ("{label}", None),
 ])
-def test_labels_from_file_names_with_an_id_part(synth_dir, pattern):
+def test_labels_from_file_names_with_an_id_part(synth_dir, pattern, scheme):
     truth = _rename(synth_dir, pattern)
     labeling = survey(synth_dir)
     assert {s.path.name: s.label for s in labeling.samples} == truth
-    assert labeling.record()["file names"] == 12
-    if pattern != "{label}":
-        assert labeling.record()["names"] in ("label_id", "id_label")
+    assert labeling.record().get("names") == scheme and labeling.record()["file names"] == 12
+    if scheme:
         assert "labels are the part of each file name" in labeling.note()
 
 
-def test_label_ids_from_digits_pick_the_part_that_repeats():
-    # 4-digit labels beside a counter: both parts look like ids; ids never repeat.
-    labels = [f"{i * 7919 % 10000:04d}" for i in range(27)] + ["0000", "7919", "0042"]
-    stems = [f"{lab}_{i}" for i, lab in enumerate(labels)]
+def _labels(stems):
     names = name_labels(stems)
-    assert names.scheme == "label_id" and [names(s) for s in stems] == labels
-    stems = [f"{i}_{lab}" for i, lab in enumerate(labels)]
-    names = name_labels(stems)
-    assert names.scheme == "id_label" and [names(s) for s in stems] == labels
+    return names.scheme, [names(s) for s in stems]
+
+
+def test_label_id_names_of_labels_that_repeat_a_lot():
+    # Repeats are why LABEL_ID names exist: 20,000 4-digit captchas, arithmetic, one letter.
+    rng = random.Random(0)
+    for labels in ([f"{rng.randrange(10000):04d}" for _ in range(20000)],
+                   [f"{rng.randrange(10)}{rng.choice('+-x')}{rng.randrange(10)}" for _ in range(3000)],
+                   [rng.choice("abcdefghij") for _ in range(100)]):
+        assert _labels([f"{lab}_{1700000000 + i}" for i, lab in enumerate(labels)]) == ("label_id", labels)
+        assert _labels([f"{lab}_{i}" for i, lab in enumerate(labels)]) == ("label_id", labels)
+
+
+def test_id_label_names_where_both_parts_are_digits_or_hex():
+    rng = random.Random(0)
+    digits = [f"{x:04d}" for x in rng.sample(range(10000), 100)]  # unique: nothing repeats
+    assert _labels([f"{i:05d}_{lab}" for i, lab in enumerate(digits)]) == ("id_label", digits)
+    hexy = ["deadbeef", "cafe1234", "0badf00d", "feedface", "12345678"]
+    assert _labels([f"{i:05d}_{lab}" for i, lab in enumerate(hexy)]) == ("id_label", hexy)
+    assert _labels([f"{lab}_{1700000000 + i}" for i, lab in enumerate(digits)]) == ("label_id", digits)
+    repeats = digits[:90] + digits[:10]  # neither side counts up: the side that repeats is the label
+    ids = [f"{x:04d}" for x in rng.sample(range(10000), 100)]
+    assert _labels([f"{i}_{lab}" for i, lab in zip(ids, repeats)]) == ("id_label", repeats)
+    with pytest.raises(DatasetError, match="either part could be the label.*--name-labels label_id"):
+        name_labels([f"{i}_{lab}" for i, lab in zip(ids, digits)])
+    assert name_labels([f"{i}_{lab}" for i, lab in zip(ids, digits)], scheme="id_label")("1_23") == "23"
+
+
+@pytest.mark.parametrize("stems", [
+    ["0423", "12-5", "3+4", "Ab_c", "x_y_z"],  # no id part after every '_'
+    ["deadbeef", "cafe1234", "0badf00d"],  # 8 hex-like letters, too few and too short for ids
+    ["0423", "7781", "0012", "9930", "5521", "0424"],  # digits that do not count up
+    ["a_b"],
+])
+def test_names_read_whole(stems):
+    assert _labels(stems) == ("whole", stems)
 
 
 def test_a_second_copy_of_a_file_keeps_its_label(synth_dir):
     first = discover(synth_dir)[0]
-    (synth_dir / f"{first.label} (1){first.path.suffix}").write_bytes(first.path.read_bytes())
+    for copy in (" (1)", "(2)", " - Copy", " - Copy (3)"):
+        (synth_dir / f"{first.label}{copy}{first.path.suffix}").write_bytes(first.path.read_bytes())
     labels = [s.label for s in discover(synth_dir)]
-    assert len(labels) == 13 and labels.count(first.label) == 2
+    assert len(labels) == 16 and labels.count(first.label) == 5
 
 
 @pytest.mark.parametrize("pattern, what", [
     ("{i:04d}", "numbers counting up"),
     ("img_{i:04d}", "one word and a number"),
-    ("{i:08x}-1a2b-4c3d-8e9f-0123456789ab", "random ids"),
+    ("{i:08x}-1a2b-4c3d-8e9f-0123456789ab", "timestamps, hashes or UUIDs"),
+    ("{i}0731234567", "timestamps, hashes or UUIDs"),
 ])
 def test_file_names_that_are_not_labels_are_one_clear_error(synth_dir, pattern, what):
     _rename(synth_dir, pattern)
-    with pytest.raises(DatasetError, match=f"{what}\\) are not labels; label the images") as e:
+    with pytest.raises(DatasetError, match=f"{what}\\) are not labels as they are; label the images") as e:
         survey(synth_dir)
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and "--name-labels whole" in str(e.value)
+    assert survey(synth_dir, names="whole").record()["file names"] == 12  # the user's word
+
+
+def test_few_files_of_one_word_and_a_number_are_refused_too():
+    with pytest.raises(DatasetError, match=r"\(img_2 \.\.\. img_10: one word and a number\)"):
+        name_labels([f"img_{i}" for i in range(2, 11)], "d")
+
+
+def test_note_names_a_file_labeled_by_its_name(synth_dir):
+    truth = _rename(synth_dir, "{label}_{i}")
+    first = sorted(truth)[0]
+    (synth_dir / "labels.csv").write_text(f"file,label\n{first},zz9q\n")
+    labeling = survey(synth_dir, stem_labels=True)
+    assert labeling.record() == {"labels.csv": 1, "file names": 11, "names": "label_id"}
+    second = sorted(truth)[1]
+    assert f"{second} -> {truth[second]} (--name-labels whole" in labeling.note()
 
 
 def test_labels_csv_overrides_file_names(synth_dir):
     truth = _rename(synth_dir, "{i:04d}")
     (synth_dir / "labels.csv").write_text("file,label\n" + "".join(f"{n},{v}\n" for n, v in truth.items()))
     assert {s.path.name: s.label for s in discover(synth_dir)} == truth
-
 
 def test_labels_csv_labels_what_it_names_and_the_rest_is_unlabeled(synth_dir):
     # Numbered files of a digits site (henan_digits4's are named like 4743.jpg): their

@@ -329,13 +329,17 @@ def test_trusted_file_names_give_the_labels_training_reads(synth_dir):
     # LABEL_ID names: the page pre-fills (and writes) the label part, as train reads it.
     for i, s in enumerate(discover(synth_dir)):
         s.path.rename(synth_dir / f"{s.label}_{1700000000 + i}{s.path.suffix}")
-    truth = {s.path.name: s.label for s in discover(synth_dir)}
-    assert all("_" not in v for v in truth.values())
+    (synth_dir / "broken.png").write_bytes(b"not a png")  # set aside: not one of the names
+    (synth_dir / SKIPPED_FILE).write_text("file,status\nbroken.png,unreadable\n")
+    truth = {s.path.name: s.label for s in discover(synth_dir, stem_labels=True)}
+    assert len(truth) == 12 and all("_" not in v for v in truth.values())
     store = LabelStore(synth_dir, trust_stems=True)
     try:
         assert store.labels == truth
     finally:
         store.close()
+    (synth_dir / "broken.png").unlink()
+    (synth_dir / SKIPPED_FILE).unlink()
     for i, p in enumerate(sorted(synth_dir.glob("*.png"))):  # a numbering is no labels
         p.rename(synth_dir / f"{i:04d}.png")
     store = LabelStore(synth_dir, trust_stems=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__
 from .charset import UnknownCharacterError
 from .config import ARCHS, DEFAULT_ARCH
-from .data import LABELS_FILE, DatasetError, fingerprint, list_images, survey
+from .data import LABELS_FILE, NAME_SCHEMES, DatasetError, fingerprint, list_images, survey
 from .labelcheck import CONFIDENT, suspect
 from .metrics import cer, sequence_accuracy
 from .modeldir import FILES, ModelError
@@ -79,6 +79,9 @@ def _err_console():
 
 STEM_LABELS_HELP = ("where the folder has a labels.csv, label the images it does not name by "
                     "their file names (default: those are unlabeled and left out)")
+NAME_LABELS_HELP = ("how file names carry labels: auto (the whole name, or the label part of "
+                    "LABEL_ID / ID_LABEL names such as 2b6c_1700000962.png; refuses names that "
+                    "are a numbering or ids), whole, label_id, id_label")
 
 
 # ---------------------------------------------------------------- train
@@ -133,7 +136,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         image["crop"] = (0.0, 0.0, 1.0, 1.0)
     console = _err_console()
     reads_them = a.unlabeled is not None and Path(a.unlabeled).resolve() == Path(data).resolve()
-    note = survey(data, stem_labels=a.stem_labels).note(
+    note = survey(data, stem_labels=a.stem_labels, names=a.name_labels).note(
         "self-training reads them" if reads_them else f"--unlabeled {data} self-trains on them")
     if note and not a.quiet:
         console.print(note, markup=False, soft_wrap=True)
@@ -158,7 +161,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         run = dict(arch=a.arch, image=image, cfg=cfg, init=init,
                    command=shlex.join(["captcha-ocr", *a.argv]), resume=a.resume,
                    ignore_case=a.ignore_case, alphabet=a.alphabet, stem_labels=a.stem_labels,
-                   on_start=start, on_epoch=progress.epoch, on_batch=progress.batch)
+                   names=a.name_labels, on_start=start, on_epoch=progress.epoch, on_batch=progress.batch)
         try:
             if a.unlabeled is None:
                 result = train(data, a.out, **run)
@@ -302,7 +305,7 @@ def _reading_json(r) -> dict:
 def cmd_eval(a: argparse.Namespace) -> None:
     reader = _reader(a)
     options = _reading_options(reader, a)
-    labeling = survey(a.data_dir, stem_labels=a.stem_labels)
+    labeling = survey(a.data_dir, stem_labels=a.stem_labels, names=a.name_labels)
     samples = labeling.samples
     if labeling.note():
         _err_console().print(labeling.note(), markup=False, soft_wrap=True)
@@ -391,7 +394,8 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
                           "each reading the labels it did not train on", markup=False, soft_wrap=True)
 
     result = check_labels(a.data_dir, folds=a.folds, seed=a.seed, threshold=a.min_confidence,
-                          stem_labels=a.stem_labels, init=None if a.init == "none" else a.init,
+                          stem_labels=a.stem_labels, names=a.name_labels,
+                          init=None if a.init == "none" else a.init,
                           on_start=start, on_fold=fold, recipe_overrides=dict(steps=a.steps))
     for path, why in result.unreadable:
         console.print(f"skipped {path}: {why}", markup=False, soft_wrap=True)
@@ -462,8 +466,8 @@ def cmd_export(a: argparse.Namespace) -> None:
                        "int8 ranges and check that it reads as well as float32")
     if a.data and not a.int8:
         raise CLIError("--data is for --int8; add --int8 or leave --data out")
-    if a.stem_labels and not a.data:
-        raise CLIError("--stem-labels is for --int8 --data DIR")
+    if (a.stem_labels or a.name_labels != "auto") and not a.data:
+        raise CLIError("--stem-labels and --name-labels are for --int8 --data DIR")
     with StagedModelDir(a.model_dir):  # the directory's lock: not while a train swaps it
         model, info = load_checkpoint(a.model_dir)
         path = export_onnx(model, info, a.model_dir)
@@ -474,7 +478,8 @@ def cmd_export(a: argparse.Namespace) -> None:
         if a.int8:
             from .quantize import quantize_model
 
-            quantize_model(a.model_dir, a.data, stem_labels=a.stem_labels, on_log=print)
+            quantize_model(a.model_dir, a.data, stem_labels=a.stem_labels, names=a.name_labels,
+                           on_log=print)
             q = Path(a.model_dir) / FILES.int8
             print(f"wrote {q} ({q.stat().st_size / 1e6:.2f} MB); readers use it by default "
                   "(--precision fp32 for the float network)")
@@ -651,6 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "labels use where characters seen only once suggest the labels miss "
                         "some), labels (theirs only), or exactly CHARS (default: auto)")
     t.add_argument("--stem-labels", action="store_true", help=STEM_LABELS_HELP)
+    t.add_argument("--name-labels", choices=NAME_SCHEMES, default="auto", help=NAME_LABELS_HELP)
     t.add_argument("--ignore-case", action="store_true",
                    help="fold labels to lower case (for sites that accept either case); the "
                         "model reads lower case")
@@ -668,6 +674,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=POSITIVE, default=64, help="images per batch (default: 64)")
     e.add_argument("--ignore-case", action="store_true", help="compare readings and labels in lower case")
     e.add_argument("--stem-labels", action="store_true", help=STEM_LABELS_HELP)
+    e.add_argument("--name-labels", choices=NAME_SCHEMES, default="auto", help=NAME_LABELS_HELP)
     _add_reading_options(e)
     e.set_defaults(func=cmd_eval)
 
@@ -686,6 +693,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "training recipe's budget for its number of labels)")
     c.add_argument("--seed", type=int, default=0, help="the deal into parts and the runs' seeds")
     c.add_argument("--stem-labels", action="store_true", help=STEM_LABELS_HELP)
+    c.add_argument("--name-labels", choices=NAME_SCHEMES, default="auto", help=NAME_LABELS_HELP)
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     c.set_defaults(func=cmd_check_labels)
@@ -711,6 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--data", metavar="DIR",
                    help="with --int8: labeled images of the site, to calibrate and check it")
     x.add_argument("--stem-labels", action="store_true", help=STEM_LABELS_HELP)
+    x.add_argument("--name-labels", choices=NAME_SCHEMES, default="auto", help=NAME_LABELS_HELP)
     x.set_defaults(func=cmd_export)
 
     d = sub.add_parser("download", help="download and check a public dataset",

@@ -65,7 +65,8 @@ def deal(n: int, folds: int, seed: int) -> np.ndarray:
 
 
 def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int = 0,
-                 threshold: float = CONFIDENT, stem_labels: bool = False, init: str | None = "auto",
+                 threshold: float = CONFIDENT, stem_labels: bool = False, names: str = "auto",
+                 init: str | None = "auto",
                  on_start: Callable[[int], None] | None = None,
                  on_fold: Callable[[FoldResult], None] | None = None,
                  recipe_overrides: dict | None = None) -> LabelCheck:
@@ -77,6 +78,7 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
         seed: the deal, and (plus the part's number) each run's training seed.
         threshold: the calibrated confidence from which a differing reading is listed.
         stem_labels: images that ``labels.csv`` does not name are labeled by file stem.
+        names: how file names carry labels (``data.name_labels``).
         init: the model each run starts from, as ``train --init`` (default: the shipped
             base that fits the labels, as ``captcha-ocr train`` does; None: from scratch).
         on_start: called with the number of labeled images once the folder and the
@@ -96,7 +98,7 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
     if folds < 2:
         raise ValueError(f"{folds} part(s): at least 2 (each part is read by a model trained "
                          "on the others)")
-    samples = survey(data_dir, stem_labels=stem_labels).samples
+    samples = survey(data_dir, stem_labels=stem_labels, names=names).samples
     if len(samples) < folds * MIN_PER_FOLD:
         raise DatasetError(f"{data_dir}: {len(samples)} labeled images: at least "
                            f"{folds * MIN_PER_FOLD} are needed for {folds} parts of "

@@ -34,6 +34,7 @@ __all__ = [
     "fingerprint",
     "list_images",
     "load_images",
+    "NAME_SCHEMES",
     "name_labels",
     "read_labels_csv",
     "read_set_aside",
@@ -60,19 +61,21 @@ class Sample:
 
 # Where labels come from file names: the parts of a name that are not a label. Captcha
 # collections are often named LABEL_ID (the convention of dddd_trainer and captcha_trainer:
-# "2b6c_1700000962.png", so two captchas with one text do not collide), sometimes ID_LABEL,
-# and a second download of a file gets " (1)"; names that are all ids are no labels at all.
-_ID = re.compile(r"[0-9]+|[0-9a-fA-F]{8,}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
-_LONG_ID = re.compile(r"[0-9a-fA-F]{16,}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
-_COPY = re.compile(r"(.+?) \(\d+\)")
-_FEW = 10  # below this many names, none is called a numbering: too little to tell
+# "2b6c_1700000962.png", so two captchas with one text do not collide), sometimes ID_LABEL;
+# a second copy of a file gets " (1)" or " - Copy"; names that are all ids are no labels.
+_UUID = r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+_ID = re.compile(rf"[0-9]+|[0-9a-fA-F]{{8,}}|{_UUID}")
+# Never a captcha's text: timestamps and other 10+ digit numbers, hashes, UUIDs.
+_LONG_ID = re.compile(rf"[0-9]{{10,}}|[0-9a-fA-F]{{16,}}|{_UUID}")
+_COPY = re.compile(r"(.+?)(?: ?\(\d+\)| - Copy(?: \(\d+\))?)")
+NAME_SCHEMES = ("auto", "whole", "label_id", "id_label")
 
 
 @dataclass(frozen=True)
 class NameLabels:
     """How file names carry labels: ``whole`` (the stem), ``label_id`` (the part before
-    the last "_") or ``id_label`` (the part after the first "_"); a trailing " (N)" of a
-    second copy is never part of a label."""
+    the last "_") or ``id_label`` (the part after the first "_"); the " (1)" or " - Copy"
+    of a second copy is never part of a label."""
 
     scheme: str = "whole"
 
@@ -91,63 +94,85 @@ class NameLabels:
                 }.get(self.scheme, "the file names")
 
 
-def _numbering(ids: list[str]) -> bool:
-    """Names that count up (0001, 0002, ...: nearly every step 1) or random ids."""
-    if all(_LONG_ID.fullmatch(x) for x in ids):
-        return True
-    if not all(x.isdigit() for x in ids):
+def _counts_up(names: list[str]) -> bool:
+    """Five or more numbers that count up (0001, 0002, ...: nearly every step 1)."""
+    if len(names) < 5 or not all(x.isdigit() for x in names):
         return False
-    n = sorted({int(x) for x in ids})
-    return len(n) > 1 and sum(b - a == 1 for a, b in zip(n, n[1:])) >= 0.98 * (len(n) - 1)
+    n = sorted({int(x) for x in names})
+    return sum(b - a == 1 for a, b in zip(n, n[1:])) >= 0.98 * (len(n) - 1)
 
 
-def name_labels(stems: list[str], where: str | Path = "", strict: bool = True) -> NameLabels | None:
+def _ids(names: list[str]) -> bool:
+    """Names that are certainly ids: a numbering, or timestamps, hashes, UUIDs."""
+    return _counts_up(names) or all(_LONG_ID.fullmatch(x) for x in names)
+
+
+def _natural(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
+                scheme: str = "auto") -> NameLabels | None:
     """How the file names ``stems`` (of one folder) carry their labels.
 
-    ``label_id`` where every name has a "_" followed by an id (digits, or 8+ hex digits)
-    and the parts before it vary; ``id_label`` likewise with the id first; where both
-    fit, the side whose parts repeat is the label (ids are unique), else ``label_id``.
+    ``auto``: ``label_id`` where every name has a "_" followed by an id (digits, or 8+
+    hex digits, or a UUID), ``id_label`` where every name starts with an id and a "_";
+    where both fit ("0423_1700000962"), the id is the side that is certainly one (a
+    numbering, a timestamp, a hash), else the side whose values never repeat while the
+    other's do (two captchas may show one text; ids are unique). ``whole`` otherwise.
 
     Raises:
-        DatasetError (``strict``; else None is returned): the names are a numbering or
-            random ids, or one word and a number ("img_0001"): no labels in them.
+        DatasetError (``strict``; else None is returned): the names are no labels (a
+            numbering, ids, or one word and a number: "img_0001"), or LABEL_ID and ID_LABEL
+            both fit and nothing tells them apart; a ``scheme`` the names do not fit.
     """
     stems = [NameLabels()(s) for s in stems]
     n = len(stems)
-
-    def varied(labels: list[str]) -> bool:
-        return all(labels) and (n < _FEW or len(set(labels)) > n // 2)
-
-    fits = []
-    if n and all("_" in s for s in stems):
+    with_ = all("_" in s for s in stems)
+    if scheme != "auto":
+        if scheme not in NAME_SCHEMES:
+            raise DatasetError(f"name labels {scheme!r}: use one of {', '.join(NAME_SCHEMES)}")
+        if scheme != "whole" and not with_:
+            bad = next(s for s in stems if "_" not in s)
+            raise DatasetError(f"{where}: file name {bad} has no '_', so it is not {scheme.upper()}")
+        return NameLabels(scheme)
+    fits: dict[str, tuple[list[str], list[str]]] = {}  # scheme: (labels, ids)
+    if n and with_:
         tails = [s.rsplit("_", 1) for s in stems]
         heads = [s.split("_", 1) for s in stems]
-        if all(_ID.fullmatch(t[1]) for t in tails):
-            fits.append(("label_id", [t[0] for t in tails], [t[1] for t in tails]))
-        if all(_ID.fullmatch(h[0]) for h in heads):
-            fits.append(("id_label", [h[1] for h in heads], [h[0] for h in heads]))
-        numbered = bool(fits) and n >= _FEW and not any(varied(f[1]) for f in fits)
-        fits = [f for f in fits if varied(f[1])]
-        if len(fits) == 2:  # both parts ids ("1234_17"): the label is the part that repeats
-            repeats = [len(set(f[2])) == n and len(set(f[1])) < n for f in fits]
-            fits = [fits[1]] if repeats == [False, True] else [fits[0]]
-        if fits:
-            return NameLabels(fits[0][0])
-        if numbered:
+        if all(_ID.fullmatch(i) and lab for lab, i in tails):
+            fits["label_id"] = ([t[0] for t in tails], [t[1] for t in tails])
+        if all(_ID.fullmatch(i) and lab for i, lab in heads):
+            fits["id_label"] = ([h[1] for h in heads], [h[0] for h in heads])
+    if len(fits) == 2:
+        for rule in (lambda lab, ids: _ids(ids) and not _ids(lab),
+                     lambda lab, ids: len(set(ids)) == n and len(set(lab)) < n):
+            told = [k for k, (lab, ids) in fits.items() if rule(lab, ids)]
+            if len(told) == 1:
+                fits = {told[0]: fits[told[0]]}
+                break
+        else:
+            return _not_labels(stems, where, "either part could be the label: LABEL_ID or "
+                               "ID_LABEL", strict, "--name-labels label_id or id_label")
+    if fits:
+        (found, (labels, _)), = fits.items()
+        if n > 1 and len(set(labels)) == 1:
             return _not_labels(stems, where, "one word and a number", strict)
-    if n >= _FEW and _numbering(stems):
-        return _not_labels(stems, where, "numbers counting up" if stems[0].isdigit() else "random ids",
-                           strict)
+        return NameLabels(found)
+    if _ids(stems):
+        what = "numbers counting up" if _counts_up(stems) else "timestamps, hashes or UUIDs"
+        return _not_labels(stems, where, what, strict)
     return NameLabels()
 
 
-def _not_labels(stems: list[str], where: str | Path, what: str, strict: bool) -> None:
+def _not_labels(stems: list[str], where: str | Path, what: str, strict: bool,
+                say: str = "--name-labels whole if they are") -> None:
     if not strict:
         return None
-    first, last = sorted(stems)[0], sorted(stems)[-1]
-    raise DatasetError(f"{where}: the file names ({first} ... {last}: {what}) are not labels; "
-                       f"label the images (captcha-ocr label {where}) or give a {LABELS_FILE} "
-                       "(header file,label)")
+    order = sorted(stems, key=_natural)
+    raise DatasetError(f"{where}: the file names ({order[0]} ... {order[-1]}: {what}) are not "
+                       f"labels as they are; label the images (captcha-ocr label {where}, or "
+                       f"{LABELS_FILE}: file,label), or {say}")
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -238,6 +263,7 @@ class Labeling:
     absent: int = 0  # rows of labels.csv naming files that are not in the folder (ignored)
     by_file_name: int = 0  # samples labeled by their file stems (no labels.csv, or stem_labels)
     names: str = ""  # how those file names carry labels (``NameLabels.scheme``), "" for none
+    name_example: str = ""  # "2b6c_1700000962.png -> 2b6c": one of them
 
     def record(self) -> dict:
         """Where the labels came from, as ``model.json`` records it."""
@@ -254,9 +280,8 @@ class Labeling:
         "--unlabeled DIR self-trains on them"), said beside "--stem-labels"."""
         out = []
         if self.names not in ("", "whole"):
-            ex = next(s for s in self.samples if s.label != s.path.stem)
-            out.append(f"labels are {NameLabels(self.names).describe()}: {ex.path.name} -> "
-                       f"{ex.label} (to use whole names, list them in {LABELS_FILE})")
+            out.append(f"labels are {NameLabels(self.names).describe()}: {self.name_example} "
+                       "(--name-labels whole: the whole names)")
         if self.unlabeled:
             hint = "; ".join(filter(None, [unlabeled_hint, "--stem-labels: file names as labels"]))
             out.append(f"{_count(len(self.unlabeled), 'image')} not in {LABELS_FILE} unlabeled "
@@ -275,7 +300,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
-def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
+def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto") -> Labeling:
     """The labeled images of a dataset folder, and what is left out (see the module doc).
 
     A folder being labeled (it has a ``labels.csv`` or a ``labels-skipped.csv``) is
@@ -286,6 +311,7 @@ def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
         folder: the dataset folder.
         stem_labels: in a folder being labeled, label the images ``labels.csv`` does not
             name by their file stems too (``labels.csv`` then corrects some file names).
+        names: how file names carry labels (``name_labels``: auto, whole, label_id, id_label).
 
     Raises:
         DatasetError: no such folder, no images in it, a malformed ``labels.csv``, an
@@ -299,10 +325,10 @@ def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
     rows = read_labels_csv(csv_path) if csv_path.is_file() else {}
     aside = set(read_set_aside(folder / SKIPPED_FILE))
     being_labeled = csv_path.is_file() or (folder / SKIPPED_FILE).is_file()
-    names = {p.name for p in paths}
+    present = {p.name for p in paths}
     by_name = [p for p in paths if p.name not in rows and p.name not in aside
                and (stem_labels or not being_labeled)]
-    scheme = name_labels([p.stem for p in by_name], folder) if by_name else NameLabels()
+    scheme = name_labels([p.stem for p in by_name], folder, scheme=names) if by_name else NameLabels()
     samples, unlabeled, set_aside = [], [], set()
     for p in paths:
         if p.name in rows:
@@ -326,19 +352,20 @@ def survey(folder: str | Path, *, stem_labels: bool = False) -> Labeling:
                                "the file names are the labels")
         raise DatasetError(f"{folder}: all {len(paths):,} images are set aside in "
                            f"{SKIPPED_FILE}; label some (captcha-ocr label {folder})")
-    absent = sum(name not in names for name in rows)
+    absent = sum(name not in present for name in rows)
     by_file_name = sum(s.path.name not in rows for s in samples)
+    example = f"{by_name[0].name} -> {scheme(by_name[0].stem)}" if by_name else ""
     return Labeling(folder, samples, unlabeled, set_aside, absent, by_file_name,
-                    scheme.scheme if by_file_name else "")
+                    scheme.scheme if by_file_name else "", example)
 
 
-def discover(folder: str | Path, *, stem_labels: bool = False) -> list[Sample]:
+def discover(folder: str | Path, *, stem_labels: bool = False, names: str = "auto") -> list[Sample]:
     """All labeled images of a dataset folder, sorted by file name (``survey``).
 
     Raises:
         DatasetError: as ``survey``.
     """
-    return survey(folder, stem_labels=stem_labels).samples
+    return survey(folder, stem_labels=stem_labels, names=names).samples
 
 
 @dataclass

@@ -65,14 +65,14 @@ class LabelStore:
         self._hold_folder()
         labels_path = self.folder / LABELS_FILE
         self.labels: dict[str, str] = read_labels_csv(labels_path) if labels_path.is_file() else {}
-        if trust_stems:
-            # The file names' labels as training reads them (LABEL_ID names: the label
-            # part); names that are a numbering are no labels.
-            names = name_labels([p.stem for p in self.images if p.name not in self.labels],
-                                self.folder, strict=False)
-            for p in self.images if names else ():
-                self.labels.setdefault(p.name, names(p.stem))
         self.set_aside: dict[str, str] = self._read_skipped()
+        if trust_stems:
+            # The file names' labels as training reads them (``data.survey``: LABEL_ID
+            # names give their label part); names that are a numbering are no labels.
+            by_name = [p for p in self.images if p.name not in self.labels and p.name not in self.set_aside]
+            names = name_labels([p.stem for p in by_name], self.folder, strict=False)
+            for p in by_name if names else ():
+                self.labels[p.name] = names(p.stem)
 
     def _hold_folder(self) -> None:
         try:

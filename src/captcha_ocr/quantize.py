@@ -41,12 +41,12 @@ def _arrays(reader, samples: list[Sample]) -> tuple[np.ndarray, list[str]]:
 
 
 def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0,
-                   stem_labels: bool = False,
+                   stem_labels: bool = False, names: str = "auto",
                    on_log: Callable[[str], None] = lambda line: None) -> dict:
     """Write ``model_dir/model.int8.onnx`` where it reads ``data_dir`` as well as float32.
 
     ``data_dir``'s labeled images as ``data.survey`` finds them (``stem_labels``: file
-    names label what ``labels.csv`` does not name).
+    names label what ``labels.csv`` does not name; ``names``: how, ``data.name_labels``).
 
     Returns:
         What was measured: images used, both accuracies, how often the readings agree.
@@ -62,7 +62,7 @@ def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0
 
     model_dir = Path(model_dir)
     reader = Reader.load(model_dir, precision="fp32", threads=1)
-    samples = discover(data_dir, stem_labels=stem_labels)
+    samples = discover(data_dir, stem_labels=stem_labels, names=names)
     order = np.random.default_rng(seed).permutation(len(samples))
     n_cal = min(CALIBRATION_IMAGES, len(samples) // 2)
     if n_cal < 10:

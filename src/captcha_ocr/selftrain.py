@@ -87,7 +87,8 @@ def self_train(train: Callable, data_dir: str | Path, out_dir: str | Path, unlab
     """
     if not Path(unlabeled).is_dir():
         raise DatasetError(f"--unlabeled {unlabeled}: not a folder")
-    labeled = discover(data_dir, stem_labels=kwargs.get("stem_labels", False))
+    labeled = discover(data_dir, stem_labels=kwargs.get("stem_labels", False),
+                       names=kwargs.get("names", "auto"))
     if kwargs.get("ignore_case"):
         labeled = [Sample(x.path, x.label.lower()) for x in labeled]
     if resume and _second_run_interrupted(out_dir):

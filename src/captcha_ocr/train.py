@@ -699,7 +699,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
           command: str = "", export: bool = True, resume: bool = False,
           ignore_case: bool = False, checkpoint_seconds: float = CHECKPOINT_SECONDS,
           extra: list[Sample] | None = None, extra_record: dict | None = None,
-          alphabet: str = "auto", stem_labels: bool = False,
+          alphabet: str = "auto", stem_labels: bool = False, names: str = "auto",
           on_start: Callable[[TrainConfig, ImageConfig, InitModel | None, dict | None], None]
           | None = None,
           on_epoch: Callable[[EpochStats], None] | None = None,
@@ -741,6 +741,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
             other string: exactly those characters (every label's must be among them).
         stem_labels: where ``labels.csv`` does not name an image, its file stem is its
             label (``data.survey``); else such images are left out.
+        names: how file names carry labels (``data.name_labels``: auto, whole, label_id,
+            id_label).
         on_start: called once the input, the budget and the starting model (and how it
             was picked) are known.
         on_epoch, on_batch: progress callbacks.
@@ -768,7 +770,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
             return _train_into(staged, work, data_dir, arch, params, image, cfg, init, command,
                                export, resume, ignore_case, checkpoint_seconds, on_start,
                                on_epoch, on_batch, t0, extra or [], extra_record, alphabet,
-                               stem_labels)
+                               stem_labels, names)
         except OSError as e:  # a full disk, a read-only or vanished folder
             where = e.filename or staged.partial
             raise ModelError(f"{where}: {e.strerror or e} during training; the previous model "
@@ -778,8 +780,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
 
 def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, image, cfg, init,
                 command, export, resume, ignore_case, checkpoint_seconds, on_start, on_epoch,
-                on_batch, t0, extra, extra_record, alphabet, stem_labels) -> TrainResult:
-    labeling = survey(data_dir, stem_labels=stem_labels)
+                on_batch, t0, extra, extra_record, alphabet, stem_labels, names) -> TrainResult:
+    labeling = survey(data_dir, stem_labels=stem_labels, names=names)
     samples = labeling.samples
     if ignore_case:
         samples = [dataclasses.replace(s, label=s.label.lower()) for s in samples]
