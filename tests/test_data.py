@@ -109,6 +109,14 @@ def test_file_names_that_are_not_labels_are_one_clear_error(synth_dir, pattern, 
     assert survey(synth_dir, names="whole").record()["file names"] == 12  # the user's word
 
 
+def test_labels_in_another_file_are_named_in_the_error(synth_dir):
+    _rename(synth_dir, "{i}")
+    (synth_dir / "gt.txt").write_text("0.png abc\n")
+    with pytest.raises(DatasetError, match=r"\(gt.txt is not read: labels are read from labels.csv, "
+                                           r"header file,label\)$"):
+        survey(synth_dir)
+
+
 def test_few_files_of_one_word_and_a_number_are_refused_too():
     with pytest.raises(DatasetError, match=r"\(img_2 \.\.\. img_10: one word and a number\)"):
         name_labels([f"img_{i}" for i in range(2, 11)], "d")

@@ -328,7 +328,10 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
     present = {p.name for p in paths}
     by_name = [p for p in paths if p.name not in rows and p.name not in aside
                and (stem_labels or not being_labeled)]
-    scheme = name_labels([p.stem for p in by_name], folder, scheme=names) if by_name else NameLabels()
+    try:
+        scheme = name_labels([p.stem for p in by_name], folder, scheme=names) if by_name else NameLabels()
+    except DatasetError as e:
+        raise DatasetError(f"{e}{_other_label_files(folder)}") from None
     samples, unlabeled, set_aside = [], [], set()
     for p in paths:
         if p.name in rows:
@@ -357,6 +360,18 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
     example = f"{by_name[0].name} -> {scheme(by_name[0].stem)}" if by_name else ""
     return Labeling(folder, samples, unlabeled, set_aside, absent, by_file_name,
                     scheme.scheme if by_file_name else "", example)
+
+
+def _other_label_files(folder: Path) -> str:
+    """" (labels.txt is here: ...)" where the folder holds what may be labels in another
+    form (a gt.txt, a metadata.csv): the one form read is labels.csv."""
+    other = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in
+                   (".txt", ".csv", ".tsv", ".json", ".jsonl") and p.name not in (LABELS_FILE, SKIPPED_FILE))
+    if not other:
+        return ""
+    return (f" ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''} "
+            f"{'is' if len(other) == 1 else 'are'} not read: labels are read from {LABELS_FILE}, "
+            "header file,label)")
 
 
 def discover(folder: str | Path, *, stem_labels: bool = False, names: str = "auto") -> list[Sample]:
