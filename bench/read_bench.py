@@ -6,11 +6,13 @@ ONNX Runtime Reader and through the PyTorch model in eager mode, and prints one 
 default the tutorial's ``seed`` architecture with fresh random weights (speed does
 not depend on the weights).
 
-    python bench/read_bench.py [--models DIR ...] [--calls 500] [--int8]
+    python bench/read_bench.py [--models DIR ...] [--calls 500] [--int8] [--decoders]
 
 ``--int8`` also times an int8 copy of every model (``captcha-ocr export --int8`` with
 ``--data`` as its images: quantization calibrated on some, checked on the others) and
-prints how its readings compare with the float network's.
+prints how its readings compare with the float network's. ``--decoders`` times PNG
+decoders on the files' bytes (Pillow, and pyspng / OpenCV where installed beside the
+project: bench only) against zlib's floor, and checks they give Pillow's pixels.
 """
 
 from __future__ import annotations
@@ -180,6 +182,71 @@ def int8_copy(model_dir: Path, data: Path, dest: Path) -> dict | str:
         return str(e)
 
 
+def _idat(data: bytes) -> bytes:
+    """The zlib stream of a PNG file (its IDAT chunks, joined)."""
+    out, i = [], 8
+    while i + 8 <= len(data):
+        n = int.from_bytes(data[i:i + 4], "big")
+        if data[i + 4:i + 8] == b"IDAT":
+            out.append(data[i + 8:i + 8 + n])
+        i += 12 + n
+    return b"".join(out)
+
+
+def decoder_numbers(paths: list[Path]) -> list[tuple[str, float, str]]:
+    """PNG decoders on the files' bytes (in memory), microseconds an image, and whether
+    each gives Pillow's pixels: Pillow through the Reader's gate (``open_image``), Pillow
+    alone, and the faster decoders where installed (bench-only, never a dependency:
+    pyspng, OpenCV); the floor is zlib inflating the pixel data alone, no PNG filters."""
+    import io
+    import zlib
+
+    from PIL import Image
+
+    from captcha_ocr.preprocess import open_image
+
+    blobs = [p.read_bytes() for p in paths]
+    ref = [np.asarray(Image.open(io.BytesIO(b))) for b in blobs]
+    idats = [_idat(b) for b in blobs]
+
+    def pil(b):
+        im = Image.open(io.BytesIO(b))
+        im.load()
+        return np.asarray(im)
+
+    cands = [("Pillow via open_image (today)", lambda b: np.asarray(open_image(b)))]
+    cands.append(("Pillow alone", pil))
+    try:
+        import pyspng
+
+        cands.append(("pyspng " + getattr(pyspng, "__version__", ""), pyspng.load))
+    except ImportError:
+        cands.append(("pyspng (not installed)", None))
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+
+        def ocv(b):
+            a = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED)
+            return a[..., [2, 1, 0, 3][:a.shape[2]]] if a.ndim == 3 else a  # BGR(A) -> RGB(A)
+
+        cands.append((f"OpenCV {cv2.__version__}", ocv))
+    except ImportError:
+        cands.append(("OpenCV (not installed)", None))
+    out = []
+    for name, fn in cands:
+        if fn is None:
+            out.append((name, float("nan"), "-"))
+            continue
+        same = all(np.array_equal(fn(b), r) for b, r in zip(blobs, ref))
+        rate = best_rate(lambda fn=fn: [fn(b) for b in blobs], len(blobs))
+        out.append((name, 1e6 / rate, "yes" if same else "NO"))
+    rate = best_rate(lambda: [zlib.decompress(d) for d in idats], len(idats))
+    out.append(("floor: zlib inflate of the pixel data", 1e6 / rate, "-"))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -187,6 +254,8 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=500, help="batch-1 calls after warm-up")
     ap.add_argument("--no-seed", action="store_true", help="skip the random-weight seed model")
     ap.add_argument("--int8", action="store_true", help="also time an int8 copy of each model")
+    ap.add_argument("--decoders", action="store_true",
+                    help="also time PNG decoders (Pillow, and pyspng / OpenCV where installed)")
     a = ap.parse_args()
     from captcha_ocr.runtime import bundled_model_dir
 
@@ -234,6 +303,11 @@ def main() -> None:
     for m, o, _, _ in rows:
         print(f"{m.name[:22]:22} {o['decode'] * 1e6:10.1f} {o['pre'] * 1e6:10.1f} "
               f"{o['model'] * 1e6:8.1f} {o['ctc'] * 1e6:10.1f}")
+    if a.decoders:
+        print(f"\nPNG decoders, the {len(paths)} files' bytes in memory, one thread")
+        print(f"{'decoder':38} {'us/image':>8} {'Pillow pixels':>13}")
+        for name, us, same in decoder_numbers(paths):
+            print(f"{name:38} {us:8.1f} {same:>13}")
 
 
 if __name__ == "__main__":
