@@ -466,8 +466,9 @@ def cmd_export(a: argparse.Namespace) -> None:
                        "int8 ranges and check that it reads as well as float32")
     if a.data and not a.int8:
         raise CLIError("--data is for --int8; add --int8 or leave --data out")
-    if (a.stem_labels or a.name_labels != "auto") and not a.data:
-        raise CLIError("--stem-labels and --name-labels are for --int8 --data DIR")
+    for flag, given in (("--stem-labels", a.stem_labels), ("--name-labels", a.name_labels != "auto")):
+        if given and not a.data:
+            raise CLIError(f"{flag} is for --int8 --data DIR")
     with StagedModelDir(a.model_dir):  # the directory's lock: not while a train swaps it
         model, info = load_checkpoint(a.model_dir)
         path = export_onnx(model, info, a.model_dir)
