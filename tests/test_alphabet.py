@@ -3,6 +3,7 @@ where the labels look like a sample that missed some of the site's characters; a
 images of a partly labeled folder are trained on."""
 
 import json
+import random
 from pathlib import Path
 
 from captcha_ocr import zoo
@@ -87,3 +88,25 @@ def test_eval_on_the_training_images_says_so(tmp_path, capsys):
     other = relabeled(tmp_path / "other", SPARSE[:-1])  # 11 of the 12: not the training set
     assert main(["eval", str(other), "--model", str(tmp_path / "m")]) == 0
     assert "trained on" not in capsys.readouterr().err
+
+
+def test_case_only_misreadings_suggest_ignore_case(tmp_path, capsys):
+    # Lower-case captchas labeled in a random case: what the model cannot see is the case,
+    # so its misreadings are case only, and train says what --ignore-case would do.
+    data = tmp_path / "data"
+    samples = zoo.write_style("gradient_colour", data, 80, seed=5)
+    rng = random.Random(0)
+    rows = [f"{s.path.name},{''.join(c.upper() if rng.random() < 0.5 else c for c in s.label)}"
+            for s in samples]
+    (data / zoo.LABELS_FILE).write_text("file,label\n" + "\n".join(rows) + "\n")
+    assert main(["train", str(data), "--out", str(tmp_path / "m"), "--steps", "30", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    m = json.loads((tmp_path / "m" / "model.json").read_text())["metrics"]
+    assert m["val_sequence_accuracy_ignoring_case"] >= m["val_sequence_accuracy"] + 0.5
+    assert "differ from their labels in case only" in out and "train with --ignore-case" in out
+    assert main(["train", str(data), "--out", str(tmp_path / "i"), "--steps", "30", "--threads", "1",
+                 "--ignore-case"]) == 0
+    assert "--ignore-case" not in capsys.readouterr().out
+    m = json.loads((tmp_path / "i" / "model.json").read_text())["metrics"]
+    acc = m["val_sequence_accuracy"]
+    assert m.get("val_sequence_accuracy_ignoring_case", acc) == acc

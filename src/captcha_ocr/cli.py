@@ -195,8 +195,13 @@ def cmd_train(a: argparse.Namespace) -> None:
     if t["n_val"]:
         print(f"best validation loss: {best.val_loss:.4f} (epoch {best.epoch}); "
               f"kept epoch's: {kept.val_loss:.4f}")
+        ci = m.get("val_sequence_accuracy_ignoring_case")
         print(f"validation sequence accuracy: {m['val_sequence_accuracy']:.4f}  "
-              f"CER: {m['val_cer']:.4f}")
+              f"CER: {m['val_cer']:.4f}" + (f"  ignoring case: {ci:.4f}" if ci is not None else ""))
+        if ci is not None and _mostly_case(m["val_sequence_accuracy"], ci, t["n_val"]):
+            print(f"most validation misreadings differ from their labels in case only "
+                  f"({m['val_sequence_accuracy']:.4f} -> {ci:.4f} ignoring it): if the site "
+                  "accepts either case, train with --ignore-case")
     else:
         print("no validation split (--val-fraction 0): no validation metrics")
     al = t.get("alphabet", {})
@@ -211,6 +216,12 @@ def cmd_train(a: argparse.Namespace) -> None:
         print(f"time: {time.perf_counter() - t_start:.1f} s in all (the last run {result.seconds:.1f} s)")
     print(f"model: {result.model_dir}")
     print(f"plots: {result.model_dir / FILES.curves}, {result.model_dir / FILES.grid}")
+
+
+def _mostly_case(acc: float, ignoring_case: float, n_val: int) -> bool:
+    """At least half the validation misreadings, and two images or more, are case only."""
+    wrong, case_only = (1 - acc) * n_val, (ignoring_case - acc) * n_val
+    return case_only >= 1.5 and case_only >= wrong / 2
 
 
 class _EpochProgress:

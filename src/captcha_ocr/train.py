@@ -445,8 +445,14 @@ def _model_info(model: CRNN, model_cfg: ModelConfig, split: Split, cfg: TrainCon
                 image: ImageConfig, command: str, data_dir: str | Path,
                 history: list[EpochStats], best_epoch: int) -> ModelInfo:
     """What ``model.json`` records: how the model was made and its validation metrics."""
-    val_loss, acc, val_cer, _ = evaluate(model, split, split.val, nn.CTCLoss(zero_infinity=True))
+    val_loss, acc, val_cer, preds = evaluate(model, split, split.val, nn.CTCLoss(zero_infinity=True))
     metrics = dict(val_loss=val_loss, val_sequence_accuracy=acc, val_cer=val_cer)
+    alphabet = set(split.charset.alphabet)
+    if preds and any(c != c.swapcase() and c.swapcase() in alphabet for c in alphabet):
+        # Both cases of a letter: how much of what is misread is case only (a font that
+        # draws c and C alike), for ``--ignore-case`` (``cli`` says so where it is most).
+        metrics["val_sequence_accuracy_ignoring_case"] = sequence_accuracy(
+            [x.lower() for x in split.labels(split.val)], [x.lower() for x in preds])
     return ModelInfo(
         alphabet=split.charset.alphabet, image=image, model=model_cfg,
         training=dict(
