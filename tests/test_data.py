@@ -1,3 +1,4 @@
+import json
 import random
 
 import pytest
@@ -44,7 +45,7 @@ def test_labels_from_file_names_with_an_id_part(synth_dir, pattern, scheme):
     assert {s.path.name: s.label for s in labeling.samples} == truth
     assert labeling.record().get("names") == scheme and labeling.record()["file names"] == 12
     if scheme:
-        assert "labels are the part of each file name" in labeling.note()
+        assert "12 labels read from file names as the part of each file name" in labeling.note()
 
 
 def _labels(stems):
@@ -85,6 +86,15 @@ def test_id_label_names_where_both_parts_are_digits_or_hex():
 ])
 def test_names_read_whole(stems):
     assert _labels(stems) == ("whole", stems)
+
+
+def test_a_folder_of_plain_and_label_id_names_reads_both():
+    rng = random.Random(1)
+    labels = ["".join(rng.choice("abcdefgh2345") for _ in range(5)) for _ in range(80)]
+    for plain in (40, 1):
+        stems = labels[:plain] + [f"{lab}_{1700000000 + i}" for i, lab in enumerate(labels[plain:])]
+        names = name_labels(stems)
+        assert names.scheme == "label_id" and [names(s) for s in stems] == labels
 
 
 def test_a_second_copy_of_a_file_keeps_its_label(synth_dir):
@@ -212,6 +222,17 @@ def test_empty_folder(tmp_path):
         discover(tmp_path)
 
 
+def test_images_in_subfolders_are_named_in_the_error(synth_dir, tmp_path):
+    nested = tmp_path / "nested"
+    (nested / "batch0").mkdir(parents=True)
+    (nested / "empty").mkdir()
+    for s in discover(synth_dir)[:3]:
+        s.path.rename(nested / "batch0" / s.path.name)
+    with pytest.raises(DatasetError, match=r"no images found .*; its subfolder batch0 holds images, "
+                                           r"and only the folder itself is read: give one of them"):
+        survey(nested)
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(DatasetError, match="not a folder"):
         discover(tmp_path / "nope")
@@ -231,6 +252,29 @@ def test_split_is_seeded_and_disjoint():
     assert len(va) == 10 and not set(tr) & set(va) and len(tr) + len(va) == 100
     assert (split_indices(100, 0.1, seed=3)[1] == va).all()
     assert not (split_indices(100, 0.1, seed=4)[1] == va).all()
+
+
+def test_copies_stay_on_one_side_of_the_split():
+    groups = [i // 3 for i in range(90)] + list(range(100, 110))  # 30 triples, 10 singles
+    for seed in range(20):
+        tr, va = split_indices(100, 0.1, seed=seed, groups=groups)
+        assert not {groups[i] for i in tr} & {groups[i] for i in va}
+        assert 10 <= len(va) <= 12 and len(tr) + len(va) == 100
+    tr, va = split_indices(100, 0.1, seed=3, groups=list(range(100)))  # no copies: as without
+    assert (va == split_indices(100, 0.1, seed=3)[1]).all()
+
+
+def test_train_keeps_copied_files_out_of_validation(synth_dir, tmp_path, capsys):
+    from captcha_ocr.cli import main
+
+    for s in discover(synth_dir):
+        for copy in (" (1)", " - Copy"):
+            (synth_dir / f"{s.label}{copy}{s.path.suffix}").write_bytes(s.path.read_bytes())
+    assert main(["train", str(synth_dir), "--out", str(tmp_path / "m"), "--steps", "2",
+                 "--threads", "1", "--val-fraction", "0.2"]) == 0
+    assert "(24 copies of other images, each on its original's side)" in capsys.readouterr().out
+    t = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
+    assert t["copies"] == 24 and t["n_val"] % 3 == 0 and t["n_train"] + t["n_val"] == 36
 
 
 def test_fingerprint_matches_published_recipe(shared_data):

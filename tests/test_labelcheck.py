@@ -80,6 +80,19 @@ def test_check_labels_finds_the_wrong_labels_and_little_else(mislabeled, capsys)
     assert min(conf) >= CONFIDENT and conf == sorted(conf, reverse=True)
 
 
+def test_labels_that_do_not_fit_the_images_are_a_warning_not_an_all_clear(tmp_path, capsys):
+    # Each image labeled with another's text (as a misread file-name rule would):
+    # nothing reads as labeled, so an empty list would mean nothing.
+    folder = tmp_path / "shifted"
+    samples = write_style("pastel_digits", folder, 24, seed=62)
+    rows = [(s.path.name, samples[i - 1].label) for i, s in enumerate(samples)]
+    with (folder / LABELS_FILE).open("w", newline="") as f:
+        csv.writer(f).writerows([("file", "label"), *rows])
+    assert main(["check-labels", str(folder), "--steps", "30"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the models read only" in err and "too few to tell a wrong label" in err
+
+
 def test_fewer_than_two_parts_is_a_usage_error(mislabeled, capsys):
     folder, _ = mislabeled
     with pytest.raises(SystemExit) as e:

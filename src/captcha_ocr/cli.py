@@ -191,7 +191,9 @@ def cmd_train(a: argparse.Namespace) -> None:
     best = min(result.history, key=lambda h: (h.val_loss != h.val_loss, h.val_loss))  # NaN last
     print(f"epochs: {len(result.history)} (kept epoch {result.best_epoch}; {t['steps']} steps), "
           f"{t['n_train']} train / {t['n_val']} validation images"
-          + (f", {len(result.skipped)} unreadable skipped" if result.skipped else ""))
+          + (f", {len(result.skipped)} unreadable skipped" if result.skipped else "")
+          + (f" ({t['copies']} copies of other images, each on its original's side)"
+             if t.get("copies") else ""))
     if t["n_val"]:
         print(f"best validation loss: {best.val_loss:.4f} (epoch {best.epoch}); "
               f"kept epoch's: {kept.val_loss:.4f}")
@@ -387,6 +389,12 @@ def cmd_eval(a: argparse.Namespace) -> None:
         print(f"{e['file']}  {e['label']} -> {e['prediction']}{why}{mark}")
 
 
+# check-labels: below this share read as labeled, its models cannot tell wrong labels
+# from their own misreadings (bench/label_check_bench.py: the parts read 0.42-0.46 of
+# imagecaptcha and listed 1 and 7 of its 10 and 25 wrong labels; 0.64-0.98 elsewhere).
+LOW_AGREEMENT = 0.5
+
+
 def cmd_check_labels(a: argparse.Namespace) -> None:
     from .crosscheck import check_labels
 
@@ -420,6 +428,12 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
                   f"confidence >= {result.threshold} by a model that did not train on them; "
                   f"FILE, LABEL, READING, CONFIDENCE above); {result.seconds:.0f} s",
                   markup=False, soft_wrap=True)
+    if result.agreement is not None and result.agreement < LOW_AGREEMENT:
+        console.print(f"warning: the models read only {result.agreement:.0%} of the labels they did not "
+                      "train on as labeled: too few to tell a wrong label from a misreading, so "
+                      "few labels are listed; check that the labels are what the images show "
+                      "(e.g. how file names were read) or train longer (--steps)",
+                      markup=False, soft_wrap=True)
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:
@@ -781,7 +795,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="show only these images, labeled or not, to keep or correct their labels: "
                     "a file of names, one per line, e.g. the output of 'captcha-ocr check-labels'")
     lb.add_argument("--trust-stems", action="store_true",
-                    help="file names are labels: show them as labels to confirm or correct")
+                    help="file names count as labels (as train reads them); the page shows the "
+                    "images left without one (--review LIST to go through labeled ones)")
     lb.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     lb.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
     lb.add_argument("--no-browser", action="store_true", help="do not open a browser")

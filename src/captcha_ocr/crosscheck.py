@@ -50,6 +50,13 @@ class LabelCheck:
     disagreements: list[LabelToCheck] = field(default_factory=list)  # at any confidence
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, why): not checked
 
+    @property
+    def agreement(self) -> float | None:
+        """The share of the images read as labeled, over every part (None: none read)."""
+        read = [(f.agree, f.read) for f in self.folds if f.agree is not None]
+        total = sum(n for _, n in read)
+        return sum(a * n for a, n in read) / total if total else None
+
     def as_dict(self) -> dict:
         return dict(n=self.n, threshold=self.threshold, seconds=round(self.seconds, 2),
                     folds=[vars(f) for f in self.folds],

@@ -74,8 +74,8 @@ NAME_SCHEMES = ("auto", "whole", "label_id", "id_label")
 @dataclass(frozen=True)
 class NameLabels:
     """How file names carry labels: ``whole`` (the stem), ``label_id`` (the part before
-    the last "_") or ``id_label`` (the part after the first "_"); the " (1)" or " - Copy"
-    of a second copy is never part of a label."""
+    the last "_") or ``id_label`` (the part after the first "_"; a name without "_" is
+    whole either way); the " (1)" or " - Copy" of a second copy is never part of a label."""
 
     scheme: str = "whole"
 
@@ -84,7 +84,7 @@ class NameLabels:
         stem = m.group(1) if m else stem
         if self.scheme == "label_id":
             return stem.rsplit("_", 1)[0]
-        if self.scheme == "id_label":
+        if self.scheme == "id_label" and "_" in stem:
             return stem.split("_", 1)[1]
         return stem
 
@@ -115,50 +115,53 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
                 scheme: str = "auto") -> NameLabels | None:
     """How the file names ``stems`` (of one folder) carry their labels.
 
-    ``auto``: ``label_id`` where every name has a "_" followed by an id (digits, or 8+
-    hex digits, or a UUID), ``id_label`` where every name starts with an id and a "_";
-    where both fit ("0423_1700000962"), the id is the side that is certainly one (a
-    numbering, a timestamp, a hash), else the side whose values never repeat while the
-    other's do (two captchas may show one text; ids are unique). ``whole`` otherwise.
+    ``auto``, judged on the names that have a "_" (those without are whole labels):
+    ``label_id`` where each ends in "_" and an id (digits, 8+ hex digits, a UUID),
+    ``id_label`` where each starts with an id and "_"; where both fit ("0423_1700000962"),
+    the id is the side that is certainly one (a numbering, a timestamp, a hash), else the
+    side whose values never repeat while the other's do (two captchas may show one text;
+    ids are unique). ``whole`` otherwise.
 
     Raises:
         DatasetError (``strict``; else None is returned): the names are no labels (a
             numbering, ids, or one word and a number: "img_0001"), or LABEL_ID and ID_LABEL
-            both fit and nothing tells them apart; a ``scheme`` the names do not fit.
+            both fit and nothing tells them apart; an unknown ``scheme``.
     """
     stems = [NameLabels()(s) for s in stems]
     n = len(stems)
-    with_ = all("_" in s for s in stems)
     if scheme != "auto":
         if scheme not in NAME_SCHEMES:
             raise DatasetError(f"name labels {scheme!r}: use one of {', '.join(NAME_SCHEMES)}")
-        if scheme != "whole" and not with_:
-            bad = next(s for s in stems if "_" not in s)
-            raise DatasetError(f"{where}: file name {bad} has no '_', so it is not {scheme.upper()}")
         return NameLabels(scheme)
+    # The rule is decided on the names with a "_" and applies to them; names without one
+    # are whole labels (a folder of plain and LABEL_ID names, as collections get merged).
+    parted = [s for s in stems if "_" in s]
+    m = len(parted)
     fits: dict[str, tuple[list[str], list[str]]] = {}  # scheme: (labels, ids)
-    if n and with_:
-        tails = [s.rsplit("_", 1) for s in stems]
-        heads = [s.split("_", 1) for s in stems]
+    if parted:
+        tails = [s.rsplit("_", 1) for s in parted]
+        heads = [s.split("_", 1) for s in parted]
         if all(_ID.fullmatch(i) and lab for lab, i in tails):
             fits["label_id"] = ([t[0] for t in tails], [t[1] for t in tails])
         if all(_ID.fullmatch(i) and lab for i, lab in heads):
             fits["id_label"] = ([h[1] for h in heads], [h[0] for h in heads])
     if len(fits) == 2:
         for rule in (lambda lab, ids: _ids(ids) and not _ids(lab),
-                     lambda lab, ids: len(set(ids)) == n and len(set(lab)) < n):
+                     lambda lab, ids: len(set(ids)) == m and len(set(lab)) < m):
             told = [k for k, (lab, ids) in fits.items() if rule(lab, ids)]
             if len(told) == 1:
                 fits = {told[0]: fits[told[0]]}
                 break
         else:
-            return _not_labels(stems, where, "either part could be the label: LABEL_ID or "
+            return _not_labels(parted, where, "either part could be the label: LABEL_ID or "
                                "ID_LABEL", strict, "--name-labels label_id or id_label")
     if fits:
         (found, (labels, _)), = fits.items()
-        if n > 1 and len(set(labels)) == 1:
-            return _not_labels(stems, where, "one word and a number", strict)
-        return NameLabels(found)
+        if m > 1 and len(set(labels)) == 1:
+            if m == n:
+                return _not_labels(stems, where, "one word and a number", strict)
+        else:
+            return NameLabels(found)
     if _ids(stems):
         what = "numbers counting up" if _counts_up(stems) else "timestamps, hashes or UUIDs"
         return _not_labels(stems, where, what, strict)
@@ -280,7 +283,8 @@ class Labeling:
         "--unlabeled DIR self-trains on them"), said beside "--stem-labels"."""
         out = []
         if self.names not in ("", "whole"):
-            out.append(f"labels are {NameLabels(self.names).describe()}: {self.name_example} "
+            out.append(f"{_count(self.by_file_name, 'label')} read from file names as "
+                       f"{NameLabels(self.names).describe()}: {self.name_example} "
                        "(--name-labels whole: the whole names)")
         if self.unlabeled:
             hint = "; ".join(filter(None, [unlabeled_hint, "--stem-labels: file names as labels"]))
@@ -320,7 +324,8 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
     folder = Path(folder)
     paths = list_images(folder)
     if not paths:
-        raise DatasetError(f"{folder}: no images found (expected {', '.join(IMAGE_SUFFIXES)})")
+        raise DatasetError(f"{folder}: no images found (expected {', '.join(IMAGE_SUFFIXES)})"
+                           f"{_image_subfolders(folder)}")
     csv_path = folder / LABELS_FILE
     rows = read_labels_csv(csv_path) if csv_path.is_file() else {}
     aside = set(read_set_aside(folder / SKIPPED_FILE))
@@ -360,6 +365,18 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
     example = f"{by_name[0].name} -> {scheme(by_name[0].stem)}" if by_name else ""
     return Labeling(folder, samples, unlabeled, set_aside, absent, by_file_name,
                     scheme.scheme if by_file_name else "", example)
+
+
+def _image_subfolders(folder: Path) -> str:
+    """"; its subfolders a, b hold images: ..." where images sit one level down (only the
+    folder itself is read: a dataset is one folder)."""
+    subs = sorted(d.name for d in folder.iterdir() if d.is_dir() and list_images(d))
+    if not subs:
+        return ""
+    shown = ", ".join(subs[:3]) + (", ..." if len(subs) > 3 else "")
+    return (f"; its subfolder{'s' if len(subs) > 1 else ''} {shown} hold{'' if len(subs) > 1 else 's'} "
+            "images, and only the folder itself is read: give one of them, or move their images "
+            "into one folder")
 
 
 def _other_label_files(folder: Path) -> str:
@@ -416,18 +433,34 @@ def load_images(samples: list[Sample], cfg: ImageConfig, workers: int = 4) -> Lo
     return LoadedImages(images, [s for s, _ in kept], skipped)
 
 
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(n: int, val_fraction: float, seed: int,
+                  groups: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A seeded random split of ``range(n)`` into (train, validation) index arrays.
 
     ``val_fraction`` 0 gives an empty validation set; otherwise it holds at least one item.
+    ``groups``: items with equal values (copies of one image) go to the same side, whole
+    groups taken in a seeded order until the validation share is reached; where every
+    value differs the split is the one without groups.
     """
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
-    order = np.random.default_rng(seed).permutation(n)
     n_val = 0 if val_fraction == 0 else max(1, round(n * val_fraction))
     if n - n_val < 1:
         raise DatasetError(f"{n} images are too few to hold out {val_fraction:.0%} for validation")
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    rng = np.random.default_rng(seed)
+    if groups is None or len(set(groups)) == n:
+        order = rng.permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    _, group = np.unique(np.array(groups, dtype=object).astype(str), return_inverse=True)
+    val = np.zeros(n, bool)
+    for g in rng.permutation(group.max() + 1):
+        if val.sum() >= n_val:
+            break
+        val[group == g] = True
+    if val.all():
+        raise DatasetError(f"{n} images are copies of too few to hold out {val_fraction:.0%} for "
+                           "validation")
+    return np.flatnonzero(~val), np.flatnonzero(val)
 
 
 def fingerprint(paths: Iterable[Path]) -> str:

@@ -82,6 +82,7 @@ class Split:
     charset: Charset
     train: np.ndarray  # indices into data
     val: np.ndarray
+    copies: int = 0  # images whose pixels equal another's (kept on its side of the split)
 
     def labels(self, idx: np.ndarray) -> list[str]:
         return [self.data.samples[i].label for i in idx]
@@ -119,8 +120,11 @@ def prepare(data_dir: str | Path, image: ImageConfig, val_fraction: float, seed:
         raise DatasetError(f"{data_dir}: none of the {len(data.skipped)} image files could be read")
     labels = [s.label for s in data.samples]
     charset = charset or Charset.from_labels(labels)
-    tr, va = split_indices(len(labels), val_fraction, seed)
-    return Split(data, charset, tr, va)
+    # Copies of one captcha (a collection fetched twice, "x (1).png") stay on one side:
+    # a copy in validation of an image trained on would flatter every validation number.
+    pixels = [hashlib.sha1(a.tobytes()).hexdigest() for a in data.images]
+    tr, va = split_indices(len(labels), val_fraction, seed, groups=pixels)
+    return Split(data, charset, tr, va, copies=len(pixels) - len(set(pixels)))
 
 
 def _with_extra(split: Split, extra: list[Sample], image: ImageConfig) -> Split:
@@ -132,7 +136,7 @@ def _with_extra(split: Split, extra: list[Sample], image: ImageConfig) -> Split:
     data = LoadedImages(np.concatenate([split.data.images, more.images]),
                         split.data.samples + more.samples, split.data.skipped)
     return Split(data, split.charset, np.concatenate([split.train, n + np.arange(len(more.samples))]),
-                 split.val)
+                 split.val, split.copies)
 
 
 def check_label_lengths(split: Split, steps: int, width: int) -> None:
@@ -459,7 +463,7 @@ def _model_info(model: CRNN, model_cfg: ModelConfig, split: Split, cfg: TrainCon
             command=command, data_dir=str(data_dir),
             data_fingerprint=fingerprint(s.path for s in split.data.samples),
             n_images=len(split.data.samples), n_skipped=len(split.data.skipped),
-            n_train=len(split.train), n_val=len(split.val), config=asdict(cfg),
+            n_train=len(split.train), n_val=len(split.val), copies=split.copies, config=asdict(cfg),
             epochs_run=len(history), best_epoch=best_epoch,
             params=count_params(model), flops_per_image=count_flops(model, image),
         ),
