@@ -59,6 +59,15 @@ def test_every_image_lands_in_one_part_evenly_and_the_same_each_time():
     assert (deal(41, 3, seed=5) == part).all() and not (deal(41, 3, seed=6) == part).all()
 
 
+def test_copies_of_one_image_land_in_one_part():
+    groups = [i // 2 for i in range(40)]  # 20 pairs of copies
+    for seed in range(10):
+        part = deal(40, 2, seed, groups=groups)
+        assert all(part[i] == part[i + 1] for i in range(0, 40, 2))
+        assert sorted(np.bincount(part)) == [20, 20]
+    assert (deal(40, 2, 3, groups=list(range(40))) == deal(40, 2, 3)).all()  # no copies: as before
+
+
 def test_check_labels_finds_the_wrong_labels_and_little_else(mislabeled, capsys):
     folder, wrong = mislabeled
     rc = main(["check-labels", str(folder), "--seed", "1", "--steps", "120", "--json", "-q"])

@@ -13,6 +13,7 @@ Cost: ``folds`` training runs on ``(folds - 1) / folds`` of the labels each.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ import numpy as np
 
 from .data import DatasetError, link_labeled, survey
 from .labelcheck import CONFIDENT, LabelToCheck, labels_to_check, suspect
+from .preprocess import MAX_FILE_BYTES
 from .runtime import Reader
 
 __all__ = ["DEFAULT_FOLDS", "MIN_PER_FOLD", "FoldResult", "LabelCheck", "check_labels"]
@@ -64,11 +66,28 @@ class LabelCheck:
                     unreadable=[dict(file=f, error=e) for f, e in self.unreadable])
 
 
-def deal(n: int, folds: int, seed: int) -> np.ndarray:
-    """The part (0 .. folds-1) of each of ``n`` images: a seeded shuffle dealt round-robin."""
+def deal(n: int, folds: int, seed: int, groups: list | None = None) -> np.ndarray:
+    """The part (0 .. folds-1) of each of ``n`` images: a seeded shuffle dealt round-robin.
+
+    ``groups``: images with equal values (copies of one file) land in one part, so that
+    no part's model trains on a copy of an image it is to check; where every value
+    differs the deal is the one without groups."""
+    if groups is not None and len(set(groups)) < n:
+        _, group = np.unique(np.array(groups, dtype=object).astype(str), return_inverse=True)
+        return deal(group.max() + 1, folds, seed)[group]
     part = np.empty(n, np.int64)
     part[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
     return part
+
+
+def _content(path: Path) -> str:
+    """A file's SHA-1 (its own path where it cannot be read: the image gate names it later)."""
+    try:
+        if path.stat().st_size <= MAX_FILE_BYTES:
+            return hashlib.sha1(path.read_bytes()).hexdigest()
+    except OSError:
+        pass
+    return str(path)
 
 
 def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int = 0,
@@ -116,7 +135,7 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
     # Every part's model can read every character of the labels, also one that only the
     # other part's labels hold (else its image would be a confident false alarm).
     alphabet = "".join(sorted(set("".join(s.label for s in samples))))
-    part = deal(len(samples), folds, seed)
+    part = deal(len(samples), folds, seed, groups=[_content(s.path) for s in samples])
     texts: list[str] = [""] * len(samples)
     conf = np.zeros(len(samples))
     readable = np.ones(len(samples), bool)
