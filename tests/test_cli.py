@@ -46,7 +46,7 @@ def test_train_and_eval_on_numbered_files_say_they_are_not_labels(capsys, tmp_pa
     for i, p in enumerate(sorted(synth_dir.glob("*.png"))):
         p.rename(synth_dir / f"captcha_{i}.png")
     rc, _, err = run(capsys, "train", synth_dir, "--out", tmp_path / "m", "-q")
-    assert_one_line_error(rc, err, "captcha_0 ... captcha_11: one word and a number",
+    assert_one_line_error(rc, err, "captcha_0 ... captcha_11: a word and a number",
                           f"captcha-ocr label {synth_dir}")
     rc, _, err = run(capsys, "eval", synth_dir)
     assert_one_line_error(rc, err, "are not labels")

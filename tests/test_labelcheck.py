@@ -74,6 +74,7 @@ def test_check_labels_finds_the_wrong_labels_and_little_else(mislabeled, capsys)
     out, err = capsys.readouterr()
     assert rc == 0
     report = json.loads(out)
+    assert report["agreement"] >= 0.5 and "warning" not in err
     # The file that is no image is named (stderr and JSON), not counted as checked.
     assert [x["file"] for x in report["unreadable"]] == [str(folder / "broken.png")]
     assert err.startswith(f"skipped {folder / 'broken.png'}: ") and len(err.splitlines()) == 1
@@ -97,9 +98,26 @@ def test_labels_that_do_not_fit_the_images_are_a_warning_not_an_all_clear(tmp_pa
     rows = [(s.path.name, samples[i - 1].label) for i, s in enumerate(samples)]
     with (folder / LABELS_FILE).open("w", newline="") as f:
         csv.writer(f).writerows([("file", "label"), *rows])
-    assert main(["check-labels", str(folder), "--steps", "30"]) == 0
-    err = capsys.readouterr().err
+    assert main(["check-labels", str(folder), "--steps", "30", "--json"]) == 0
+    out, err = capsys.readouterr()
     assert "warning: the models read only" in err and "too few to tell a wrong label" in err
+    assert json.loads(out)["agreement"] < 0.5
+
+
+def test_a_folder_of_copies_is_one_clear_line(tmp_path, capsys):
+    folder = tmp_path / "copies"
+    sample = write_style("pastel_digits", folder, 1, seed=63)[0]
+    rows = [(sample.path.name, sample.label)]
+    for i in range(29):  # one captcha saved 30 times: nothing to check it against
+        name = f"{sample.label}_{i}.png"
+        (folder / name).write_bytes(sample.path.read_bytes())
+        rows.append((name, sample.label))
+    with (folder / LABELS_FILE).open("w", newline="") as f:
+        csv.writer(f).writerows([("file", "label"), *rows])
+    assert main(["check-labels", str(folder), "--steps", "5"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "hold too few different ones (copies of one file go to one part)" in err
 
 
 def test_fewer_than_two_parts_is_a_usage_error(mislabeled, capsys):

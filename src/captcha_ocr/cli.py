@@ -418,6 +418,12 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
                           on_start=start, on_fold=fold, recipe_overrides=dict(steps=a.steps))
     for path, why in result.unreadable:
         console.print(f"skipped {path}: {why}", markup=False, soft_wrap=True)
+    if result.agreement is not None and result.agreement < LOW_AGREEMENT:
+        console.print(f"warning: the models read only {result.agreement:.0%} of the labels they did not "
+                      "train on as labeled: too few to tell a wrong label from a misreading, so "
+                      "few labels are listed; check that the labels are what the images show "
+                      "(e.g. how file names were read) or train longer (--steps)",
+                      markup=False, soft_wrap=True)
     if a.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
         return
@@ -428,12 +434,6 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
                   f"confidence >= {result.threshold} by a model that did not train on them; "
                   f"FILE, LABEL, READING, CONFIDENCE above); {result.seconds:.0f} s",
                   markup=False, soft_wrap=True)
-    if result.agreement is not None and result.agreement < LOW_AGREEMENT:
-        console.print(f"warning: the models read only {result.agreement:.0%} of the labels they did not "
-                      "train on as labeled: too few to tell a wrong label from a misreading, so "
-                      "few labels are listed; check that the labels are what the images show "
-                      "(e.g. how file names were read) or train longer (--steps)",
-                      markup=False, soft_wrap=True)
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:

@@ -13,7 +13,6 @@ Cost: ``folds`` training runs on ``(folds - 1) / folds`` of the labels each.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DatasetError, link_labeled, survey
+from .data import DatasetError, copy_groups, file_digest, link_labeled, survey
 from .labelcheck import CONFIDENT, LabelToCheck, labels_to_check, suspect
-from .preprocess import MAX_FILE_BYTES
 from .runtime import Reader
 
 __all__ = ["DEFAULT_FOLDS", "MIN_PER_FOLD", "FoldResult", "LabelCheck", "check_labels"]
@@ -61,33 +59,27 @@ class LabelCheck:
 
     def as_dict(self) -> dict:
         return dict(n=self.n, threshold=self.threshold, seconds=round(self.seconds, 2),
+                    agreement=None if self.agreement is None else round(self.agreement, 4),
                     folds=[vars(f) for f in self.folds],
                     labels_to_check=[vars(x) for x in self.items],
                     unreadable=[dict(file=f, error=e) for f, e in self.unreadable])
 
 
 def deal(n: int, folds: int, seed: int, groups: list | None = None) -> np.ndarray:
-    """The part (0 .. folds-1) of each of ``n`` images: a seeded shuffle dealt round-robin.
+    """The part (0 .. folds-1) of each of ``n`` images: in a seeded order, each goes to
+    the part that holds fewest so far (round-robin, for single images).
 
-    ``groups``: images with equal values (copies of one file) land in one part, so that
-    no part's model trains on a copy of an image it is to check; where every value
-    differs the deal is the one without groups."""
-    if groups is not None and len(set(groups)) < n:
-        _, group = np.unique(np.array(groups, dtype=object).astype(str), return_inverse=True)
-        return deal(group.max() + 1, folds, seed)[group]
-    part = np.empty(n, np.int64)
-    part[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
-    return part
-
-
-def _content(path: Path) -> str:
-    """A file's SHA-1 (its own path where it cannot be read: the image gate names it later)."""
-    try:
-        if path.stat().st_size <= MAX_FILE_BYTES:
-            return hashlib.sha1(path.read_bytes()).hexdigest()
-    except OSError:
-        pass
-    return str(path)
+    ``groups``: images with equal values (copies of one file) go to one part together,
+    so that no part's model trains on a copy of an image it is to check."""
+    group = copy_groups(groups) if groups is not None else np.arange(n)
+    sizes = np.bincount(group, minlength=1)
+    part_of_group = np.empty(len(sizes), np.int64)
+    held = np.zeros(folds, np.int64)
+    for g in np.random.default_rng(seed).permutation(len(sizes)):
+        k = int(np.argmin(held))
+        part_of_group[g] = k
+        held[k] += sizes[g]
+    return part_of_group[group]
 
 
 def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int = 0,
@@ -129,13 +121,18 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
         raise DatasetError(f"{data_dir}: {len(samples)} labeled images: at least "
                            f"{folds * MIN_PER_FOLD} are needed for {folds} parts of "
                            f"{MIN_PER_FOLD} or more")
+    part = deal(len(samples), folds, seed, groups=[file_digest(s.path) for s in samples])
+    small = np.bincount(part, minlength=folds).min()
+    if small < MIN_PER_FOLD:
+        raise DatasetError(f"{data_dir}: its {len(samples)} labeled images hold too few different "
+                           f"ones (copies of one file go to one part) for {folds} parts of "
+                           f"{MIN_PER_FOLD} or more")
     arch, start = default_start(init)
     if on_start:
         on_start(len(samples))
     # Every part's model can read every character of the labels, also one that only the
     # other part's labels hold (else its image would be a confident false alarm).
     alphabet = "".join(sorted(set("".join(s.label for s in samples))))
-    part = deal(len(samples), folds, seed, groups=[_content(s.path) for s in samples])
     texts: list[str] = [""] * len(samples)
     conf = np.zeros(len(samples))
     readable = np.ones(len(samples), bool)

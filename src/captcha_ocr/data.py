@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ImageConfig
-from .preprocess import IMAGE_SUFFIXES, ImageError, preprocess
+from .preprocess import IMAGE_SUFFIXES, MAX_FILE_BYTES, ImageError, preprocess
 
 __all__ = [
     "DatasetError",
@@ -31,6 +31,8 @@ __all__ = [
     "NameLabels",
     "Sample",
     "discover",
+    "copy_groups",
+    "file_digest",
     "fingerprint",
     "list_images",
     "load_images",
@@ -67,7 +69,7 @@ _UUID = r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
 _ID = re.compile(rf"[0-9]+|[0-9a-fA-F]{{8,}}|{_UUID}")
 # Never a captcha's text: timestamps and other 10+ digit numbers, hashes, UUIDs.
 _LONG_ID = re.compile(rf"[0-9]{{10,}}|[0-9a-fA-F]{{16,}}|{_UUID}")
-_COPY = re.compile(r"(.+?)(?: ?\(\d+\)| - Copy(?: \(\d+\))?)")
+_COPY = re.compile(r"(.+?)(?: \(\d+\)| - Copy(?: \(\d+\))?)")
 NAME_SCHEMES = ("auto", "whole", "label_id", "id_label")
 
 
@@ -124,7 +126,7 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
 
     Raises:
         DatasetError (``strict``; else None is returned): the names are no labels (a
-            numbering, ids, or one word and a number: "img_0001"), or LABEL_ID and ID_LABEL
+            numbering, ids, or a word and a number: "img_0001"), or LABEL_ID and ID_LABEL
             both fit and nothing tells them apart; an unknown ``scheme``.
     """
     stems = [NameLabels()(s) for s in stems]
@@ -135,8 +137,12 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
         return NameLabels(scheme)
     # The rule is decided on the names with a "_" and applies to them; names without one
     # are whole labels (a folder of plain and LABEL_ID names, as collections get merged).
+    if not stems:
+        return NameLabels()
     parted = [s for s in stems if "_" in s]
     m = len(parted)
+    if 2 * m < n:  # a few names with "_" among plain ones: labels that hold a "_"
+        parted, m = [], 0
     fits: dict[str, tuple[list[str], list[str]]] = {}  # scheme: (labels, ids)
     if parted:
         tails = [s.rsplit("_", 1) for s in parted]
@@ -157,11 +163,9 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
                                "ID_LABEL", strict, "--name-labels label_id or id_label")
     if fits:
         (found, (labels, _)), = fits.items()
-        if m > 1 and len(set(labels)) == 1:
-            if m == n:
-                return _not_labels(stems, where, "one word and a number", strict)
-        else:
-            return NameLabels(found)
+        if m > 1 and len(set(labels)) <= max(1, m // 20):  # "img_1", "train_1"/"test_1"
+            return _not_labels(stems, where, "a word and a number", strict)
+        return NameLabels(found)
     if _ids(stems):
         what = "numbers counting up" if _counts_up(stems) else "timestamps, hashes or UUIDs"
         return _not_labels(stems, where, what, strict)
@@ -267,6 +271,7 @@ class Labeling:
     by_file_name: int = 0  # samples labeled by their file stems (no labels.csv, or stem_labels)
     names: str = ""  # how those file names carry labels (``NameLabels.scheme``), "" for none
     name_example: str = ""  # "2b6c_1700000962.png -> 2b6c": one of them
+    names_cut: int = 0  # file names of which only a part is the label (the rest an id)
 
     def record(self) -> dict:
         """Where the labels came from, as ``model.json`` records it."""
@@ -282,8 +287,8 @@ class Labeling:
         ``unlabeled_hint``: what the command can do with the unlabeled images (train:
         "--unlabeled DIR self-trains on them"), said beside "--stem-labels"."""
         out = []
-        if self.names not in ("", "whole"):
-            out.append(f"{_count(self.by_file_name, 'label')} read from file names as "
+        if self.names_cut:
+            out.append(f"{_count(self.names_cut, 'label')} read from file names as "
                        f"{NameLabels(self.names).describe()}: {self.name_example} "
                        "(--name-labels whole: the whole names)")
         if self.unlabeled:
@@ -362,9 +367,10 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
                            f"{SKIPPED_FILE}; label some (captcha-ocr label {folder})")
     absent = sum(name not in present for name in rows)
     by_file_name = sum(s.path.name not in rows for s in samples)
-    example = f"{by_name[0].name} -> {scheme(by_name[0].stem)}" if by_name else ""
+    cut = [p for p in by_name if scheme(p.stem) != p.stem]  # names with a part that is no label
+    example = f"{cut[0].name} -> {scheme(cut[0].stem)}" if cut else ""
     return Labeling(folder, samples, unlabeled, set_aside, absent, by_file_name,
-                    scheme.scheme if by_file_name else "", example)
+                    scheme.scheme if by_file_name else "", example, len(cut))
 
 
 def _image_subfolders(folder: Path) -> str:
@@ -438,9 +444,13 @@ def split_indices(n: int, val_fraction: float, seed: int,
     """A seeded random split of ``range(n)`` into (train, validation) index arrays.
 
     ``val_fraction`` 0 gives an empty validation set; otherwise it holds at least one item.
-    ``groups``: items with equal values (copies of one image) go to the same side, whole
-    groups taken in a seeded order until the validation share is reached; where every
-    value differs the split is the one without groups.
+    ``groups``: items with equal values (copies of one file) go to the same side: whole
+    groups, in a seeded order, each taken where it still fits in the validation share
+    (the smallest one where none does), so validation holds at most that share; where
+    every value differs the split is the one without groups.
+
+    Raises:
+        DatasetError: too few items, or too few distinct ones, to hold some out.
     """
     if not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), not {val_fraction}")
@@ -451,16 +461,38 @@ def split_indices(n: int, val_fraction: float, seed: int,
     if groups is None or len(set(groups)) == n:
         order = rng.permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
-    _, group = np.unique(np.array(groups, dtype=object).astype(str), return_inverse=True)
-    val = np.zeros(n, bool)
-    for g in rng.permutation(group.max() + 1):
-        if val.sum() >= n_val:
-            break
-        val[group == g] = True
-    if val.all():
-        raise DatasetError(f"{n} images are copies of too few to hold out {val_fraction:.0%} for "
+    group = copy_groups(groups)
+    sizes = np.bincount(group)
+    if n_val and len(sizes) < 2:
+        raise DatasetError(f"the {n} images are all copies of one: nothing to hold out for "
                            "validation")
+    val = np.zeros(n, bool)
+    taken = 0
+    for g in rng.permutation(len(sizes)):
+        if taken + sizes[g] <= n_val:
+            val[group == g] = True
+            taken += sizes[g]
+    if n_val and not taken:
+        val[group == int(np.argmin(sizes))] = True
     return np.flatnonzero(~val), np.flatnonzero(val)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex); a file over the image size limit, or one that
+    cannot be read, gets its own path instead (the image gate refuses it by name)."""
+    try:
+        if path.stat().st_size <= MAX_FILE_BYTES:
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        pass
+    return f"unread:{path}"
+
+
+def copy_groups(values: list) -> np.ndarray:
+    """Per item, the index of its group of equal values (copies of one file share one),
+    groups numbered in order of first appearance (all different: ``0 .. n-1``)."""
+    index: dict[str, int] = {}
+    return np.array([index.setdefault(str(v), len(index)) for v in values], np.int64)
 
 
 def fingerprint(paths: Iterable[Path]) -> str:
@@ -468,8 +500,5 @@ def fingerprint(paths: Iterable[Path]) -> str:
 
     Equal to ``sha256sum *.png | LC_ALL=C sort -k2 | sha256sum`` run in the folder.
     """
-    lines = sorted(
-        (p.name.encode(), f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}\n".encode())
-        for p in paths
-    )
+    lines = sorted((p.name.encode(), f"{file_digest(p)}  {p.name}\n".encode()) for p in paths)
     return hashlib.sha256(b"".join(line for _, line in lines)).hexdigest()

@@ -46,6 +46,7 @@ from .data import (
     LoadedImages,
     Sample,
     discover,
+    file_digest,
     fingerprint,
     load_images,
     split_indices,
@@ -122,9 +123,9 @@ def prepare(data_dir: str | Path, image: ImageConfig, val_fraction: float, seed:
     charset = charset or Charset.from_labels(labels)
     # Copies of one captcha (a collection fetched twice, "x (1).png") stay on one side:
     # a copy in validation of an image trained on would flatter every validation number.
-    pixels = [hashlib.sha1(a.tobytes()).hexdigest() for a in data.images]
-    tr, va = split_indices(len(labels), val_fraction, seed, groups=pixels)
-    return Split(data, charset, tr, va, copies=len(pixels) - len(set(pixels)))
+    files = [file_digest(s.path) for s in data.samples]
+    tr, va = split_indices(len(labels), val_fraction, seed, groups=files)
+    return Split(data, charset, tr, va, copies=len(files) - len(set(files)))
 
 
 def _with_extra(split: Split, extra: list[Sample], image: ImageConfig) -> Split:
@@ -677,6 +678,7 @@ def _resume_key(cfg: TrainConfig, image: ImageConfig, model_cfg: ModelConfig, sp
                 alphabet=split.charset.alphabet,
                 data_fingerprint=fingerprint(s.path for s in split.data.samples),
                 labels=labels, pseudo_labels=n_extra or None,
+                validation=hashlib.sha256(np.asarray(split.val, np.int64).tobytes()).hexdigest(),
                 init=init.record() if init is not None else None)
 
 
