@@ -179,3 +179,21 @@ def test_images_set_aside_while_labeling_are_never_pseudo_labeled(unlabeled, tmp
         f"file,status\n{names[0]},unreadable\n{names[1]},skipped\n")
     kept, record = pseudo_labels("base", folder, labeled("0123", "4567"), 0.0)
     assert record["images"] == 39 and not {names[0], names[1]} & {s.path.name for s in kept}
+
+
+def test_pseudo_labeled_copies_of_validation_images_are_not_trained_on(tmp_path):
+    from captcha_ocr.config import ImageConfig
+    from captcha_ocr.train import _with_extra, prepare
+
+    data = tmp_path / "data"
+    zoo.write_style(STYLE, data, 20, seed=33)
+    image = ImageConfig(height=32, width=128, channels=3)
+    split = prepare(data, image, 0.2, seed=1)
+    held = split.data.samples[split.val[0]]
+    other = tmp_path / "other"
+    fresh = zoo.write_style(STYLE, other, 2, seed=34)
+    copy = other / "copy of a validation image.png"
+    shutil.copy(held.path, copy)
+    grown = _with_extra(split, [*fresh, Sample(copy, held.label)], image)
+    assert len(grown.train) == len(split.train) + 2 and list(grown.val) == list(split.val)
+    assert copy not in {grown.data.samples[i].path for i in grown.train}

@@ -129,10 +129,12 @@ def prepare(data_dir: str | Path, image: ImageConfig, val_fraction: float, seed:
 
 
 def _with_extra(split: Split, extra: list[Sample], image: ImageConfig) -> Split:
-    """``split`` with ``extra`` images added to its training part (unreadable ones and
-    those with characters outside the alphabet are left out)."""
+    """``split`` with ``extra`` images added to its training part (unreadable ones, those
+    with characters outside the alphabet and copies of a validation image are left out)."""
     known = set(split.charset.alphabet)
-    more = load_images([s for s in extra if set(s.label) <= known], image)
+    held_out = {file_digest(split.data.samples[i].path) for i in split.val}
+    more = load_images([s for s in extra if set(s.label) <= known
+                        and file_digest(s.path) not in held_out], image)
     n = len(split.data.samples)
     data = LoadedImages(np.concatenate([split.data.images, more.images]),
                         split.data.samples + more.samples, split.data.skipped)
