@@ -301,6 +301,23 @@ def test_fingerprint_matches_published_recipe(shared_data):
     assert fingerprint(s.path for s in discover(shared_data)) == SHARED_936_FINGERPRINT
 
 
+@pytest.mark.parametrize("header, sep", [("file,label", ","), ("file_name,text", ","),
+                                         ("Filename\tSolution", "\t"), ("image;label", ";")])
+def test_labels_csv_headers_and_separators_of_other_tools(synth_dir, header, sep):
+    first, second = (s.path.name for s in discover(synth_dir)[:2])
+    other = ";" if sep == "\t" else "\t"  # the other separators are a label's characters
+    (synth_dir / "labels.csv").write_text(f"{header}\n{first}{sep}a{other}b\n{second}{sep}xyz\n")
+    labels = {s.path.name: s.label for s in survey(synth_dir).samples}
+    assert labels == {first: f"a{other}b", second: "xyz"}
+
+
+def test_labels_csv_with_an_unknown_header_is_one_line(synth_dir):
+    (synth_dir / "labels.csv").write_text("path,value\na.png,abc\n")
+    with pytest.raises(DatasetError, match="the first line must be the header 'file,label' "
+                                           r"\(two columns: file/filename/file_name/image/name, then"):
+        survey(synth_dir)
+
+
 def test_labels_csv_not_utf8(synth_dir):
     (synth_dir / "labels.csv").write_bytes(b"file,label\na.png,\xff\n")
     with pytest.raises(DatasetError, match="not UTF-8"):

@@ -212,8 +212,17 @@ def link_labeled(samples: Iterable[Sample], dest: str | Path, with_labels: bool 
     return dest
 
 
+# The header names a labels.csv may use: what captcha-ocr writes first, then those of
+# other tools' CSV files (Hugging Face's metadata.csv: file_name,text; Kaggle sets:
+# filename/image and text/solution).
+FILE_COLUMNS = ("file", "filename", "file_name", "image", "name")
+LABEL_COLUMNS = ("label", "text", "solution", "answer", "captcha", "code")
+
+
 def read_labels_csv(path: Path) -> dict[str, str]:
-    """``{file: label}`` from a ``labels.csv`` (header ``file,label``; a BOM is fine).
+    """``{file: label}`` from a ``labels.csv``: header ``file,label`` (or a name of
+    ``FILE_COLUMNS`` and one of ``LABEL_COLUMNS``), comma-, tab- or semicolon-separated
+    (as the header is); a BOM is fine.
 
     Raises:
         DatasetError: not UTF-8, no header, a malformed row, or one file labeled twice
@@ -221,17 +230,21 @@ def read_labels_csv(path: Path) -> dict[str, str]:
     """
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM (Excel's UTF-8) is fine
-            rows = list(csv.reader(f))
+            lines = f.read().splitlines(keepends=True)
+        sep = next((d for d in ",\t;" if lines and d in lines[0]), ",")
+        rows = list(csv.reader(lines, delimiter=sep))
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); "
                            "save it as UTF-8") from None
-    if not rows or [c.strip().lower() for c in rows[0][:2]] != ["file", "label"]:
-        raise DatasetError(f"{path}: the first line must be the header 'file,label'")
+    header = [c.strip().lower() for c in rows[0][:3]] if rows else []
+    if len(header) != 2 or header[0] not in FILE_COLUMNS or header[1] not in LABEL_COLUMNS:
+        raise DatasetError(f"{path}: the first line must be the header 'file,label' (two columns: "
+                           f"{'/'.join(FILE_COLUMNS)}, then {'/'.join(LABEL_COLUMNS)})")
     labels: dict[str, str] = {}
     first: dict[str, int] = {}
     for n, row in enumerate(rows[1:], start=2):
         if len(row) != 2 or not row[0]:
-            raise DatasetError(f"{path}:{n}: expected two columns 'file,label', got {row!r}")
+            raise DatasetError(f"{path}:{n}: expected two columns (file{sep}label), got {row!r}")
         name, label = row
         if name in labels and labels[name] != label:
             raise DatasetError(f"{path}:{n}: {name} is labeled {label!r} here and "
