@@ -37,6 +37,7 @@ def _rename(folder, pattern):
     ("{label}_{i}", "label_id"),  # dddd_trainer's and captcha_trainer's LABEL_ID convention
     ("{label}_{i:x}9f3b2c71e0", "label_id"),  # LABEL_MD5-like: hex ids
     ("{i:05d}_{label}", "id_label"),
+    ("{label}-17000000{i:02d}", "label-id"),  # a "-" before a timestamp
     ("{label}", None),
 ])
 def test_labels_from_file_names_with_an_id_part(synth_dir, pattern, scheme):
@@ -83,6 +84,7 @@ def test_id_label_names_where_both_parts_are_digits_or_hex():
     ["deadbeef", "cafe1234", "0badf00d"],  # 8 hex-like letters, too few and too short for ids
     ["0423", "7781", "0012", "9930", "5521", "0424"],  # digits that do not count up
     ["a_b"],
+    ["12-5", "3-4", "17-9", "3-1700"],  # arithmetic: a "-" before an id only where it is long
 ])
 def test_names_read_whole(stems):
     assert _labels(stems) == ("whole", stems)

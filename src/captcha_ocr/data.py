@@ -68,9 +68,12 @@ class Sample:
 _UUID = r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
 _ID = re.compile(rf"[0-9]+|[0-9a-fA-F]{{8,}}|{_UUID}")
 # Never a captcha's text: timestamps and other 10+ digit numbers, hashes, UUIDs.
-_LONG_ID = re.compile(rf"[0-9]{{10,}}|[0-9a-fA-F]{{16,}}|{_UUID}")
+_LONG = rf"[0-9]{{10,}}|[0-9a-fA-F]{{16,}}|{_UUID}"
+_LONG_ID = re.compile(_LONG)
+# LABEL-ID with a "-": only before an id no label is (arithmetic labels hold "-": "12-5").
+_DASH_ID = re.compile(rf"(.+)-(?:{_LONG})")
 _COPY = re.compile(r"(.+?)(?: \(\d+\)| - Copy(?: \(\d+\))?)")
-NAME_SCHEMES = ("auto", "whole", "label_id", "id_label")
+NAME_SCHEMES = ("auto", "whole", "label_id", "id_label", "label-id")
 
 
 @dataclass(frozen=True)
@@ -88,11 +91,16 @@ class NameLabels:
             return stem.rsplit("_", 1)[0]
         if self.scheme == "id_label" and "_" in stem:
             return stem.split("_", 1)[1]
+        if self.scheme == "label-id":
+            m = _DASH_ID.fullmatch(stem)
+            return m.group(1) if m else stem
         return stem
 
     def describe(self) -> str:
         return {"label_id": "the part of each file name before its last '_' (LABEL_ID names)",
                 "id_label": "the part of each file name after its first '_' (ID_LABEL names)",
+                "label-id": "the part of each file name before a '-' and a timestamp, hash or "
+                            "UUID (LABEL-ID names)",
                 }.get(self.scheme, "the file names")
 
 
@@ -161,6 +169,11 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
         else:
             return _not_labels(parted, where, "either part could be the label: LABEL_ID or "
                                "ID_LABEL", strict, "--name-labels label_id or id_label")
+    dashed = [_DASH_ID.fullmatch(s) for s in stems]
+    if not fits and 2 * sum(d is not None for d in dashed) >= n:
+        labels = [d.group(1) for d in dashed if d]
+        fits["label-id"] = (labels, [])
+        m = len(labels)
     if fits:
         (found, (labels, _)), = fits.items()
         if m > 1 and len(set(labels)) <= max(1, m // 20):  # "img_1", "train_1"/"test_1"
