@@ -51,6 +51,22 @@ def test_a_reading_with_a_character_no_label_uses_is_the_models_mistake():
     assert not suspect("426A", 0.93, alphabet="0123456789")
     assert suspect("4264", 0.93, alphabet="0123456789") and suspect("426A", 0.93)
     assert not suspect("4264", CONFIDENT - 0.01, alphabet="0123456789")
+    # Seen in a trial: "fr4w" for a 5-character "fr4ww", where every label has 5.
+    assert not suspect("fr4w", 0.95, lengths={5}) and suspect("fr4wq", 0.95, lengths={5})
+
+
+def test_check_labels_says_where_labels_came_from_and_counts_copies(tmp_path, capsys):
+    folder = tmp_path / "named"
+    samples = write_style("pastel_digits", folder, 24, seed=64)
+    (folder / LABELS_FILE).unlink()
+    for i, s in enumerate(samples):
+        s.path.rename(folder / f"{s.label}_{1700000000 + i}.png")
+    first = folder / f"{samples[0].label}_1700000000.png"
+    (folder / f"{first.stem} (1).png").write_bytes(first.read_bytes())
+    assert main(["check-labels", str(folder), "--steps", "5"]) == 0
+    err = capsys.readouterr().err
+    assert "25 labels read from file names as the part of each file name before its last '_'" in err
+    assert "1 copy of another image read in its original's part" in err
 
 
 def test_every_image_lands_in_one_part_evenly_and_the_same_each_time():

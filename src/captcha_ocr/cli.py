@@ -352,13 +352,15 @@ def cmd_eval(a: argparse.Namespace) -> None:
         return {}
 
     label_chars = "".join(sorted(set("".join(labels))))
+    label_lengths = {len(y) for y in labels}
 
     def check(s, r, p) -> dict:
         """A confident reading against the label: the label may be what is wrong."""
         if r.error or s.path in unknown:
             return {}
         conf = round(r.confidence, 6)  # as shown: the flag agrees with the number printed
-        return dict(confidence=conf, label_to_check=suspect(p, conf, alphabet=label_chars))
+        flag = suspect(p, conf, alphabet=label_chars, lengths=label_lengths)
+        return dict(confidence=conf, label_to_check=flag)
 
     errors = [dict(file=str(s.path), label=s.label, prediction=r.text) | why(s, r) | check(s, r, p)
               for s, r, y, p in zip(samples, readings, labels, preds) if p != y]
@@ -409,6 +411,9 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
 
     def start(n: int) -> None:
         if not a.quiet:
+            note = survey(a.data_dir, stem_labels=a.stem_labels, names=a.name_labels).note()
+            if note:  # where the labels came from (file names read as LABEL_ID, say)
+                console.print(note, markup=False, soft_wrap=True)
             console.print(f"checking the {n} labels of {a.data_dir}: {a.folds} training runs, "
                           "each reading the labels it did not train on", markup=False, soft_wrap=True)
 
@@ -430,6 +435,9 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
     for x in result.items:
         print(f"{x.file}\t{x.label}\t{x.reading}\t{_floor3(x.confidence)}", flush=True)
     skipped = f", {len(result.unreadable)} unreadable skipped" if result.unreadable else ""
+    if result.copies:
+        skipped += (f", {result.copies} {'copy' if result.copies == 1 else 'copies'} of another "
+                    "image read in its original's part")
     console.print(f"labels to check: {len(result.items)} of {result.n}{skipped} (read otherwise at "
                   f"confidence >= {result.threshold} by a model that did not train on them; "
                   f"FILE, LABEL, READING, CONFIDENCE above); {result.seconds:.0f} s",

@@ -49,6 +49,7 @@ class LabelCheck:
     seconds: float = 0.0
     disagreements: list[LabelToCheck] = field(default_factory=list)  # at any confidence
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (file, why): not checked
+    copies: int = 0  # images whose file is a copy of another's (dealt to the same part)
 
     @property
     def agreement(self) -> float | None:
@@ -60,6 +61,7 @@ class LabelCheck:
     def as_dict(self) -> dict:
         return dict(n=self.n, threshold=self.threshold, seconds=round(self.seconds, 2),
                     agreement=None if self.agreement is None else round(self.agreement, 4),
+                    copies=self.copies,
                     folds=[vars(f) for f in self.folds],
                     labels_to_check=[vars(x) for x in self.items],
                     unreadable=[dict(file=f, error=e) for f, e in self.unreadable])
@@ -121,7 +123,8 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
         raise DatasetError(f"{data_dir}: {len(samples)} labeled images: at least "
                            f"{folds * MIN_PER_FOLD} are needed for {folds} parts of "
                            f"{MIN_PER_FOLD} or more")
-    part = deal(len(samples), folds, seed, groups=[file_digest(s.path) for s in samples])
+    digests = [file_digest(s.path) for s in samples]
+    part = deal(len(samples), folds, seed, groups=digests)
     small = np.bincount(part, minlength=folds).min()
     if small < MIN_PER_FOLD:
         raise DatasetError(f"{data_dir}: its {len(samples)} labeled images hold too few different "
@@ -136,7 +139,7 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
     texts: list[str] = [""] * len(samples)
     conf = np.zeros(len(samples))
     readable = np.ones(len(samples), bool)
-    result = LabelCheck([], len(samples), threshold)
+    result = LabelCheck([], len(samples), threshold, copies=len(digests) - len(set(digests)))
     with tempfile.TemporaryDirectory(prefix="captcha-ocr-check-") as tmp:
         for k in range(folds):
             t = time.perf_counter()
@@ -163,6 +166,8 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
     result.n = len(ok)
     result.disagreements = labels_to_check([samples[i].path for i in ok], [samples[i].label for i in ok],
                                            [texts[i] for i in ok], conf[ok], threshold=0.0)
-    result.items = [x for x in result.disagreements if suspect(x.reading, x.confidence, threshold)]
+    lengths = {len(s.label) for s in samples}
+    result.items = [x for x in result.disagreements
+                    if suspect(x.reading, x.confidence, threshold, lengths=lengths)]
     result.seconds = time.perf_counter() - t0
     return result

@@ -15,7 +15,7 @@ No torch: ``eval`` uses it on the reading path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,12 +39,13 @@ class LabelToCheck:
 
 
 def suspect(reading: str, confidence: float, threshold: float = CONFIDENT,
-            alphabet: str | None = None) -> bool:
+            alphabet: str | None = None, lengths: Collection[int] | None = None) -> bool:
     """Whether a reading that differs from its label points at the label: read with
     ``threshold`` confidence or more, and (where ``alphabet``, the characters the labels
-    use, is given) only in those characters — a reading with a character no label holds
-    is the model's mistake, not the label's."""
-    return confidence >= threshold and (alphabet is None or set(reading) <= set(alphabet))
+    use, and ``lengths``, their lengths, are given) only in those characters and of one
+    of those lengths — a reading no label could be is the model's mistake, not the label's."""
+    return (confidence >= threshold and (alphabet is None or set(reading) <= set(alphabet))
+            and (lengths is None or len(reading) in lengths))
 
 
 def labels_to_check(files: Sequence[str | Path], labels: Sequence[str], readings: Sequence[str],
