@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from captcha_ocr.cli import main
 from captcha_ocr.data import DatasetError, discover
-from captcha_ocr.labeling import Labeling, create_label_app, read_review_list
+from captcha_ocr.labeling import Labeling, create_label_app, read_review_list, read_review_suggestions
 from captcha_ocr.labels import SKIPPED_FILE, LabelStore
 from captcha_ocr.runtime import Reader
 from captcha_ocr.zoo import write_style
@@ -102,10 +102,13 @@ def test_review_shows_the_listed_labels_to_keep_or_correct_and_loses_none(folder
     assert review == [names[4], names[3], names[0]]
     store = LabelStore(made)
     try:
-        lab = Labeling(store, base, review=review)
+        lab = Labeling(store, base, review=review, suggestions=read_review_suggestions(listing))
         with TestClient(create_label_app(lab)) as c:
             assert c.get("/api/queue").json()["queue"] == review  # labeled, yet listed: shown
-            assert c.get(f"/api/item/{names[4]}").json()["label"] == "WRONG"  # the page's pre-fill
+            item = c.get(f"/api/item/{names[4]}").json()
+            assert item["label"] == "WRONG"  # the page's pre-fill
+            assert item["suggestion"] == {"text": truth[names[4]], "confidence": 0.99}  # check-labels'
+            assert c.get(f"/api/item/{names[0]}").json()["suggestion"] is None  # a bare name
             s = c.post("/api/label", json={"name": names[4], "label": truth[names[4]]}).json()
             assert s["order"] == "review" and s["remaining"] == 2 and s["labeled"] == 12
             assert c.post("/api/set-aside", json={"name": names[3], "status": "skipped"}).status_code == 200
@@ -130,7 +133,7 @@ def test_review_of_a_folder_labeled_by_file_names_keeps_every_label(tmp_path, ca
     (tmp_path / "list.txt").write_text(f"{first}\n{second}\n")
     seen = {}
 
-    def fake_serve(folder, model, host, port, order, trust_stems, open_browser, review):
+    def fake_serve(folder, model, host, port, order, trust_stems, open_browser, review, suggestions):
         store = LabelStore(folder, trust_stems=trust_stems)
         try:
             lab = Labeling(store, None, order, review)
@@ -165,6 +168,7 @@ def test_review_page_prefills_the_label_under_review_and_saves_the_correction(fo
         page.goto(server.url)
         page.wait_for_function("document.querySelector('#label').value === 'WRONG'", timeout=15_000)
         assert "order: review" in page.inner_text("#progress")
+        assert f"check-labels read it as “{truth[names[2]]}” (confidence 0.99)" in page.inner_text("#message")
         page.fill("#label", truth[names[2]])
         page.press("#label", "Enter")
         page.wait_for_selector("#done:not([hidden])", timeout=15_000)

@@ -542,15 +542,16 @@ def cmd_serve(a: argparse.Namespace) -> None:
 
 
 def cmd_label(a: argparse.Namespace) -> None:
-    from .labeling import read_review_list, serve_labeling
+    from .labeling import read_review_list, read_review_suggestions, serve_labeling
 
     review = read_review_list(a.review) if a.review else None
+    suggestions = read_review_suggestions(a.review) if a.review else None
     trust_stems = a.trust_stems
     if review is not None and not (Path(a.data_dir) / LABELS_FILE).is_file():
         # check-labels read this folder's file names as its labels: those are under review
         trust_stems = True
     serve_labeling(a.data_dir, a.model, a.host, a.port, order=a.order, trust_stems=trust_stems,
-                   open_browser=not a.no_browser, review=review)
+                   open_browser=not a.no_browser, review=review, suggestions=suggestions)
 
 
 # ---------------------------------------------------------------- zoo

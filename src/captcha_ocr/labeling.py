@@ -35,7 +35,8 @@ from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
 from .runtime import BASE_MODELS, Reader, Reading, bundled_model_dir
 
-__all__ = ["Labeling", "create_label_app", "read_review_list", "serve_labeling"]
+__all__ = ["Labeling", "create_label_app", "read_review_list", "read_review_suggestions",
+           "serve_labeling"]
 
 log = logging.getLogger("captcha_ocr.label")
 STATIC = Path(__file__).with_name("static")
@@ -53,7 +54,8 @@ class Labeling:
     """
 
     def __init__(self, store: LabelStore, reader: Reader | None, order: str = "confidence",
-                 review: list[str] | None = None) -> None:
+                 review: list[str] | None = None,
+                 suggestions: dict[str, dict[str, Any]] | None = None) -> None:
         if order not in ORDERS:
             raise ValueError(f"order {order!r}: expected one of {', '.join(ORDERS)}")
         names = {p.name for p in store.images}
@@ -67,6 +69,7 @@ class Labeling:
         self.order = order
         self.review = list(dict.fromkeys(review)) if review is not None else None
         self.reviewed: set[str] = set()
+        self.suggestions = suggestions or {}  # under review: what check-labels read
         self.readings: dict[str, Reading] = {}
         self.started = time.monotonic()
         self.session_labels = 0
@@ -98,7 +101,8 @@ class Labeling:
             reading = ({"error": r.error} if not r.ok else
                        {"text": r.text, "confidence": round(r.confidence, 6),
                         "char_confidences": [round(c, 6) for c in r.char_confidences]})
-        return {"name": name, "label": e.label, "status": e.status, "reading": reading}
+        return {"name": name, "label": e.label, "status": e.status, "reading": reading,
+                "suggestion": self.suggestions.get(name)}
 
     def state(self) -> dict[str, Any]:
         minutes = max((time.monotonic() - self.started) / 60, 1e-9)
@@ -282,6 +286,19 @@ def create_label_app(labeling: Labeling) -> FastAPI:
     return app
 
 
+def _review_lines(path: str | Path) -> list[list[str]]:
+    """The non-blank lines of a review list, split at tabs (one line, one error)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{path}: cannot read the list of images to review "
+                           f"({getattr(e, 'strerror', None) or e})") from None
+    rows = [[f.strip() for f in line.split("\t")] for line in text.splitlines() if line.strip()]
+    if not rows:
+        raise DatasetError(f"{path}: lists no images to review (one file name or path a line)")
+    return rows
+
+
 def read_review_list(path: str | Path) -> list[str]:
     """Image file names from a list: one per line, the first tab-separated field (the
     output of ``captcha-ocr check-labels``), a path or a bare name; blank lines skipped.
@@ -289,20 +306,26 @@ def read_review_list(path: str | Path) -> list[str]:
     Raises:
         DatasetError: the file cannot be read, or lists nothing (one line).
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{path}: cannot read the list of images to review "
-                           f"({getattr(e, 'strerror', None) or e})") from None
-    names = [Path(line.split("\t")[0].strip()).name for line in text.splitlines() if line.strip()]
-    if not names:
-        raise DatasetError(f"{path}: lists no images to review (one file name or path a line)")
-    return names
+    return [Path(row[0]).name for row in _review_lines(path)]
+
+
+def read_review_suggestions(path: str | Path) -> dict[str, dict[str, Any]]:
+    """``{name: {"text", "confidence"}}``: what ``check-labels`` read each listed image as
+    (its READING and CONFIDENCE columns), for the lines that carry them."""
+    out = {}
+    for row in _review_lines(path):
+        if len(row) >= 4 and row[2]:
+            try:
+                out[Path(row[0]).name] = {"text": row[2], "confidence": float(row[3])}
+            except ValueError:
+                continue  # not check-labels' output: a plain list of names
+    return out
 
 
 def serve_labeling(folder: str | Path, model: str | None = "base", host: str = "127.0.0.1",
                    port: int = 8000, order: str = "confidence", trust_stems: bool = False,
-                   open_browser: bool = True, review: list[str] | None = None) -> None:
+                   open_browser: bool = True, review: list[str] | None = None,
+                   suggestions: dict[str, dict[str, Any]] | None = None) -> None:
     """Load the folder and the model, then serve the page until Ctrl-C or SIGTERM."""
     import uvicorn
 
@@ -310,7 +333,7 @@ def serve_labeling(folder: str | Path, model: str | None = "base", host: str = "
     store = LabelStore(folder, trust_stems=trust_stems)
     try:
         reader = Reader.load(model) if model and model != "none" else None
-        labeling = Labeling(store, reader, order, review)
+        labeling = Labeling(store, reader, order, review, suggestions)
         app = create_label_app(labeling)
         url = f"http://{host}:{port}/"
         log.info("%s: %d images, %d labeled; open %s", store.folder, len(store.images),

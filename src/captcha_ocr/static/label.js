@@ -52,7 +52,10 @@ async function show(name) {
     span.textContent = ch;
     return span;
   }) : []));
-  say(r && r.error ? `the model could not read it: ${r.error}` : "");
+  const sug = current.suggestion;
+  say(sug ? `check-labels read it as “${sug.text}” (confidence ${sug.confidence.toFixed(2)}): ` +
+            "correct the label, or keep it if the image shows it"
+      : r && r.error ? `the model could not read it: ${r.error}` : "");
   input.value = prefill;
   input.dataset.prefill = r && !r.error ? r.text : "";
   input.focus();
