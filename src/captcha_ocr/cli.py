@@ -148,7 +148,8 @@ def cmd_train(a: argparse.Namespace) -> None:
                 return
             crop = "" if im.crop == (0.0, 0.0, 1.0, 1.0) else \
                 " crop " + ",".join(f"{v:.3f}" for v in im.crop)
-            budget = f"{cfg.steps} steps in {cfg.epochs} rounds" if cfg.steps else f"{cfg.epochs} epochs"
+            budget = (f"{cfg.steps} steps, rounded up to {cfg.epochs} whole rounds" if cfg.steps
+                      else f"{cfg.epochs} epochs")
             start_from = f" from {start_model.source}" if start_model else ""
             if picked and picked.get("loss"):  # --init auto: say why
                 losses = ", ".join(f"{k} {v:.3f}" for k, v in picked["loss"].items())
