@@ -79,8 +79,9 @@ NAME_SCHEMES = ("auto", "whole", "label_id", "id_label", "label-id")
 @dataclass(frozen=True)
 class NameLabels:
     """How file names carry labels: ``whole`` (the stem), ``label_id`` (the part before
-    the last "_") or ``id_label`` (the part after the first "_"; a name without "_" is
-    whole either way); the " (1)" or " - Copy" of a second copy is never part of a label."""
+    the last "_"), ``id_label`` (the part after the first "_") or ``label-id`` (the part
+    before a "-" and a long id); a name without that separator is whole either way, and
+    the " (1)" or " - Copy" of a second copy is never part of a label."""
 
     scheme: str = "whole"
 
@@ -130,7 +131,8 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
     ``id_label`` where each starts with an id and "_"; where both fit ("0423_1700000962"),
     the id is the side that is certainly one (a numbering, a timestamp, a hash), else the
     side whose values never repeat while the other's do (two captchas may show one text;
-    ids are unique). ``whole`` otherwise.
+    ids are unique). Failing those, ``label-id`` where at least half the names end in "-"
+    and a 10+ digit number, 16+ hex digits or a UUID. ``whole`` otherwise.
 
     Raises:
         DatasetError (``strict``; else None is returned): the names are no labels (a
