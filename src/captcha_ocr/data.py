@@ -523,10 +523,13 @@ def copy_groups(values: list) -> np.ndarray:
     return np.array([index.setdefault(str(v), len(index)) for v in values], np.int64)
 
 
-def fingerprint(paths: Iterable[Path]) -> str:
+def fingerprint(paths: Iterable[Path], digests: Iterable[str] | None = None) -> str:
     """SHA-256 over the files' contents and names, independent of how they are packed.
 
     Equal to ``sha256sum *.png | LC_ALL=C sort -k2 | sha256sum`` run in the folder.
+    ``digests``: the files' ``file_digest``s where already known (not read again).
     """
-    lines = sorted((p.name.encode(), f"{file_digest(p)}  {p.name}\n".encode()) for p in paths)
+    paths = list(paths)
+    digests = list(digests) if digests is not None else [file_digest(p) for p in paths]
+    lines = sorted((p.name.encode(), f"{d}  {p.name}\n".encode()) for p, d in zip(paths, digests))
     return hashlib.sha256(b"".join(line for _, line in lines)).hexdigest()

@@ -83,7 +83,12 @@ class Split:
     charset: Charset
     train: np.ndarray  # indices into data
     val: np.ndarray
-    copies: int = 0  # images whose pixels equal another's (kept on its side of the split)
+    copies: int = 0  # labeled images whose file copies another's (kept on its side of the split)
+    digests: list[str] = field(default_factory=list)  # each image's data.file_digest
+
+    def fingerprint(self) -> str:
+        """``data.fingerprint`` of the images, from the digests already taken."""
+        return fingerprint((s.path for s in self.data.samples), self.digests or None)
 
     def labels(self, idx: np.ndarray) -> list[str]:
         return [self.data.samples[i].label for i in idx]
@@ -125,21 +130,22 @@ def prepare(data_dir: str | Path, image: ImageConfig, val_fraction: float, seed:
     # a copy in validation of an image trained on would flatter every validation number.
     files = [file_digest(s.path) for s in data.samples]
     tr, va = split_indices(len(labels), val_fraction, seed, groups=files)
-    return Split(data, charset, tr, va, copies=len(files) - len(set(files)))
+    return Split(data, charset, tr, va, copies=len(files) - len(set(files)), digests=files)
 
 
 def _with_extra(split: Split, extra: list[Sample], image: ImageConfig) -> Split:
     """``split`` with ``extra`` images added to its training part (unreadable ones, those
     with characters outside the alphabet and copies of a validation image are left out)."""
     known = set(split.charset.alphabet)
-    held_out = {file_digest(split.data.samples[i].path) for i in split.val}
-    more = load_images([s for s in extra if set(s.label) <= known
-                        and file_digest(s.path) not in held_out], image)
+    held_out = {split.digests[i] for i in split.val}
+    digest = {s.path: file_digest(s.path) for s in extra}
+    more = load_images([s for s in extra if set(s.label) <= known and digest[s.path] not in held_out],
+                       image)
     n = len(split.data.samples)
     data = LoadedImages(np.concatenate([split.data.images, more.images]),
                         split.data.samples + more.samples, split.data.skipped)
     return Split(data, split.charset, np.concatenate([split.train, n + np.arange(len(more.samples))]),
-                 split.val, split.copies)
+                 split.val, split.copies, split.digests + [digest[s.path] for s in more.samples])
 
 
 def check_label_lengths(split: Split, steps: int, width: int) -> None:
@@ -464,7 +470,7 @@ def _model_info(model: CRNN, model_cfg: ModelConfig, split: Split, cfg: TrainCon
         alphabet=split.charset.alphabet, image=image, model=model_cfg,
         training=dict(
             command=command, data_dir=str(data_dir),
-            data_fingerprint=fingerprint(s.path for s in split.data.samples),
+            data_fingerprint=split.fingerprint(),
             n_images=len(split.data.samples), n_skipped=len(split.data.skipped),
             n_train=len(split.train), n_val=len(split.val), copies=split.copies, config=asdict(cfg),
             epochs_run=len(history), best_epoch=best_epoch,
@@ -678,7 +684,7 @@ def _resume_key(cfg: TrainConfig, image: ImageConfig, model_cfg: ModelConfig, sp
     n_extra = len(split.train) - n_labeled_train
     return dict(config=asdict(cfg), image=asdict(image), model=asdict(model_cfg),
                 alphabet=split.charset.alphabet,
-                data_fingerprint=fingerprint(s.path for s in split.data.samples),
+                data_fingerprint=split.fingerprint(),
                 labels=labels, pseudo_labels=n_extra or None,
                 validation=hashlib.sha256(np.asarray(split.val, np.int64).tobytes()).hexdigest(),
                 init=init.record() if init is not None else None)
