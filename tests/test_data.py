@@ -38,6 +38,7 @@ def _rename(folder, pattern):
     ("{label}_{i:x}9f3b2c71e0", "label_id"),  # LABEL_MD5-like: hex ids
     ("{i:05d}_{label}", "id_label"),
     ("{label}-17000000{i:02d}", "label-id"),  # a "-" before a timestamp
+    ("captcha_{label}", "prefix_label"),  # one word before every label
     ("{label}", None),
 ])
 def test_labels_from_file_names_with_an_id_part(synth_dir, pattern, scheme):
@@ -122,6 +123,14 @@ def test_a_second_copy_of_a_file_keeps_its_label(synth_dir):
     assert _labels(["3x(12)", "(4+5)x2"]) == ("whole", ["3x(12)", "(4+5)x2"])  # arithmetic
 
 
+def test_a_word_before_every_label():
+    assert _labels(["captcha_2b6c", "captcha_x9y2", "captcha_1234 (1)", "captcha_a_b"]) == (
+        "prefix_label", ["2b6c", "x9y2", "1234", "a_b"])
+    assert _labels(["captcha_ab", "captcha_cd"])[0] == "whole"  # two names tell nothing
+    assert _labels(["train_ab2", "test_cd3", "train_ef4"])[0] == "whole"  # no one word
+    assert _labels(["captcha_ab", "captcha_ab", "captcha_ab"])[0] == "whole"  # nothing varies
+
+
 @pytest.mark.parametrize("pattern, what", [
     ("{i:04d}", "numbers counting up"),
     ("img_{i:04d}", "a word and a number"),
@@ -132,7 +141,13 @@ def test_file_names_that_are_not_labels_are_one_clear_error(synth_dir, pattern, 
     _rename(synth_dir, pattern)
     with pytest.raises(DatasetError, match=f"{what}\\) are not labels as they are; label the images") as e:
         survey(synth_dir)
-    assert "\n" not in str(e.value) and "--name-labels whole" in str(e.value)
+    assert "\n" not in str(e.value)
+    if what == "a word and a number":  # or a word and digit labels: the user says which
+        assert str(e.value).endswith("--name-labels prefix_label if the numbers are the labels")
+        labels = {s.label for s in survey(synth_dir, names="prefix_label").samples}
+        assert labels == {f"{i:04d}" for i in range(12)}
+    else:
+        assert "--name-labels whole" in str(e.value)
     assert survey(synth_dir, names="whole").record()["file names"] == 12  # the user's word
 
 
@@ -304,7 +319,8 @@ def test_fingerprint_matches_published_recipe(shared_data):
 
 
 @pytest.mark.parametrize("header, sep", [("file,label", ","), ("file_name,text", ","),
-                                         ("Filename\tSolution", "\t"), ("image;label", ";")])
+                                         ("Filename\tSolution", "\t"), ("image;label", ";"),
+                                         ("filename,words", ",")])
 def test_labels_csv_headers_and_separators_of_other_tools(synth_dir, header, sep):
     first, second = (s.path.name for s in discover(synth_dir)[:2])
     other = ";" if sep == "\t" else "\t"  # the other separators are a label's characters

@@ -80,8 +80,9 @@ def _err_console():
 STEM_LABELS_HELP = ("where the folder has a labels.csv, label the images it does not name by "
                     "their file names (default: those are unlabeled and left out)")
 NAME_LABELS_HELP = ("how file names carry labels: auto (the whole name, or the label part of "
-                    "LABEL_ID / ID_LABEL / LABEL-ID names such as 2b6c_1700000962.png; refuses "
-                    "names that are a numbering or ids), whole, label_id, id_label, label-id")
+                    "LABEL_ID / ID_LABEL / PREFIX_LABEL / LABEL-ID names such as "
+                    "2b6c_1700000962.png or captcha_2b6c.png; refuses names that are a numbering "
+                    "or ids), whole, label_id, id_label, prefix_label, label-id")
 
 
 # ---------------------------------------------------------------- train

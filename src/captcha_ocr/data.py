@@ -64,7 +64,8 @@ class Sample:
 # Where labels come from file names: the parts of a name that are not a label. Captcha
 # collections are often named LABEL_ID (the convention of dddd_trainer and captcha_trainer:
 # "2b6c_1700000962.png", so two captchas with one text do not collide), sometimes ID_LABEL;
-# a second copy of a file gets " (1)" or " - Copy"; names that are all ids are no labels.
+# or PREFIX_LABEL ("captcha_2b6c.png": one word before every label); a second copy of a
+# file gets " (1)" or " - Copy"; names that are all ids are no labels.
 _UUID = r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
 _ID = re.compile(rf"[0-9]+|[0-9a-fA-F]{{8,}}|{_UUID}")
 # Never a captcha's text: timestamps and other 10+ digit numbers, hashes, UUIDs.
@@ -73,14 +74,15 @@ _LONG_ID = re.compile(_LONG)
 # LABEL-ID with a "-": only before an id no label is (arithmetic labels hold "-": "12-5").
 _DASH_ID = re.compile(rf"(.+)-(?:{_LONG})")
 _COPY = re.compile(r"(.+?)(?: \(\d+\)| - Copy(?: \(\d+\))?)")
-NAME_SCHEMES = ("auto", "whole", "label_id", "id_label", "label-id")
+NAME_SCHEMES = ("auto", "whole", "label_id", "id_label", "prefix_label", "label-id")
 
 
 @dataclass(frozen=True)
 class NameLabels:
     """How file names carry labels: ``whole`` (the stem), ``label_id`` (the part before
-    the last "_"), ``id_label`` (the part after the first "_") or ``label-id`` (the part
-    before a "-" and a long id); a name without that separator is whole either way, and
+    the last "_"), ``id_label`` or ``prefix_label`` (the part after the first "_": after
+    an id, or after a word every name starts with) or ``label-id`` (the part before a "-"
+    and a long id); a name without that separator is whole either way, and
     the " (1)" or " - Copy" of a second copy is never part of a label."""
 
     scheme: str = "whole"
@@ -90,7 +92,7 @@ class NameLabels:
         stem = m.group(1) if m else stem
         if self.scheme == "label_id":
             return stem.rsplit("_", 1)[0]
-        if self.scheme == "id_label" and "_" in stem:
+        if self.scheme in ("id_label", "prefix_label") and "_" in stem:
             return stem.split("_", 1)[1]
         if self.scheme == "label-id":
             m = _DASH_ID.fullmatch(stem)
@@ -100,6 +102,8 @@ class NameLabels:
     def describe(self) -> str:
         return {"label_id": "the part of each file name before its last '_' (LABEL_ID names)",
                 "id_label": "the part of each file name after its first '_' (ID_LABEL names)",
+                "prefix_label": "the part of each file name after the word and '_' they all "
+                                "start with (PREFIX_LABEL names)",
                 "label-id": "the part of each file name before a '-' and a timestamp, hash or "
                             "UUID (LABEL-ID names)",
                 }.get(self.scheme, "the file names")
@@ -131,7 +135,10 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
     ``id_label`` where each starts with an id and "_"; where both fit ("0423_1700000962"),
     the id is the side that is certainly one (a numbering, a timestamp, a hash), else the
     side whose values never repeat while the other's do (two captchas may show one text;
-    ids are unique). Failing those, ``label-id`` where at least half the names end in "-"
+    ids are unique). ``prefix_label`` where each starts with one and the same word and "_"
+    (``captcha_2b6c``) and the rest varies and holds letters (``captcha_0417`` is a word
+    and a number: refused, as a numbering could be). Failing those, ``label-id`` where at
+    least half the names end in "-"
     and a 10+ digit number, 16+ hex digits or a UUID. ``whole`` otherwise.
 
     Raises:
@@ -171,6 +178,12 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
         else:
             return _not_labels(parted, where, "either part could be the label: LABEL_ID or "
                                "ID_LABEL", strict, "--name-labels label_id or id_label")
+    if not fits and m >= 3:
+        heads = [s.split("_", 1) for s in parted]
+        rest = [h[1] for h in heads]
+        if (len({h[0] for h in heads}) == 1 and all(rest) and len(set(rest)) > 1
+                and not all(r.isdigit() for r in rest) and not _ids(rest)):
+            fits["prefix_label"] = (rest, [])
     dashed = [_DASH_ID.fullmatch(s) for s in stems]
     if not fits and 2 * sum(d is not None for d in dashed) >= n:
         labels = [d.group(1) for d in dashed if d]
@@ -179,7 +192,8 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
     if fits:
         (found, (labels, _)), = fits.items()
         if m > 1 and len(set(labels)) <= max(1, m // 20):  # "img_1", "train_1"/"test_1"
-            return _not_labels(stems, where, "a word and a number", strict)
+            return _not_labels(stems, where, "a word and a number", strict,
+                               "--name-labels prefix_label if the numbers are the labels")
         return NameLabels(found)
     if _ids(stems):
         what = "numbers counting up" if _counts_up(stems) else "timestamps, hashes or UUIDs"
@@ -228,10 +242,10 @@ def link_labeled(samples: Iterable[Sample], dest: str | Path, with_labels: bool 
 
 
 # The header names a labels.csv may use: what captcha-ocr writes first, then those of
-# other tools' CSV files (Hugging Face's metadata.csv: file_name,text; Kaggle sets:
-# filename/image and text/solution).
+# other tools' CSV files (Hugging Face's metadata.csv: file_name,text; EasyOCR's trainer:
+# filename,words; Kaggle sets: filename/image and text/solution).
 FILE_COLUMNS = ("file", "filename", "file_name", "image", "name")
-LABEL_COLUMNS = ("label", "text", "solution", "answer", "captcha", "code")
+LABEL_COLUMNS = ("label", "text", "words", "solution", "answer", "captcha", "code")
 
 
 def read_labels_csv(path: Path) -> dict[str, str]:
