@@ -50,11 +50,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def family(pid: int) -> list[int]:
+    """``pid`` and its descendants (the server's worker processes)."""
+    parent = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += [c for c, pp in parent.items() if pp == p]
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process and its descendants have used (``/proc/PID/stat``)."""
+    total = 0.0
+    for p in family(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of a process and its descendants, MB."""
+    total = 0.0
+    for p in family(pid):
+        try:
+            lines = Path(f"/proc/{p}/status").read_text().splitlines()
+        except OSError:  # gone meanwhile
+            continue
+        for line in lines:
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
 
 
 def captcha_pngs(n: int) -> list[bytes]:
@@ -75,6 +111,7 @@ class Stats:
         self.lock = threading.Lock()
         self.status: dict[str, Counter] = {}
         self.latency: list[float] = []
+        self.cpu: dict[str, float] = {}  # CPU seconds each side's process used
 
     def add(self, kind: str, status: int | str, seconds: float | None = None) -> None:
         with self.lock:
@@ -159,8 +196,11 @@ def slow_client(port: int, stop: threading.Event, stats: Stats) -> None:
 
 
 def run_clients(side: str, url: str, port: int, pngs: list[bytes], seconds: float, good: int,
-                conn) -> None:
-    """One process's clients for ``seconds``: the good ones, or every other kind."""
+                conn, nice: int = 0) -> None:
+    """One process's clients for ``seconds``: the good ones, or every other kind (at
+    ``nice``: their own Python work yields the shared cores to the server's)."""
+    if nice:
+        os.nice(nice)
     stats, stop = Stats(), threading.Event()
     if side == "good":
         threads = [threading.Thread(target=good_client, args=(url, pngs, stop, stats)) for _ in range(good)]
@@ -174,27 +214,30 @@ def run_clients(side: str, url: str, port: int, pngs: list[bytes], seconds: floa
     stop.set()
     for t in threads:
         t.join()
-    conn.send((stats.status, stats.latency))
+    conn.send((stats.status, stats.latency, time.process_time()))
 
 
 def run_sides(sides: list[str], url: str, port: int, pngs: list[bytes], seconds: float,
-              good: int) -> tuple[Stats, float]:
+              good: int, attack_nice: int = 0) -> tuple[Stats, float]:
     """Run each side's clients in its own process at once; their merged stats and the wall time."""
     ctx = mp.get_context("fork")
     procs = []
     for side in sides:
         mine, theirs = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=run_clients, args=(side, url, port, pngs, seconds, good, theirs))
+        p = ctx.Process(target=run_clients, args=(side, url, port, pngs, seconds, good, theirs,
+                                                       attack_nice if side == "attack" else 0))
         p.start()
         procs.append((p, mine))
     t0 = time.perf_counter()
     stats = Stats()
-    for p, mine in procs:
-        status, latency = mine.recv()
+    stats.cpu = {}
+    for side, (p, mine) in zip(sides, procs):
+        status, latency, cpu = mine.recv()
         p.join()
         for kind, c in status.items():
             stats.status.setdefault(kind, Counter()).update(c)
         stats.latency += latency
+        stats.cpu[side] = cpu
     return stats, time.perf_counter() - t0
 
 
@@ -204,12 +247,18 @@ def main() -> None:
     ap.add_argument("--idle-seconds", type=float, default=20, help="the good clients alone, first")
     ap.add_argument("--model", default=None)
     ap.add_argument("--good", type=int, default=4, help="good clients")
+    ap.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
+    ap.add_argument("--attack-nice", type=int, default=0, metavar="N",
+                    help="run the attacking clients' process at this niceness (0-19): on this "
+                         "machine they share the server's cores, where real attackers bring their own")
     a = ap.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "captcha_ocr.cli", "serve", "--port", str(port), "--header-timeout", "5"]
     if a.model:
         cmd += ["--model", a.model]
+    if a.workers > 1:
+        cmd += ["--workers", str(a.workers)]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # its log: not kept
     try:
         for _ in range(300):
@@ -220,15 +269,17 @@ def main() -> None:
                 time.sleep(0.1)
         pngs = captcha_pngs(64)
         idle, _ = run_sides(["good"], url, port, pngs, a.idle_seconds, a.good)
-        start_mb = rss_mb(server.pid)
-        stats, wall = run_sides(["good", "attack"], url, port, pngs, a.seconds, a.good)
-        end_mb = rss_mb(server.pid)
+        start_mb, start_cpu = rss_mb(server.pid), cpu_seconds(server.pid)
+        stats, wall = run_sides(["good", "attack"], url, port, pngs, a.seconds, a.good, a.attack_nice)
+        end_mb, server_cpu = rss_mb(server.pid), cpu_seconds(server.pid) - start_cpu
     finally:
         server.terminate()
         server.wait(30)
     print(
         f"soak: {wall:.0f} s; {a.good} good clients (one process), 2 bad, 1 huge, 16 slow (another); "
         f"{os.cpu_count()} cores shared by the server and the clients"
+        + (f"; serve --workers {a.workers}" if a.workers > 1 else "")
+        + (f"; attackers at nice {a.attack_nice}" if a.attack_nice else "")
     )
     print(f"{'kind':6} {'requests':>9}  statuses")
     five = 0
@@ -245,6 +296,9 @@ def main() -> None:
         f" -> p99 ratio {np.percentile(lat, 99) / np.percentile(base, 99):.2f} (target <= 2)"
     )
     print(f"server memory (VmRSS): {start_mb:.0f} MB at start, {end_mb:.0f} MB at end")
+    print(f"CPU cores used on average: server {server_cpu / wall:.2f}, good clients "
+          f"{stats.cpu['good'] / wall:.2f}, attackers {stats.cpu['attack'] / wall:.2f} "
+          f"(of {os.cpu_count()})")
     print(f"5xx: {five} (target 0)")
 
 
