@@ -80,7 +80,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its descendants, MB."""
+    """Resident memory (VmRSS) of a process and its descendants, MB: summed, so pages
+    they share (libraries, the model) count once per process."""
     total = 0.0
     for p in family(pid):
         try:
@@ -227,6 +228,7 @@ def run_sides(sides: list[str], url: str, port: int, pngs: list[bytes], seconds:
         p = ctx.Process(target=run_clients, args=(side, url, port, pngs, seconds, good, theirs,
                                                        attack_nice if side == "attack" else 0))
         p.start()
+        theirs.close()  # the child's end: a child that dies ends our recv() with EOFError
         procs.append((p, mine))
     t0 = time.perf_counter()
     stats = Stats()
@@ -248,9 +250,10 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--good", type=int, default=4, help="good clients")
     ap.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
-    ap.add_argument("--attack-nice", type=int, default=0, metavar="N",
-                    help="run the attacking clients' process at this niceness (0-19): on this "
-                         "machine they share the server's cores, where real attackers bring their own")
+    ap.add_argument("--attack-nice", type=int, default=0, choices=range(20), metavar="N",
+                    help="lower the attacking clients' process priority by N (0-19, added to "
+                         "this process's niceness): on this machine they share the server's "
+                         "cores, where real attackers bring their own")
     a = ap.parse_args()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -295,7 +298,8 @@ def main() -> None:
         f"soak {np.percentile(lat, 50):.1f}/{np.percentile(lat, 99):.1f}"
         f" -> p99 ratio {np.percentile(lat, 99) / np.percentile(base, 99):.2f} (target <= 2)"
     )
-    print(f"server memory (VmRSS): {start_mb:.0f} MB at start, {end_mb:.0f} MB at end")
+    print(f"server memory (VmRSS, summed over its processes): {start_mb:.0f} MB at start, "
+          f"{end_mb:.0f} MB at end")
     print(f"CPU cores used on average: server {server_cpu / wall:.2f}, good clients "
           f"{stats.cpu['good'] / wall:.2f}, attackers {stats.cpu['attack'] / wall:.2f} "
           f"(of {os.cpu_count()})")

@@ -124,11 +124,24 @@ def test_a_second_copy_of_a_file_keeps_its_label(synth_dir):
 
 
 def test_a_word_before_every_label():
-    assert _labels(["captcha_2b6c", "captcha_x9y2", "captcha_1234 (1)", "captcha_a_b"]) == (
-        "prefix_label", ["2b6c", "x9y2", "1234", "a_b"])
+    assert _labels(["captcha_2b6c", "captcha_x9y2", "captcha_1234 (1)", "captcha_12-5"]) == (
+        "prefix_label", ["2b6c", "x9y2", "1234", "12-5"])
+    assert _labels(["img_0001_2b6c", "img_0002_x9y2", "img_0003_k4m7"])[0] == "whole"  # an id too
+    # a "-" and a timestamp after the label: the prefix stays, the timestamp goes
+    assert _labels([f"captcha_{t}-17000009{i:02d}" for i, t in enumerate(["2b6c", "x9y2", "k4m7"])]
+                   ) == ("label-id", ["captcha_2b6c", "captcha_x9y2", "captcha_k4m7"])
     assert _labels(["captcha_ab", "captcha_cd"])[0] == "whole"  # two names tell nothing
     assert _labels(["train_ab2", "test_cd3", "train_ef4"])[0] == "whole"  # no one word
     assert _labels(["captcha_ab", "captcha_ab", "captcha_ab"])[0] == "whole"  # nothing varies
+    assert _labels(["captcha_ab"] * 30 + ["captcha_cd"] * 30) == ("prefix_label", ["ab"] * 30 + ["cd"] * 30)
+
+
+def test_the_prefix_label_hint_only_where_it_reads_the_numbers():
+    for stems, hint in ((["img_0001", "img_0002", "img_0417"], "prefix_label if the numbers"),
+                        (["0001_img", "0002_img", "0417_img"], "whole if they are"),
+                        (["my_img_0001", "my_img_0002", "my_img_0417"], "whole if they are")):
+        with pytest.raises(DatasetError, match=hint):
+            name_labels(stems, "d")
 
 
 @pytest.mark.parametrize("pattern, what", [

@@ -135,11 +135,11 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
     ``id_label`` where each starts with an id and "_"; where both fit ("0423_1700000962"),
     the id is the side that is certainly one (a numbering, a timestamp, a hash), else the
     side whose values never repeat while the other's do (two captchas may show one text;
-    ids are unique). ``prefix_label`` where each starts with one and the same word and "_"
-    (``captcha_2b6c``) and the rest varies and holds letters (``captcha_0417`` is a word
-    and a number: refused, as a numbering could be). Failing those, ``label-id`` where at
-    least half the names end in "-"
-    and a 10+ digit number, 16+ hex digits or a UUID. ``whole`` otherwise.
+    ids are unique). Failing those, ``label-id`` where at least half the names end in "-"
+    and a 10+ digit number, 16+ hex digits or a UUID; then ``prefix_label`` where each
+    starts with one and the same word and "_" (``captcha_2b6c``), at least three, and the
+    rest varies, has no "_" and is not all digits (``captcha_0417`` is a word and a
+    number: refused, as a numbering could be). ``whole`` otherwise.
 
     Raises:
         DatasetError (``strict``; else None is returned): the names are no labels (a
@@ -178,22 +178,26 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
         else:
             return _not_labels(parted, where, "either part could be the label: LABEL_ID or "
                                "ID_LABEL", strict, "--name-labels label_id or id_label")
-    if not fits and m >= 3:
-        heads = [s.split("_", 1) for s in parted]
-        rest = [h[1] for h in heads]
-        if (len({h[0] for h in heads}) == 1 and all(rest) and len(set(rest)) > 1
-                and not all(r.isdigit() for r in rest) and not _ids(rest)):
-            fits["prefix_label"] = (rest, [])
     dashed = [_DASH_ID.fullmatch(s) for s in stems]
     if not fits and 2 * sum(d is not None for d in dashed) >= n:
         labels = [d.group(1) for d in dashed if d]
         fits["label-id"] = (labels, [])
         m = len(labels)
+    if not fits and m >= 3:
+        # One word before every label; a rest with a "_" ("img_0001_2b6c") may hold an id.
+        heads = [s.split("_", 1) for s in parted]
+        rest = [h[1] for h in heads]
+        if (len({h[0] for h in heads}) == 1 and all(r and "_" not in r for r in rest)
+                and len(set(rest)) > 1 and not all(r.isdigit() for r in rest) and not _ids(rest)):
+            return NameLabels("prefix_label")
     if fits:
-        (found, (labels, _)), = fits.items()
+        (found, (labels, ids)), = fits.items()
         if m > 1 and len(set(labels)) <= max(1, m // 20):  # "img_1", "train_1"/"test_1"
-            return _not_labels(stems, where, "a word and a number", strict,
-                               "--name-labels prefix_label if the numbers are the labels")
+            say = "--name-labels whole if they are"
+            if found == "label_id" and len(set(labels)) == 1 and "_" not in labels[0] \
+                    and all(i.isdigit() for i in ids):  # "captcha_0417": a word, then digits
+                say = "--name-labels prefix_label if the numbers are the labels"
+            return _not_labels(stems, where, "a word and a number", strict, say)
         return NameLabels(found)
     if _ids(stems):
         what = "numbers counting up" if _counts_up(stems) else "timestamps, hashes or UUIDs"
