@@ -323,7 +323,7 @@ class Labeling:
         """Where the labels came from, as ``model.json`` records it."""
         out = {LABELS_FILE: len(self.samples) - self.by_file_name, "file names": self.by_file_name}
         if self.names not in ("", "whole"):
-            out["names"] = self.names  # LABEL_ID or ID_LABEL names: the part that was read
+            out["names"] = self.names  # LABEL_ID, PREFIX_LABEL...: the part that was read
         return out
 
     def note(self, unlabeled_hint: str = "") -> str:
