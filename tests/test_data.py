@@ -6,6 +6,7 @@ import pytest
 from captcha_ocr.config import ImageConfig
 from captcha_ocr.data import (
     DatasetError,
+    NameLabels,
     discover,
     fingerprint,
     load_images,
@@ -127,13 +128,37 @@ def test_a_word_before_every_label():
     assert _labels(["captcha_2b6c", "captcha_x9y2", "captcha_1234 (1)", "captcha_12-5"]) == (
         "prefix_label", ["2b6c", "x9y2", "1234", "12-5"])
     assert _labels(["img_0001_2b6c", "img_0002_x9y2", "img_0003_k4m7"])[0] == "whole"  # an id too
-    # a "-" and a timestamp after the label: the prefix stays, the timestamp goes
+    # a "-" and a timestamp after the label: both the word and the timestamp go
     assert _labels([f"captcha_{t}-17000009{i:02d}" for i, t in enumerate(["2b6c", "x9y2", "k4m7"])]
-                   ) == ("label-id", ["captcha_2b6c", "captcha_x9y2", "captcha_k4m7"])
+                   ) == ("word+label-id", ["2b6c", "x9y2", "k4m7"])
     assert _labels(["captcha_ab", "captcha_cd"])[0] == "whole"  # two names tell nothing
     assert _labels(["train_ab2", "test_cd3", "train_ef4"])[0] == "whole"  # no one word
     assert _labels(["captcha_ab", "captcha_ab", "captcha_ab"])[0] == "whole"  # nothing varies
     assert _labels(["captcha_ab"] * 30 + ["captcha_cd"] * 30) == ("prefix_label", ["ab"] * 30 + ["cd"] * 30)
+
+
+def test_a_word_before_label_id_names_and_uuid_ids():
+    # the word goes too, where an id was found beside the label (digit labels included)
+    assert _labels(["img_ACZR_1", "img_0067_2", "img_CCCC_3"]) == (
+        "word+label_id", ["ACZR", "0067", "CCCC"])
+    assert _labels(["captcha_ACZR-1700001776", "captcha_BQ12-1700001777", "captcha_AB12-1700001778"]
+                   ) == ("word+label-id", ["ACZR", "BQ12", "AB12"])
+    assert "less the word and '_' they all start with" in NameLabels("word+label_id").describe()
+    # a UUID whose last group is all digits is the id's, whole
+    assert _labels(["WGHT-c473e11e-6be8-4aa4-a63d-515398710015",
+                    "ABCD-9f3b2c71-1a2b-4c3d-8e9f-0123456789ab"])[1] == ["WGHT", "ABCD"]
+    # a few LABEL_ID names with timestamps among plain names are read too
+    assert _labels(["ACZR", "BBBB", "CCCC", "AMTA_1700001776"]) == (
+        "label_id", ["ACZR", "BBBB", "CCCC", "AMTA"])
+    assert _labels(["ACZR", "BBBB", "CCCC", "a_b"])[0] == "whole"  # a label with "_"
+
+
+def test_a_labels_csv_of_two_separators_says_so(synth_dir):
+    first = discover(synth_dir)[0].path.name
+    (synth_dir / "labels.csv").write_text(f"file,label\n{first}\tabc\n")
+    with pytest.raises(DatasetError, match="the header is separated by commas and this line by "
+                                           "tabs: use one separator throughout"):
+        survey(synth_dir)
 
 
 def test_the_prefix_label_hint_only_where_it_reads_the_numbers():

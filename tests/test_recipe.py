@@ -304,7 +304,7 @@ def test_train_says_and_records_the_base_it_picked_and_resumes_only_from_it(tmp_
 
     assert main(["train", str(packed), "--out", str(tmp_path / "m"), "--steps", "2", "--threads", "1"]) == 0
     said = capsys.readouterr()
-    assert "training deep from base2 (picked by the labels' loss an image: base " in \
+    assert "training deep from base2 (picked by the labels' mean loss per image: base " in \
         " ".join((said.out + said.err).split())
     info = json.loads((tmp_path / "m" / FILES.info).read_text())["training"]["init"]
     assert info["model"] == "base2" and info["picked"]["chosen"] == "base2"

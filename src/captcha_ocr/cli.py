@@ -149,12 +149,13 @@ def cmd_train(a: argparse.Namespace) -> None:
                 return
             crop = "" if im.crop == (0.0, 0.0, 1.0, 1.0) else \
                 " crop " + ",".join(f"{v:.3f}" for v in im.crop)
-            budget = (f"{cfg.steps} steps, rounded up to {cfg.epochs} whole rounds" if cfg.steps
+            budget = (f"{cfg.steps} steps, rounded up to {cfg.epochs} whole "
+                      f"round{'s' if cfg.epochs != 1 else ''}" if cfg.steps
                       else f"{cfg.epochs} epochs")
             start_from = f" from {start_model.source}" if start_model else ""
             if picked and picked.get("loss"):  # --init auto: say why
                 losses = ", ".join(f"{k} {v:.3f}" for k, v in picked["loss"].items())
-                start_from += f" (picked by the labels' loss an image: {losses})"
+                start_from += f" (picked by the labels' mean loss per image: {losses})"
             progress.console.print(
                 f"training [bold]{a.arch}[/]{start_from} on {data} -> {a.out}: input {im.width}x{im.height} "
                 f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "

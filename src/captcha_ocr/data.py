@@ -72,7 +72,7 @@ _ID = re.compile(rf"[0-9]+|[0-9a-fA-F]{{8,}}|{_UUID}")
 _LONG = rf"[0-9]{{10,}}|[0-9a-fA-F]{{16,}}|{_UUID}"
 _LONG_ID = re.compile(_LONG)
 # LABEL-ID with a "-": only before an id no label is (arithmetic labels hold "-": "12-5").
-_DASH_ID = re.compile(rf"(.+)-(?:{_LONG})")
+_DASH_ID = re.compile(rf"(.+?)-(?:{_LONG})")  # the shortest label: a UUID's groups stay the id's
 _COPY = re.compile(r"(.+?)(?: \(\d+\)| - Copy(?: \(\d+\))?)")
 NAME_SCHEMES = ("auto", "whole", "label_id", "id_label", "prefix_label", "label-id")
 
@@ -83,23 +83,30 @@ class NameLabels:
     the last "_"), ``id_label`` or ``prefix_label`` (the part after the first "_": after
     an id, or after a word every name starts with) or ``label-id`` (the part before a "-"
     and a long id); a name without that separator is whole either way, and
-    the " (1)" or " - Copy" of a second copy is never part of a label."""
+    the " (1)" or " - Copy" of a second copy is never part of a label. ``word+SCHEME``
+    (``word+label_id``: "img_2b6c_17.png") also drops the word and "_" before the label."""
 
     scheme: str = "whole"
 
     def __call__(self, stem: str) -> str:
         m = _COPY.fullmatch(stem)
         stem = m.group(1) if m else stem
-        if self.scheme == "label_id":
-            return stem.rsplit("_", 1)[0]
-        if self.scheme in ("id_label", "prefix_label") and "_" in stem:
-            return stem.split("_", 1)[1]
-        if self.scheme == "label-id":
+        word, scheme = self.scheme.startswith("word+"), self.scheme.removeprefix("word+")
+        if scheme == "label_id":
+            stem = stem.rsplit("_", 1)[0]
+        elif scheme in ("id_label", "prefix_label") and "_" in stem:
+            stem = stem.split("_", 1)[1]
+        elif scheme == "label-id":
             m = _DASH_ID.fullmatch(stem)
-            return m.group(1) if m else stem
+            stem = m.group(1) if m else stem
+        if word and "_" in stem:
+            stem = stem.split("_", 1)[1]
         return stem
 
     def describe(self) -> str:
+        if self.scheme.startswith("word+"):
+            return (NameLabels(self.scheme.removeprefix("word+")).describe()
+                    + ", less the word and '_' they all start with")
         return {"label_id": "the part of each file name before its last '_' (LABEL_ID names)",
                 "id_label": "the part of each file name after its first '_' (ID_LABEL names)",
                 "prefix_label": "the part of each file name after the word and '_' they all "
@@ -158,7 +165,9 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
         return NameLabels()
     parted = [s for s in stems if "_" in s]
     m = len(parted)
-    if 2 * m < n:  # a few names with "_" among plain ones: labels that hold a "_"
+    # A few names with "_" among plain ones: labels that hold a "_", unless each ends in
+    # "_" and an id no label is (a timestamp, a hash, a UUID).
+    if 2 * m < n and not all(_LONG_ID.fullmatch(s.rsplit("_", 1)[1]) for s in parted):
         parted, m = [], 0
     fits: dict[str, tuple[list[str], list[str]]] = {}  # scheme: (labels, ids)
     if parted:
@@ -198,11 +207,21 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
                     and all(i.isdigit() for i in ids):  # "captcha_0417": a word, then digits
                 say = "--name-labels prefix_label if the numbers are the labels"
             return _not_labels(stems, where, "a word and a number", strict, say)
+        if _one_word_before(labels):  # "img_2b6c_17", "captcha_2b6c-1700000962"
+            return NameLabels(f"word+{found}")
         return NameLabels(found)
     if _ids(stems):
         what = "numbers counting up" if _counts_up(stems) else "timestamps, hashes or UUIDs"
         return _not_labels(stems, where, what, strict)
     return NameLabels()
+
+
+def _one_word_before(labels: list[str]) -> bool:
+    """Three or more labels that all start with one word and "_", the rest varying
+    (digits too: an id was already found beside them) and holding no "_"."""
+    parts = [x.split("_", 1) for x in labels]
+    return (len(labels) >= 3 and all(len(q) == 2 and q[1] and "_" not in q[1] for q in parts)
+            and len({q[0] for q in parts}) == 1 and len({q[1] for q in parts}) > 1)
 
 
 def _not_labels(stems: list[str], where: str | Path, what: str, strict: bool,
@@ -252,6 +271,9 @@ FILE_COLUMNS = ("file", "filename", "file_name", "image", "name")
 LABEL_COLUMNS = ("label", "text", "words", "solution", "answer", "captcha", "code")
 
 
+_SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons"}
+
+
 def read_labels_csv(path: Path) -> dict[str, str]:
     """``{file: label}`` from a ``labels.csv``: header ``file,label`` (or a name of
     ``FILE_COLUMNS`` and one of ``LABEL_COLUMNS``), comma-, tab- or semicolon-separated
@@ -277,7 +299,10 @@ def read_labels_csv(path: Path) -> dict[str, str]:
     first: dict[str, int] = {}
     for n, row in enumerate(rows[1:], start=2):
         if len(row) != 2 or not row[0]:
-            raise DatasetError(f"{path}:{n}: expected two columns (file{sep}label), got {row!r}")
+            other = [d for d in ",\t;" if d != sep and len(row) == 1 and d in row[0]]
+            mixed = (f" (the header is separated by {_SEPARATORS[sep]} and this line by "
+                     f"{_SEPARATORS[other[0]]}: use one separator throughout)" if other else "")
+            raise DatasetError(f"{path}:{n}: expected two columns (file{sep}label), got {row!r}{mixed}")
         name, label = row
         if name in labels and labels[name] != label:
             raise DatasetError(f"{path}:{n}: {name} is labeled {label!r} here and "
