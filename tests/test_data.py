@@ -161,6 +161,29 @@ def test_a_labels_csv_of_two_separators_says_so(synth_dir):
         survey(synth_dir)
 
 
+def test_a_labels_csv_that_names_files_with_their_folder(synth_dir):
+    # Hugging Face's layout: labels.csv above, rows "images/NAME", images in images/
+    images = synth_dir / "images"
+    images.mkdir()
+    rows = []
+    for i, s in enumerate(discover(synth_dir)):
+        s.path.rename(images / f"{i:04d}.png")
+        rows.append(f"images/{i:04d}.png,{s.label}")
+    (synth_dir / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
+    why = "labels.csv names each image by its file name alone, beside it in the folder given"
+    with pytest.raises(DatasetError, match=r"labels.csv here names them with their folder, as "
+                                           rf"images/0000.png: {why}\)$"):
+        survey(synth_dir)
+    with pytest.raises(DatasetError, match=r"\(../labels.csv names these images with their "
+                                           rf"folder, as images/0000.png, and is not read: {why}\)$"):
+        survey(images)  # 0000.png ...: a numbering, and the labels are one folder up
+    for f in images.iterdir():  # the images moved up beside labels.csv, the rows not changed
+        f.rename(synth_dir / f.name)
+    with pytest.raises(DatasetError, match=r"labels none of them: its rows name files with a "
+                                           rf"folder, as images/0000.png, where {why}"):
+        survey(synth_dir)
+
+
 def test_the_prefix_label_hint_only_where_it_reads_the_numbers():
     for stems, hint in ((["img_0001", "img_0002", "img_0417"], "prefix_label if the numbers"),
                         (["0001_img", "0002_img", "0417_img"], "whole if they are"),
@@ -365,6 +388,12 @@ def test_labels_csv_headers_and_separators_of_other_tools(synth_dir, header, sep
     (synth_dir / "labels.csv").write_text(f"{header}\n{first}{sep}a{other}b\n{second}{sep}xyz\n")
     labels = {s.path.name: s.label for s in survey(synth_dir).samples}
     assert labels == {first: f"a{other}b", second: "xyz"}
+
+
+def test_labels_csv_with_three_columns_says_what_it_found(synth_dir):
+    (synth_dir / "labels.csv").write_text("file_name,text,split\na.png,abc,train\n")
+    with pytest.raises(DatasetError, match=r"then label/.*\), not 'file_name,text,split'$"):
+        survey(synth_dir)
 
 
 def test_labels_csv_with_an_unknown_header_is_one_line(synth_dir):

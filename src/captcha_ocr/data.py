@@ -293,8 +293,10 @@ def read_labels_csv(path: Path) -> dict[str, str]:
                            "save it as UTF-8") from None
     header = [c.strip().lower() for c in rows[0][:3]] if rows else []
     if len(header) != 2 or header[0] not in FILE_COLUMNS or header[1] not in LABEL_COLUMNS:
+        got = sep.join(rows[0])[:80] if rows else ""
         raise DatasetError(f"{path}: the first line must be the header 'file,label' (two columns: "
-                           f"{'/'.join(FILE_COLUMNS)}, then {'/'.join(LABEL_COLUMNS)})")
+                           f"{'/'.join(FILE_COLUMNS)}, then {'/'.join(LABEL_COLUMNS)}), "
+                           f"not {got!r}")
     labels: dict[str, str] = {}
     first: dict[str, int] = {}
     for n, row in enumerate(rows[1:], start=2):
@@ -430,6 +432,9 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
         if unlabeled:
             why = (f"{csv_path} labels none of them" if csv_path.is_file()
                    else f"there is no {LABELS_FILE} yet")
+            row = _path_row(csv_path)
+            if row:
+                why += f": its rows name files with a folder, as {row}, where {_BY_NAME}"
             also = f", {len(set_aside):,} set aside" if set_aside else ""
             raise DatasetError(f"{folder}: no labeled images among its {len(paths):,} ({why}{also}); "
                                f"label some (captcha-ocr label {folder}), or --stem-labels if "
@@ -444,6 +449,22 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
                     scheme.scheme if by_file_name else "", example, len(cut))
 
 
+def _path_row(csv_path: Path, under: str = "") -> str:
+    """A row of ``csv_path`` that names its file with a folder (``images/0001.png``; one
+    in ``under``/ where given), "" where none does or the file cannot be read."""
+    if not csv_path.is_file():
+        return ""
+    try:
+        names = read_labels_csv(csv_path)
+    except DatasetError:
+        return ""
+    return next((n for n in names if ("/" in n or "\\" in n)
+                 and (not under or n.replace("\\", "/").startswith(f"{under}/"))), "")
+
+
+_BY_NAME = f"{LABELS_FILE} names each image by its file name alone, beside it in the folder given"
+
+
 def _image_subfolders(folder: Path) -> str:
     """"; its subfolders a, b hold images: ..." where images sit one level down (only the
     folder itself is read: a dataset is one folder)."""
@@ -451,14 +472,20 @@ def _image_subfolders(folder: Path) -> str:
     if not subs:
         return ""
     shown = ", ".join(subs[:3]) + (", ..." if len(subs) > 3 else "")
+    row = _path_row(folder / LABELS_FILE)
+    rows = f" ({LABELS_FILE} here names them with their folder, as {row}: {_BY_NAME})" if row else ""
     return (f"; its subfolder{'s' if len(subs) > 1 else ''} {shown} hold{'' if len(subs) > 1 else 's'} "
             "images, and only the folder itself is read: give one of them, or move their images "
-            "into one folder")
+            f"into one folder{rows}")
 
 
 def _other_label_files(folder: Path) -> str:
     """" (labels.txt is here: ...)" where the folder holds what may be labels in another
     form (a gt.txt, a metadata.csv): the one form read is labels.csv."""
+    row = _path_row(folder.resolve().parent / LABELS_FILE, folder.resolve().name)
+    if row:
+        return (f" (../{LABELS_FILE} names these images with their folder, as {row}, and is "
+                f"not read: {_BY_NAME})")
     other = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in
                    (".txt", ".csv", ".tsv", ".json", ".jsonl") and p.name not in (LABELS_FILE, SKIPPED_FILE))
     if not other:
