@@ -50,14 +50,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, ...)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def family(pid: int) -> list[int]:
     """``pid`` and its descendants (the server's worker processes)."""
     parent = {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
+                parent[int(d.name)] = int(_stat(int(d.name))[1])
+            except (OSError, ValueError, IndexError):  # gone meanwhile
                 continue
     out, todo = [], [pid]
     while todo:
@@ -72,7 +77,7 @@ def cpu_seconds(pid: int) -> float:
     total = 0.0
     for p in family(pid):
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat(p)
         except OSError:  # gone meanwhile
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -232,7 +237,6 @@ def run_sides(sides: list[str], url: str, port: int, pngs: list[bytes], seconds:
         procs.append((p, mine))
     t0 = time.perf_counter()
     stats = Stats()
-    stats.cpu = {}
     for side, (p, mine) in zip(sides, procs):
         status, latency, cpu = mine.recv()
         p.join()

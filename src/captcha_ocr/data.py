@@ -192,12 +192,9 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
         labels = [d.group(1) for d in dashed if d]
         fits["label-id"] = (labels, [])
         m = len(labels)
-    if not fits and m >= 3:
-        # One word before every label; a rest with a "_" ("img_0001_2b6c") may hold an id.
-        heads = [s.split("_", 1) for s in parted]
-        rest = [h[1] for h in heads]
-        if (len({h[0] for h in heads}) == 1 and all(r and "_" not in r for r in rest)
-                and len(set(rest)) > 1 and not all(r.isdigit() for r in rest) and not _ids(rest)):
+    if not fits and _one_word_before(parted):  # "captcha_2b6c"; not "img_0001_2b6c"
+        rest = [s.split("_", 1)[1] for s in parted]
+        if not all(r.isdigit() for r in rest) and not _ids(rest):
             return NameLabels("prefix_label")
     if fits:
         (found, (labels, ids)), = fits.items()
@@ -217,8 +214,8 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
 
 
 def _one_word_before(labels: list[str]) -> bool:
-    """Three or more labels that all start with one word and "_", the rest varying
-    (digits too: an id was already found beside them) and holding no "_"."""
+    """Three or more names or labels that all start with one word and "_", the rest
+    varying and holding no "_" (a rest with one, "img_0001_2b6c", may hold an id)."""
     parts = [x.split("_", 1) for x in labels]
     return (len(labels) >= 3 and all(len(q) == 2 and q[1] and "_" not in q[1] for q in parts)
             and len({q[0] for q in parts}) == 1 and len({q[1] for q in parts}) > 1)
@@ -432,7 +429,7 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
         if unlabeled:
             why = (f"{csv_path} labels none of them" if csv_path.is_file()
                    else f"there is no {LABELS_FILE} yet")
-            row = _path_row(csv_path)
+            row = _with_folder(rows)
             if row:
                 why += f": its rows name files with a folder, as {row}, where {_BY_NAME}"
             also = f", {len(set_aside):,} set aside" if set_aside else ""
@@ -449,17 +446,20 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
                     scheme.scheme if by_file_name else "", example, len(cut))
 
 
-def _path_row(csv_path: Path, under: str = "") -> str:
-    """A row of ``csv_path`` that names its file with a folder (``images/0001.png``; one
-    in ``under``/ where given), "" where none does or the file cannot be read."""
-    if not csv_path.is_file():
-        return ""
-    try:
-        names = read_labels_csv(csv_path)
-    except DatasetError:
-        return ""
+def _with_folder(names: Iterable[str], under: str = "") -> str:
+    """One of a labels.csv's ``names`` given with a folder (``images/0001.png``; one in
+    ``under``/ where given), "" where none is."""
     return next((n for n in names if ("/" in n or "\\" in n)
                  and (not under or n.replace("\\", "/").startswith(f"{under}/"))), "")
+
+
+def _csv_names(csv_path: Path) -> Iterable[str]:
+    """The file names a labels.csv labels; none where it is absent or unreadable (for
+    messages about it)."""
+    try:
+        return read_labels_csv(csv_path) if csv_path.is_file() else ()
+    except DatasetError:
+        return ()
 
 
 _BY_NAME = f"{LABELS_FILE} names each image by its file name alone, beside it in the folder given"
@@ -472,7 +472,7 @@ def _image_subfolders(folder: Path) -> str:
     if not subs:
         return ""
     shown = ", ".join(subs[:3]) + (", ..." if len(subs) > 3 else "")
-    row = _path_row(folder / LABELS_FILE)
+    row = _with_folder(_csv_names(folder / LABELS_FILE))
     rows = f" ({LABELS_FILE} here names them with their folder, as {row}: {_BY_NAME})" if row else ""
     return (f"; its subfolder{'s' if len(subs) > 1 else ''} {shown} hold{'' if len(subs) > 1 else 's'} "
             "images, and only the folder itself is read: give one of them, or move their images "
@@ -482,7 +482,7 @@ def _image_subfolders(folder: Path) -> str:
 def _other_label_files(folder: Path) -> str:
     """" (labels.txt is here: ...)" where the folder holds what may be labels in another
     form (a gt.txt, a metadata.csv): the one form read is labels.csv."""
-    row = _path_row(folder.resolve().parent / LABELS_FILE, folder.resolve().name)
+    row = _with_folder(_csv_names(folder.resolve().parent / LABELS_FILE), folder.resolve().name)
     if row:
         return (f" (../{LABELS_FILE} names these images with their folder, as {row}, and is "
                 f"not read: {_BY_NAME})")
