@@ -394,8 +394,8 @@ def main() -> None:
     p.add_argument("--provider", default="cpu", choices=["cpu", "cuda"],
                    help="execution provider of the server and the in-process Reader (serve --provider)")
     p.add_argument("--workers", type=int, default=1,
-                   help="server processes (serve --workers; the CPU columns then count the "
-                        "supervisor only)")
+                   help="server processes (serve --workers; default 1, where serve's own is one a "
+                        "core; the CPU columns then count the supervisor only)")
     args = p.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 

@@ -253,7 +253,8 @@ def main() -> None:
     ap.add_argument("--idle-seconds", type=float, default=20, help="the good clients alone, first")
     ap.add_argument("--model", default=None)
     ap.add_argument("--good", type=int, default=4, help="good clients")
-    ap.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="server processes (serve --workers; default 1, where serve's own is one a core)")
     ap.add_argument("--attack-nice", type=int, default=0, choices=range(20), metavar="N",
                     help="lower the attacking clients' process priority by N (0-19, added to "
                          "this process's niceness): on this machine they share the server's "
@@ -264,8 +265,7 @@ def main() -> None:
     cmd = [sys.executable, "-m", "captcha_ocr.cli", "serve", "--port", str(port), "--header-timeout", "5"]
     if a.model:
         cmd += ["--model", a.model]
-    if a.workers > 1:
-        cmd += ["--workers", str(a.workers)]
+    cmd += ["--workers", str(a.workers)]  # serve's own default is one per core
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # its log: not kept
     try:
         for _ in range(300):

@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from captcha_ocr.cpus import default_workers
 from captcha_ocr.runtime import Reader, bundled_model_dir
 from captcha_ocr.service import MicroBatcher, create_app
 from conftest import Server
@@ -191,6 +192,16 @@ def test_a_big_body_sent_with_its_headers_is_not_a_big_header(server):
         for _ in range(2):
             r = c.post("/v1/read-batch", content=body, headers={"content-type": "application/json"})
             assert r.status_code == 400 and "nested too deeply" in r.json()["error"]
+
+
+def test_by_default_one_worker_process_per_usable_core(server):
+    """`serve` without --workers starts default_workers() processes (2 on a 2-core machine)."""
+    import subprocess
+
+    n = default_workers()
+    assert f"with {n} worker process" in server.log.read_text()
+    children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True)
+    assert len(children.stdout.split()) >= (n if n > 1 else 0), children  # one process: no children
 
 
 def test_several_worker_processes_share_the_port(tmp_path):

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import __version__
 from .charset import UnknownCharacterError
 from .config import ARCHS, DEFAULT_ARCH
+from .cpus import MAX_AUTO_WORKERS
 from .data import LABELS_FILE, NAME_SCHEMES, DatasetError, fingerprint, list_images, survey
 from .labelcheck import CONFIDENT, suspect
 from .metrics import cer, sequence_accuracy
@@ -69,6 +70,11 @@ def _port(text: str) -> int:
 
 POSITIVE = _at_least(1)
 COUNT = _at_least(0)
+
+
+def _workers(text: str) -> int | None:
+    """`serve --workers`: a count, or "auto" (None: the service decides)."""
+    return None if text == "auto" else POSITIVE(text)
 
 
 def _err_console():
@@ -789,8 +795,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a client has to send a request's body, 408 after (default: 30)")
     v.add_argument("--threads", type=COUNT, default=1, help="ONNX Runtime threads (default: 1)")
     _add_runtime_options(v)
-    v.add_argument("--workers", type=POSITIVE, default=1,
-                   help="processes sharing the port, each with its own model (default: 1)")
+    v.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
+                   help="processes sharing the port, each with its own model (default: auto, "
+                   f"one per usable core, at most {MAX_AUTO_WORKERS}; 1 with --provider cuda)")
     v.set_defaults(func=cmd_serve)
 
     lb = sub.add_parser("label", help="label a folder of captchas in the browser",

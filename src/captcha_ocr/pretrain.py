@@ -37,6 +37,7 @@ from . import checkpoint
 from .augment import augment_batch
 from .charset import Charset
 from .config import ARCHS, DEFAULT_ARCH, RECIPES, ImageConfig, ModelConfig
+from .cpus import usable_cores
 from .decoding import greedy_decode
 from .metrics import cer, sequence_accuracy
 from .model import CRNN, build_model, count_flops, count_params
@@ -240,7 +241,7 @@ def _pretrain_into(out: Path, cfg: PretrainConfig, resume: bool, command: str,
                    on_log: Callable[[str], None], device: torch.device, distributed: bool,
                    rank: int, world: int) -> None:
     """The training loop; rank 0 writes the model files into ``out`` (the staging folder)."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     torch.set_num_threads(cfg.threads or default_threads(cores, world, cfg.workers, device.type))
     styles = list(cfg.styles or STYLES)
     charset = Charset(ALPHABET)

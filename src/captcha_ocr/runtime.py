@@ -7,7 +7,6 @@ and starts fast.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from .cpus import usable_cores
 from .decoding import DecodeOptions, decode
 from .modeldir import FILES, ModelError, ModelInfo
 from .preprocess import DEFAULT_MAX_PIXELS, ImageError, ImageSource, preprocess
@@ -37,7 +37,7 @@ def _default_split() -> tuple[int, int]:
     Runtime thread beside one decoding thread read 2,735 images/s at batch 64 against
     1,827 with two inference threads competing with decoding, and batch-1 latency fell
     from 0.79 to 0.66 ms (bench/read_bench.py, before and after)."""
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     infer = max(1, cores // 2)
     return infer, max(1, cores - infer)
 

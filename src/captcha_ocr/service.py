@@ -44,6 +44,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .batcher import MAX_BATCH, MAX_WAIT_MS, MicroBatcher, Unavailable, item_error
+from .cpus import default_workers
 from .httperrors import add_json_errors, json_error
 from .preprocess import DEFAULT_MAX_PIXELS, image_size
 from .runtime import DEFAULT_OPTIONS, ImageError, Reader, Reading, ReadOptionError, ReadOptions
@@ -539,7 +540,7 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
           max_pixels: int | None = DEFAULT_MAX_PIXELS, threads: int = 1,
           max_batch_pixels: int = MAX_BATCH_PIXELS, header_timeout: float | None = None,
           body_timeout: float | None = None, log_level: str = "info", provider: str = "cpu",
-          workers: int = 1, precision: str = "auto") -> None:
+          workers: int | None = None, precision: str = "auto") -> None:
     """Load a model and serve it with uvicorn until SIGINT/SIGTERM.
 
     Args:
@@ -556,7 +557,7 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
         provider: ONNX Runtime execution provider ("cpu" or "cuda").
         precision: "auto" (int8 where the model has one), "fp32" or "int8".
         workers: processes sharing the port, each with its own Reader and micro-batcher
-            (uvicorn's supervisor starts, restarts and stops them).
+            (uvicorn's supervisor starts, restarts and stops them); None: ``default_workers``.
     """
     import uvicorn
 
@@ -572,6 +573,10 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
     common = dict(host=host, port=port, access_log=False, log_level=log_level, server_header=False,
                   timeout_graceful_shutdown=10, backlog=2048, http=GuardedHttpProtocol,
                   timeout_keep_alive=5)
+    if workers is None:
+        workers = default_workers(provider)
+    log.info("serving on http://%s:%d with %d worker process%s", host, port, workers,
+             "" if workers == 1 else "es")
     if workers <= 1:
         uvicorn.run(_loaded_app(cfg), **common)
         return

@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import io
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -41,6 +40,7 @@ from .config import (
     TrainConfig,
     steps_budget,
 )
+from .cpus import usable_cores
 from .data import (
     DatasetError,
     LoadedImages,
@@ -777,7 +777,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
         first = init[0] if isinstance(init, list) else init
         arch, params = first.info.model.arch, first.info.model.params
     cfg = cfg or recipe(arch, finetune=init is not None)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.set_num_threads(cfg.threads or usable_cores())
     data_path = Path(data_dir).resolve()
     out_path = Path(out_dir).resolve()
     if out_path == data_path or data_path in out_path.parents:
