@@ -85,7 +85,6 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError("empty image data")
-        fp = io.BytesIO(source)
         if len(source) > MAX_FILE_BYTES:
             raise ImageError(f"{type(source).__name__}: {len(source):,} bytes, over the limit of "
                              f"{MAX_FILE_BYTES:,} for one image")
