@@ -100,6 +100,32 @@ def test_beam_search_finds_the_most_probable_reading_of_each_length(seed):
     assert [a for a, _ in got.alternatives[:3]] == alt
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_a_searched_reading_has_the_same_confidence_at_any_beam_width(seed):
+    """The confidence is the text's forward probability, not the beam's pruned score."""
+    rng = np.random.default_rng(seed)
+    lp = _random_log_probs(rng, 1, 9, 4, sharp=1.0)
+    charset = Charset("abc")
+    greedy = decode(lp, charset)[0]
+    for k in (1, 3, 16):
+        got = decode(lp, charset, DecodeOptions(beam=k))[0]
+        texts = [t for t, _ in got.alternatives]
+        exact = np.exp(sequence_log_probs(np.repeat(lp, len(texts), 0), [charset.encode(t) for t in texts]))
+        assert got.confidence == pytest.approx(exact[0], rel=1e-5)
+        assert got.alternatives[0][1] == got.confidence
+        probs = [q for _, q in got.alternatives]
+        assert probs == sorted(probs, reverse=True) and all(probs <= exact * (1 + 1e-5))  # lower bounds
+        if got.text == greedy.text:
+            assert got.confidence == pytest.approx(greedy.confidence, rel=1e-5)
+
+
+def test_a_length_alone_gives_no_alternatives():
+    lp = log_probs([(1, 0.9), (0, 0.9), (2, 0.9)])
+    got = decode(lp, CS, DecodeOptions(min_length=2, max_length=2))[0]
+    assert got.text == "ab" and got.alternatives == ()
+    assert len(decode(lp, CS, DecodeOptions(min_length=2, max_length=2, beam=2))[0].alternatives) >= 1
+
+
 def test_allow_masks_other_characters():
     charset = Charset("ab12")
     lp = np.log(np.array([[[0.1, 0.5, 0.1, 0.2, 0.1],     # "a" likely, "1" second
@@ -115,6 +141,8 @@ def test_options_checked_against_the_alphabet():
         DecodeOptions(allow="1Z").check(charset)
     with pytest.raises(ValueError, match="min length 5 is over max length 4"):
         DecodeOptions(min_length=5, max_length=4).check(charset)
+    with pytest.raises(ValueError, match="lengths must be at least 1, not 0"):
+        DecodeOptions(min_length=0, max_length=0).check(charset)
 
 
 def test_greedy_confidence_is_the_text_probability_and_temperature_flattens_it():

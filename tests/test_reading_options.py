@@ -78,6 +78,28 @@ def test_options_that_do_not_fit_the_model_are_one_line(base, capsys, arithmetic
     assert len(err.splitlines()) == 1 and "not in the model's alphabet" in err
 
 
+def test_lengths_the_model_cannot_read_are_one_line(base, capsys, arithmetic):
+    assert base.steps == 32  # 128 pixels wide, width / 4
+    with pytest.raises(ReadOptionError, match="reads at most 32 characters .* not 40"):
+        base.read(np.zeros((32, 128), np.uint8), length=40)
+    assert main(["predict", str(arithmetic), "--model", "base", "--length", "40"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "reads at most 32 characters" in err
+    for option in ("--length", "--min-length", "--max-length"):
+        with pytest.raises(SystemExit):
+            main(["predict", str(arithmetic), "--model", "base", option, "0"])
+        assert f"argument {option}: must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_an_image_that_fails_is_never_accepted(base, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    (r,) = base.read_many([bad], min_confidence=0.5)
+    assert r.error and r.accepted is False
+    (r,) = base.read_many([bad])
+    assert r.error and r.accepted is False
+
+
 def test_min_confidence_flags_low_readings(arithmetic, capsys):
     assert main(["predict", str(arithmetic), "--model", "base", "--min-confidence", "1", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -106,8 +128,10 @@ def test_service_takes_the_options_as_query_parameters(base):
         assert out["accepted"] is (out["confidence"] >= 0.2)
         bad = c.post("/v1/read?allow=%C3%A9", content=buf.getvalue(), headers={"content-type": "image/png"})
         assert bad.status_code == 400 and "not in the model's alphabet" in bad.json()["error"]
-        assert c.post("/v1/read?beam=-1", content=buf.getvalue(),
-                      headers={"content-type": "image/png"}).status_code == 400
+        for query in ("beam=-1", "length=0", "length=40", "lenght=4"):
+            r = c.post(f"/v1/read?{query}", content=buf.getvalue(), headers={"content-type": "image/png"})
+            assert r.status_code == 400 and "\n" not in r.json()["error"], query
+        assert "unknown query parameter 'lenght'" in r.json()["error"]
         names = {p["name"] for p in c.get("/openapi.json").json()["paths"]["/v1/read"]["post"]["parameters"]}
         assert names == {"allow", "length", "min_length", "max_length", "beam", "solve", "min_confidence"}
 

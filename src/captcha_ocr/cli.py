@@ -291,11 +291,12 @@ def _add_reading_options(p: argparse.ArgumentParser) -> None:
     _add_runtime_options(p)
     g = p.add_argument_group("reading options")
     g.add_argument("--allow", metavar="CHARS", help="only these characters may be read (e.g. 0123456789)")
-    g.add_argument("--length", type=COUNT, help="the reading has exactly this many characters")
-    g.add_argument("--min-length", type=COUNT, help="at least this many characters")
-    g.add_argument("--max-length", type=COUNT, help="at most this many characters")
+    g.add_argument("--length", type=POSITIVE, help="the reading has exactly this many characters")
+    g.add_argument("--min-length", type=POSITIVE, help="at least this many characters")
+    g.add_argument("--max-length", type=POSITIVE, help="at most this many characters")
     g.add_argument("--beam", type=COUNT, default=0, metavar="K",
-                   help="beam search; with --json, up to K alternatives with probabilities")
+                   help="beam search of width K; with --json, up to K alternatives with "
+                   "probabilities (default: 0, greedy)")
     g.add_argument("--solve", action="store_true",
                    help="also compute the answer of an arithmetic captcha ('14+27' -> 41)")
     g.add_argument("--min-confidence", type=_fraction_closed, metavar="P",

@@ -60,7 +60,8 @@ class Reading:
         alternatives: with ``beam``: up to K (text, probability) readings, best first.
         answer: with ``solve``: the value of the arithmetic expression read, else None.
         answer_error: with ``solve``, why there is no answer.
-        accepted: False when ``confidence`` is under ``min_confidence`` (True without one).
+        accepted: False when ``confidence`` is under ``min_confidence`` (True without
+            one), and where ``error`` is set.
     """
 
     text: str
@@ -114,7 +115,7 @@ DEFAULT_OPTIONS = ReadOptions()
 
 
 def _failed(error: str) -> Reading:
-    return Reading("", 0.0, (), error)
+    return Reading("", 0.0, (), error, accepted=False)  # nothing read: nothing to submit
 
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -209,6 +210,7 @@ class Reader:
         self.charset = info.charset
         self.max_pixels = max_pixels
         self._input = session.get_inputs()[0].name
+        self._steps: int | None = None  # ``steps``, measured on first use
         self._workers = workers or _default_split()[1]
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="captcha-ocr-decode")
 
@@ -274,6 +276,15 @@ class Reader:
         """A short model name: directory name and the ONNX checksum's first 8 hex digits."""
         return f"{self.model_dir.name}@{self.info.files.get(self.onnx_file, '')[:8]}"
 
+    @property
+    def steps(self) -> int:
+        """Time steps T of the network's output: at most T characters can be read."""
+        if self._steps is None:
+            image = self.info.image
+            self._steps = int(self.run(np.zeros((1, image.channels, image.height, image.width),
+                                                np.float32)).shape[1])
+        return self._steps
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Raw network: ``(N, C, H, W)`` float32 in [0, 1] -> log-probs ``(N, T, n_classes)``."""
         return self.session.run(None, {self._input: batch})[0]
@@ -296,8 +307,8 @@ class Reader:
             min_confidence: flag readings below it (``accepted=False``).
 
         Raises:
-            ReadOptionError: characters outside the alphabet, inconsistent lengths,
-                a confidence outside [0, 1].
+            ReadOptionError: characters outside the alphabet, lengths under 1, inconsistent
+                or over what the model can read, a confidence outside [0, 1].
         """
         if length is not None:
             if min_length is not None or max_length is not None:
@@ -308,6 +319,10 @@ class Reader:
             d.check(self.charset)
         except ValueError as e:
             raise ReadOptionError(str(e)) from None
+        if min_length is not None and min_length > self.steps:
+            raise ReadOptionError(f"this model reads at most {self.steps} characters (its input, "
+                                  f"{self.info.image.width} pixels wide, gives {self.steps} time "
+                                  f"steps), not {min_length}")
         if min_confidence is not None and not 0 <= min_confidence <= 1:
             raise ReadOptionError(f"min confidence must be in [0, 1], not {min_confidence}")
         return ReadOptions(d, solve, min_confidence)

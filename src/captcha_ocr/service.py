@@ -235,13 +235,13 @@ _OPTION_PARAMS: list[dict[str, Any]] = [
      "description": "only these characters may be read, e.g. 0123456789",
      "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
     {"name": "length", "in": "query", "required": False, "description": "exact length of the reading",
-     "schema": {"type": "integer", "minimum": 0, "maximum": 64}},
+     "schema": {"type": "integer", "minimum": 1, "maximum": 64}},
     {"name": "min_length", "in": "query", "required": False, "description": "at least this many characters",
-     "schema": {"type": "integer", "minimum": 0, "maximum": 64}},
+     "schema": {"type": "integer", "minimum": 1, "maximum": 64}},
     {"name": "max_length", "in": "query", "required": False, "description": "at most this many characters",
-     "schema": {"type": "integer", "minimum": 0, "maximum": 64}},
+     "schema": {"type": "integer", "minimum": 1, "maximum": 64}},
     {"name": "beam", "in": "query", "required": False,
-     "description": "beam search width; up to this many alternatives",
+     "description": "beam search width; up to this many alternatives (0: greedy)",
      "schema": {"type": "integer", "minimum": 0, "maximum": 32, "default": 0}},
     {"name": "solve", "in": "query", "required": False,
      "description": "also return the answer of an arithmetic captcha",
@@ -273,11 +273,19 @@ def _query_value(name: str, text: str, schema: dict[str, Any]) -> Any:
     return value
 
 
+_OPTION_NAMES = tuple(p["name"] for p in _OPTION_PARAMS)
+
+
 def _query_options(request: Request, reader: Reader) -> ReadOptions:
-    """The request's reading options (other query parameters are ignored)."""
+    """The request's reading options; an unknown query parameter (a misspelt option
+    would otherwise be ignored, and the reading done without it) is refused."""
     query = request.query_params
     if not query:
         return DEFAULT_OPTIONS
+    unknown = sorted(set(query) - set(_OPTION_NAMES))
+    if unknown:
+        raise Refused(400, f"invalid request: unknown query parameter {unknown[0]!r} (the reading "
+                           f"options are {', '.join(_OPTION_NAMES)})")
     kwargs = {p["name"]: _query_value(p["name"], query[p["name"]], p["schema"])
               for p in _OPTION_PARAMS if p["name"] in query}
     try:
