@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -172,3 +174,16 @@ def test_low_confidence_is_shown_rounded_down_never_up_to_the_threshold():
     from captcha_ocr.cli import _floor3
 
     assert _floor3(0.999983) == "0.999" and _floor3(0.5) == "0.500" and _floor3(1.0) == "1.000"
+
+
+@pytest.mark.parametrize("package, extra", [("fastapi", "serve"), ("torch", "train")])
+def test_a_missing_extra_is_one_line_saying_what_to_install(tmp_path, synth_dir, package, extra):
+    """In a reading install (`pip install -e .`) the commands that need torch or FastAPI
+    say which extra to install, not a traceback (the package blocked in a fresh process)."""
+    command = ["serve"] if extra == "serve" else ["train", str(synth_dir), "--out", str(tmp_path / "m")]
+    code = (f"import sys; sys.modules[{package!r}] = None; from captcha_ocr.cli import main; "
+            f"sys.exit(main({command!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    err = done.stderr.strip()
+    assert done.returncode == 1 and len(err.splitlines()) == 1, err
+    assert f"needs the {package} package of the [{extra}] extra" in err

@@ -863,6 +863,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# The packages of the extras (pyproject.toml), by import name: a command that needs one
+# in a reading install (`pip install -e .`) says which extra, not a traceback.
+_EXTRA_OF = {**dict.fromkeys(("torch", "onnx", "safetensors", "matplotlib", "captcha"), "train"),
+             **dict.fromkeys(("fastapi", "uvicorn", "multipart", "python_multipart", "httptools",
+                              "uvloop", "fastapi_offline"), "serve")}
+_INSTALL = {"train": "pip install torch==2.13.0, then pip install -e '.[train]' (README: "
+                     "\"Install by hand\")",
+            "serve": "pip install -e '.[serve]'"}
+
+
+def _missing_extra(e: ModuleNotFoundError) -> str | None:
+    """The one-line message for a missing package of an extra, else None."""
+    root = (e.name or "").split(".")[0]
+    extra = _EXTRA_OF.get(root)
+    if extra is None:
+        return None
+    return f"this command needs the {root} package of the [{extra}] extra, not installed here: {_INSTALL[extra]}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
@@ -871,6 +890,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
     except (CLIError, DatasetError, ModelError, ImageError, UnknownCharacterError) as e:
         print(f"captcha-ocr {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except ModuleNotFoundError as e:
+        message = _missing_extra(e)
+        if message is None:
+            raise
+        print(f"captcha-ocr {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"captcha-ocr {args.command}: interrupted", file=sys.stderr)
