@@ -31,7 +31,7 @@ def base_copy(tmp_path):
 def test_int8_is_written_recorded_and_read_by_default(base_copy, caps, capsys):
     assert main(["export", str(base_copy), "--int8", "--data", str(caps)]) == 0
     out = capsys.readouterr().out
-    assert "held-out images: float32 reads" in out and FILES.int8 in out
+    assert "40 images calibrated the int8 ranges; 40 others: float32 reads" in out and FILES.int8 in out
     info = json.loads((base_copy / FILES.info).read_text())
     assert FILES.int8 in info["files"]
     q = info["int8"]
@@ -46,9 +46,14 @@ def test_int8_is_written_recorded_and_read_by_default(base_copy, caps, capsys):
     # A changed int8 file is refused like a changed model.onnx: one line.
     with open(base_copy / FILES.int8, "ab") as f:
         f.write(b"\0")
-    with pytest.raises(ModelError, match="SHA-256 does not match"):
+    with pytest.raises(ModelError, match="SHA-256 does not match") as e:
         Reader.load(base_copy)
+    assert "--int8 --data DIR" in str(e.value) and "--precision fp32" in str(e.value)  # not a plain export
     assert Reader.load(base_copy, precision="fp32").onnx_file == FILES.onnx
+    # A damaged model.onnx beside an int8 file: the error names model.onnx, the real damage.
+    (base_copy / FILES.onnx).write_bytes(b"half")
+    with pytest.raises(ModelError, match=rf"{FILES.onnx}: SHA-256 does not match"):
+        Reader.load(base_copy)
 
 
 def test_int8_that_reads_worse_is_not_kept(base_copy, caps, monkeypatch):
@@ -104,3 +109,24 @@ def test_stem_labels_reach_the_int8_check(base_copy, caps, tmp_path, capsys):
     assert (base_copy / FILES.int8).exists()
     assert main(["export", str(base_copy), "--stem-labels"]) == 1
     assert "--stem-labels is for --int8 --data DIR" in capsys.readouterr().err
+
+
+def test_export_int8_checks_its_data_before_writing_anything(base_copy, tmp_path, capsys):
+    unlabeled = tmp_path / "unlabeled"
+    write_style("bold_caps", unlabeled, 30, seed=5)
+    (unlabeled / "labels.csv").unlink()
+    for i, f in enumerate(sorted(unlabeled.glob("*.png"))):
+        f.rename(unlabeled / f"{i:04d}.png")  # numbered: no labels anywhere
+    before = (base_copy / FILES.onnx).stat().st_mtime_ns
+    assert main(["export", str(base_copy), "--int8", "--data", str(unlabeled)]) == 1
+    out, err = capsys.readouterr()
+    assert "wrote" not in out and len(err.strip().splitlines()) == 1
+    assert (base_copy / FILES.onnx).stat().st_mtime_ns == before
+
+
+def test_export_int8_on_the_training_images_warns(trained, subset, tmp_path, capsys):
+    copy = tmp_path / "m"
+    shutil.copytree(trained.model_dir, copy)
+    main(["export", str(copy), "--int8", "--data", str(subset)])  # kept or not: the warning comes first
+    assert "holds the images the model was trained on" in capsys.readouterr().err
+

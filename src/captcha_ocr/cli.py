@@ -325,6 +325,14 @@ def _reading_json(r) -> dict:
     return {k: v for k, v in r.as_dict().items() if k != "char_confidences"}
 
 
+def _trained_on(info, samples) -> bool:
+    """Whether ``samples`` are the very images the model was trained on (model.json's
+    image count and data fingerprint)."""
+    trained = info.training
+    return trained.get("n_images") == len(samples) and \
+        trained.get("data_fingerprint") == fingerprint(s.path for s in samples)
+
+
 def cmd_eval(a: argparse.Namespace) -> None:
     reader = _reader(a)
     options = _reading_options(reader, a)
@@ -332,9 +340,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     samples = labeling.samples
     if labeling.note():
         _err_console().print(labeling.note(), markup=False, soft_wrap=True)
-    trained = reader.info.training
-    if trained.get("n_images") == len(samples) and \
-            trained.get("data_fingerprint") == fingerprint(s.path for s in samples):
+    if _trained_on(reader.info, samples):
         _err_console().print(f"warning: these {len(samples):,} images are the ones the model was "
                              "trained on (model.json's data fingerprint): their accuracy says "
                              "little about new captchas; evaluate on images kept out of "
@@ -512,8 +518,17 @@ def cmd_export(a: argparse.Namespace) -> None:
     for flag, given in (("--stem-labels", a.stem_labels), ("--name-labels", a.name_labels != "auto")):
         if given and not a.data:
             raise CLIError(f"{flag} is for --int8 --data DIR")
+    samples = None
+    if a.int8:  # the data's errors before anything is written
+        samples = survey(a.data, stem_labels=a.stem_labels, names=a.name_labels).samples
     with StagedModelDir(a.model_dir):  # the directory's lock: not while a train swaps it
         model, info = load_checkpoint(a.model_dir)
+        if samples is not None and _trained_on(info, samples):
+            _err_console().print(f"warning: {a.data} holds the images the model was trained on "
+                                 "(model.json's data fingerprint): the check below compares int8 "
+                                 "with float32 on images the model knows, not on new captchas; "
+                                 "give labeled images kept out of training where you have them",
+                                 markup=False, soft_wrap=True)
         path = export_onnx(model, info, a.model_dir)
         x = np.random.default_rng(0).random((4, info.image.channels, info.image.height,
                                              info.image.width), dtype=np.float32)
@@ -522,8 +537,7 @@ def cmd_export(a: argparse.Namespace) -> None:
         if a.int8:
             from .quantize import quantize_model
 
-            quantize_model(a.model_dir, a.data, stem_labels=a.stem_labels, names=a.name_labels,
-                           on_log=print)
+            quantize_model(a.model_dir, a.data, samples=samples, on_log=print)
             q = Path(a.model_dir) / FILES.int8
             print(f"wrote {q} ({q.stat().st_size / 1e6:.2f} MB); readers use it by default "
                   "(--precision fp32 for the float network)")
@@ -879,7 +893,8 @@ def _missing_extra(e: ModuleNotFoundError) -> str | None:
     extra = _EXTRA_OF.get(root)
     if extra is None:
         return None
-    return f"this command needs the {root} package of the [{extra}] extra, not installed here: {_INSTALL[extra]}"
+    return (f"this command needs the {root} package of the [{extra}] extra, not installed here: "
+            f"{_INSTALL[extra]}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -167,13 +167,16 @@ class ModelInfo:
             ModelError: the file is missing, unrecorded, or does not match its checksum.
         """
         path = _inside(model_dir, name)
+        remedy = f"re-create it with 'captcha-ocr export {model_dir}'"
+        if name == FILES.int8:
+            remedy = (f"re-create it with 'captcha-ocr export {model_dir} --int8 --data DIR' (labeled "
+                      "images of the site), or read with --precision fp32")
         if not path.is_file():
-            raise ModelError(f"{path}: missing; re-create it with 'captcha-ocr export {model_dir}'")
+            raise ModelError(f"{path}: missing; {remedy}")
         expected = self.files.get(name)
         if expected is None:
-            raise ModelError(f"{model_dir}/{FILES.info} records no checksum for {name}; "
-                             f"re-create it with 'captcha-ocr export {model_dir}'")
+            raise ModelError(f"{model_dir}/{FILES.info} records no checksum for {name}; {remedy}")
         if sha256_file(path) != expected:
             raise ModelError(f"{path}: SHA-256 does not match {FILES.info}; the file was changed "
-                             f"or damaged: re-create it with 'captcha-ocr export {model_dir}'")
+                             f"or damaged: {remedy}")
         return path

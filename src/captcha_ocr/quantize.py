@@ -42,11 +42,13 @@ def _arrays(reader, samples: list[Sample]) -> tuple[np.ndarray, list[str]]:
 
 def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0,
                    stem_labels: bool = False, names: str = "auto",
+                   samples: list[Sample] | None = None,
                    on_log: Callable[[str], None] = lambda line: None) -> dict:
     """Write ``model_dir/model.int8.onnx`` where it reads ``data_dir`` as well as float32.
 
     ``data_dir``'s labeled images as ``data.survey`` finds them (``stem_labels``: file
-    names label what ``labels.csv`` does not name; ``names``: how, ``data.name_labels``).
+    names label what ``labels.csv`` does not name; ``names``: how, ``data.name_labels``),
+    or ``samples`` where the caller has already listed them.
 
     Returns:
         What was measured: images used, both accuracies, how often the readings agree.
@@ -62,7 +64,8 @@ def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0
 
     model_dir = Path(model_dir)
     reader = Reader.load(model_dir, precision="fp32", threads=1)
-    samples = discover(data_dir, stem_labels=stem_labels, names=names)
+    if samples is None:
+        samples = discover(data_dir, stem_labels=stem_labels, names=names)
     order = np.random.default_rng(seed).permutation(len(samples))
     n_cal = min(CALIBRATION_IMAGES, len(samples) // 2)
     if n_cal < 10:
@@ -96,12 +99,13 @@ def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0
                   fp32_accuracy=round(sequence_accuracy(labels, fp32), 4),
                   int8_accuracy=round(sequence_accuracy(labels, int8), 4),
                   agreement=round(float(np.mean([a == b for a, b in zip(fp32, int8)])), 4))
-    on_log(f"{len(check)} held-out images: float32 reads {result['fp32_accuracy']:.4f}, int8 "
-           f"{result['int8_accuracy']:.4f}; the same reading for {result['agreement']:.4f}")
+    on_log(f"{len(calib)} images calibrated the int8 ranges; {len(check)} others: float32 reads "
+           f"{result['fp32_accuracy']:.4f}, int8 {result['int8_accuracy']:.4f}; the same reading "
+           f"for {result['agreement']:.4f}")
     if result["int8_accuracy"] < result["fp32_accuracy"]:
         raise ModelError(f"{model_dir}: int8 reads {result['int8_accuracy']:.4f} of {len(check)} "
-                         f"held-out images of {data_dir} against {result['fp32_accuracy']:.4f} at "
-                         "float32; not kept (the model reads at float32)")
+                         f"images of {data_dir} (not used to calibrate) against "
+                         f"{result['fp32_accuracy']:.4f} at float32; not kept (the model reads at float32)")
     info = ModelInfo.load(model_dir)
     atomic_write(model_dir / FILES.int8, data)
     info.files[FILES.int8] = sha256_file(model_dir / FILES.int8)

@@ -252,7 +252,10 @@ class Reader:
         if precision == "int8" and not has_int8:
             raise ModelError(f"{model_dir}: has no int8 network; make one with 'captcha-ocr export "
                              f"{model_dir} --int8 --data DIR' (labeled images of the site)")
-        onnx_path = info.verify(model_dir, FILES.int8 if has_int8 and precision != "fp32" else FILES.onnx)
+        # model.onnx first, even where int8 runs: a half-written or damaged folder says so
+        onnx_path = info.verify(model_dir, FILES.onnx)
+        if has_int8 and precision != "fp32":
+            onnx_path = info.verify(model_dir, FILES.int8)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = threads or _default_split()[0]
