@@ -289,6 +289,25 @@ def test_images_set_aside_while_labeling_are_left_out(synth_dir):
         survey(synth_dir, stem_labels=True)
 
 
+def test_hand_written_labels_csv_blank_lines_spaces_and_dot_slash(synth_dir):
+    """What an editor leaves in a labels.csv: a blank or trailing line, spaces around a
+    field, ./name; a row for a name in other case is named with the file it may mean."""
+    names = [s.path.name for s in discover(synth_dir)][:3]
+    (synth_dir / "labels.csv").write_text(
+        f"file,label\n\n{names[0]}, abc \n./{names[1]},xyz\n{names[2].upper()},q\n\n")
+    labeling = survey(synth_dir)
+    assert [(s.path.name, s.label) for s in labeling.samples] == [(names[0], "abc"), (names[1], "xyz")]
+    assert f"1 row of labels.csv for files not here, ignored ({names[2].upper()}: the file is " \
+           f"{names[2]})" in labeling.note()
+
+
+def test_an_empty_label_in_labels_csv_names_its_line(synth_dir):
+    name = discover(synth_dir)[0].path.name
+    (synth_dir / "labels.csv").write_text(f"file,label\n{name},\n")
+    with pytest.raises(DatasetError, match=rf"labels.csv:2: {name} has an empty label; write its text"):
+        survey(synth_dir)
+
+
 def test_rows_for_files_removed_after_labeling_are_ignored_and_counted(synth_dir):
     first = discover(synth_dir)[0].path.name
     (synth_dir / "labels.csv").write_text(f"file,label\n{first},abc\ngone.png,xyz\n")
@@ -296,7 +315,7 @@ def test_rows_for_files_removed_after_labeling_are_ignored_and_counted(synth_dir
     assert [s.label for s in labeling.samples] == ["abc"] and labeling.absent == 1
     assert labeling.note().endswith(": 1 labeled image; 11 images not in labels.csv unlabeled "
                                    "(--stem-labels: file names as labels); 1 row of labels.csv "
-                                   "for files not here, ignored")
+                                   "for files not here, ignored (gone.png)")
     assert "11 images not in labels.csv unlabeled (--unlabeled M: ...; --stem-labels" in \
         labeling.note("--unlabeled M: ...")
 

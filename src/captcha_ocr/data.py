@@ -297,12 +297,20 @@ def read_labels_csv(path: Path) -> dict[str, str]:
     labels: dict[str, str] = {}
     first: dict[str, int] = {}
     for n, row in enumerate(rows[1:], start=2):
+        row = [c.strip() for c in row]  # spaces around a field are a hand edit's, not the label's
+        if not any(row):
+            continue  # a blank line (a trailing one, say)
+        if len(row) == 2 and row[0].startswith("./"):
+            row[0] = row[0][2:]
         if len(row) != 2 or not row[0]:
             other = [d for d in ",\t;" if d != sep and len(row) == 1 and d in row[0]]
             mixed = (f" (the header is separated by {_SEPARATORS[sep]} and this line by "
                      f"{_SEPARATORS[other[0]]}: use one separator throughout)" if other else "")
             raise DatasetError(f"{path}:{n}: expected two columns (file{sep}label), got {row!r}{mixed}")
         name, label = row
+        if not label:
+            raise DatasetError(f"{path}:{n}: {name} has an empty label; write its text, or delete "
+                               "the line to leave the image unlabeled")
         if name in labels and labels[name] != label:
             raise DatasetError(f"{path}:{n}: {name} is labeled {label!r} here and "
                                f"{labels[name]!r} on line {first[name]}; keep one of the two")
@@ -338,6 +346,7 @@ class Labeling:
     unlabeled: list[Path]  # images labels.csv does not name (and stem labels were not asked)
     set_aside: set[str]  # names labels-skipped.csv sets aside: neither labeled nor unlabeled
     absent: int = 0  # rows of labels.csv naming files that are not in the folder (ignored)
+    absent_example: str = ""  # "0007.PNG, sub/0008.png": the first of them
     by_file_name: int = 0  # samples labeled by their file stems (no labels.csv, or stem_labels)
     names: str = ""  # how those file names carry labels (``NameLabels.scheme``), "" for none
     name_example: str = ""  # "2b6c_1700000962.png -> 2b6c": one of them
@@ -369,7 +378,7 @@ class Labeling:
             out.append(f"{_count(len(self.set_aside), 'image')} set aside in {SKIPPED_FILE}")
         if self.absent:
             out.append(f"{_count(self.absent, 'row')} of {LABELS_FILE} for files not here, "
-                       "ignored")
+                       f"ignored ({self.absent_example})")
         if not out:
             return ""
         return f"{self.folder}: {_count(len(self.samples), 'labeled image')}; " + "; ".join(out)
@@ -438,12 +447,22 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
                                "the file names are the labels")
         raise DatasetError(f"{folder}: all {len(paths):,} images are set aside in "
                            f"{SKIPPED_FILE}; label some (captcha-ocr label {folder})")
-    absent = sum(name not in present for name in rows)
+    absent = [name for name in rows if name not in present]
     by_file_name = sum(s.path.name not in rows for s in samples)
     cut = [p for p in by_name if scheme(p.stem) != p.stem]  # names with a part that is no label
     example = f"{cut[0].name} -> {scheme(cut[0].stem)}" if cut else ""
-    return Labeling(folder, samples, unlabeled, set_aside, absent, by_file_name,
+    return Labeling(folder, samples, unlabeled, set_aside, len(absent),
+                    _absent_example(absent, present), by_file_name,
                     scheme.scheme if by_file_name else "", example, len(cut))
+
+
+def _absent_example(absent: list[str], present: set[str]) -> str:
+    """The first few rows naming files that are not here, each with the file it may mean
+    (the same name in other case: names are case-sensitive)."""
+    lower = {name.lower(): name for name in present}
+    shown = [f"{name}: the file is {lower[name.lower()]}" if name.lower() in lower else name
+             for name in absent[:3]]
+    return ", ".join(shown) + (", ..." if len(absent) > 3 else "")
 
 
 def _with_folder(names: Iterable[str], under: str = "") -> str:
