@@ -5,6 +5,7 @@ Generated captchas (zoo), the shipped base model pre-filling readings; no datase
 
 import csv
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from captcha_ocr.cli import main
 from captcha_ocr.data import DatasetError, discover
 from captcha_ocr.labeling import Labeling, create_label_app, read_review_list, read_review_suggestions
 from captcha_ocr.labels import SKIPPED_FILE, LabelStore
-from captcha_ocr.runtime import Reader
+from captcha_ocr.runtime import Reader, bundled_model_dir
 from captcha_ocr.zoo import write_style
 from conftest import Server
 
@@ -351,3 +352,15 @@ def test_trusted_file_names_give_the_labels_training_reads(synth_dir):
         assert store.labels == {}
     finally:
         store.close()
+
+
+def test_the_page_starts_from_the_model_it_last_trained(tmp_path):
+    """label, train from the page, label again: the second start pre-fills with the model
+    the page trained, not the base it started from (a half-written one does not count)."""
+    from captcha_ocr.labeling import LABEL_MODEL, default_label_model
+
+    assert default_label_model(tmp_path) == "base"
+    (tmp_path / LABEL_MODEL).mkdir()
+    assert default_label_model(tmp_path) == "base"  # no model.json: not a model (yet)
+    shutil.copytree(bundled_model_dir("base"), tmp_path / LABEL_MODEL, dirs_exist_ok=True)
+    assert default_label_model(tmp_path) == str(tmp_path / LABEL_MODEL)

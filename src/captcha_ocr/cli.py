@@ -820,9 +820,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "at a time with the model's reading pre-filled; Enter accepts. Labels "
                         "are written to DATA_DIR/labels.csv as you go.")
     lb.add_argument("data_dir", help="folder of captcha images (labels.csv is written there)")
-    lb.add_argument("--model", default="base",
+    lb.add_argument("--model", default=None,
                     help="model that pre-fills readings: a model directory, a shipped name, or "
-                         "'none' (default: base)")
+                         "'none' (default: the model the page last trained, DATA_DIR/.label-model, "
+                         "where there is one, else base)")
     lb.add_argument("--order", choices=["confidence", "file"], default="confidence",
                     help="least confident first (default) or file order")
     lb.add_argument("--review", metavar="LIST",

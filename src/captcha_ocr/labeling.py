@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from .data import DatasetError, Sample, link_labeled
 from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
+from .modeldir import FILES
 from .runtime import BASE_MODELS, Reader, Reading, bundled_model_dir
 
 __all__ = ["Labeling", "create_label_app", "read_review_list", "read_review_suggestions",
@@ -43,6 +44,7 @@ STATIC = Path(__file__).with_name("static")
 ORDERS = ("confidence", "file")
 MIN_TRAIN_LABELS = 10  # fewer cannot fill a training and a validation split
 MAX_LINES = 40         # of the training run's output kept for the page
+LABEL_MODEL = ".label-model"  # where the page trains, inside the folder being labeled
 
 
 class Labeling:
@@ -148,7 +150,7 @@ class Trainer:
         self.proc: subprocess.Popen | None = None
         self.lines: list[str] = []
         self.result: str | None = None  # "done", or the failure's last line
-        self.model_dir = labeling.store.folder / ".label-model"
+        self.model_dir = labeling.store.folder / LABEL_MODEL
         self._busy = False  # from start until the new model is in use (or the run failed)
 
     @property
@@ -322,17 +324,28 @@ def read_review_suggestions(path: str | Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def serve_labeling(folder: str | Path, model: str | None = "base", host: str = "127.0.0.1",
+def default_label_model(folder: str | Path) -> str:
+    """The model that pre-fills readings unless one is named: the one the page last
+    trained (``DIR/.label-model``, where complete), else the shipped base."""
+    trained = Path(folder) / LABEL_MODEL
+    return str(trained) if (trained / FILES.info).is_file() else "base"
+
+
+def serve_labeling(folder: str | Path, model: str | None = None, host: str = "127.0.0.1",
                    port: int = 8000, order: str = "confidence", trust_stems: bool = False,
                    open_browser: bool = True, review: list[str] | None = None,
                    suggestions: dict[str, dict[str, Any]] | None = None) -> None:
-    """Load the folder and the model, then serve the page until Ctrl-C or SIGTERM."""
+    """Load the folder and the model (None: ``default_label_model``), then serve the page
+    until Ctrl-C or SIGTERM."""
     import uvicorn
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(message)s")
     store = LabelStore(folder, trust_stems=trust_stems)
     try:
-        reader = Reader.load(model) if model and model != "none" else None
+        model = model or default_label_model(folder)
+        if model != "none":
+            log.info("readings pre-filled by %s", model)
+        reader = Reader.load(model) if model != "none" else None
         labeling = Labeling(store, reader, order, review, suggestions)
         app = create_label_app(labeling)
         url = f"http://{host}:{port}/"
