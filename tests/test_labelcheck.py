@@ -175,3 +175,19 @@ def test_eval_marks_confident_errors_as_labels_to_check(tmp_path, capsys):
     assert f"labels to check: {len(marked)} of the wrong readings" in out
     assert f"{samples[4].path}  {_typo(samples[4].label, 1)} -> {samples[4].label}  label? (" in out
     assert len(discover(folder)) == 30
+
+
+def test_check_labels_reports_each_parts_training_as_it_goes(tmp_path):
+    """The parts train for minutes each on a real folder: on_round tells how far."""
+    from captcha_ocr.crosscheck import check_labels
+
+    folder = tmp_path / "digits"
+    write_style("pastel_digits", folder, 24, seed=65)
+    seen: list[tuple[int, int, int]] = []
+    check_labels(folder, recipe_overrides=dict(steps=5), on_round=lambda *x: seen.append(x))
+    parts = sorted({p for p, _, _ in seen})
+    assert parts == [1, 2]
+    for part in parts:
+        done = [d for p, d, _ in seen if p == part]
+        assert done == list(range(1, len(done) + 1))  # every round, in order
+        assert {n for p, _, n in seen if p == part} == {max(done)}  # of the whole budget

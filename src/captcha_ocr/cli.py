@@ -433,10 +433,34 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
             console.print(f"checking the {n} labels of {a.data_dir}: {a.folds} training runs, "
                           "each reading the labels it did not train on", markup=False, soft_wrap=True)
 
-    result = check_labels(a.data_dir, folds=a.folds, seed=a.seed, threshold=a.min_confidence,
-                          stem_labels=a.stem_labels, names=a.name_labels,
-                          init=None if a.init == "none" else a.init,
-                          on_start=start, on_fold=fold, recipe_overrides=dict(steps=a.steps))
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # a transient bar while each part trains (minutes each): rounds done of the budget's
+    bar = Progress(TextColumn("part {task.fields[part]} of " + str(a.folds) + ": training, round"),
+                   MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), console=console,
+                   transient=True, disable=a.quiet)
+    with bar:
+        task = []  # added once the folder and the start are checked
+
+        def start_and_show(n: int) -> None:
+            start(n)
+            task.append(bar.add_task("", total=None, part=1))
+
+        def round_done(part: int, done: int, rounds: int) -> None:
+            bar.update(task[0], part=part, completed=done, total=rounds)
+
+        def fold_and_reset(f) -> None:
+            fold(f)
+            if f.fold < a.folds:
+                bar.reset(task[0], total=None, part=f.fold + 1)
+            else:
+                bar.remove_task(task[0])
+
+        result = check_labels(a.data_dir, folds=a.folds, seed=a.seed, threshold=a.min_confidence,
+                              stem_labels=a.stem_labels, names=a.name_labels,
+                              init=None if a.init == "none" else a.init,
+                              on_start=start_and_show, on_fold=fold_and_reset, on_round=round_done,
+                              recipe_overrides=dict(steps=a.steps))
     for path, why in result.unreadable:
         console.print(f"skipped {path}: {why}", markup=False, soft_wrap=True)
     if result.agreement is not None and result.agreement < LOW_AGREEMENT:

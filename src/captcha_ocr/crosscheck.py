@@ -89,6 +89,7 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
                  init: str | None = "auto",
                  on_start: Callable[[int], None] | None = None,
                  on_fold: Callable[[FoldResult], None] | None = None,
+                 on_round: Callable[[int, int, int], None] | None = None,
                  recipe_overrides: dict | None = None) -> LabelCheck:
     """Cross-read a folder's labeled images and list the labels to check.
 
@@ -104,6 +105,7 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
         on_start: called with the number of labeled images once the folder and the
             starting model are checked, before the first run.
         on_fold: called after each part is read.
+        on_round: called as each part's training goes: (part, rounds done, rounds in all).
         recipe_overrides: settings of the training recipe (``train.recipe``) to change.
 
     Raises:
@@ -147,8 +149,18 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
             folder = link_labeled([s for s, p in zip(samples, part) if p != k], Path(tmp) / f"train-{k}")
             out = Path(tmp) / f"model-{k}"
             cfg = recipe(arch, finetune=start is not None, seed=seed + k, **(recipe_overrides or {}))
+            rounds = [cfg.epochs]  # the budget's rounds, known once training has looked at the data
+
+            def started(run_cfg, *_, rounds=rounds) -> None:
+                rounds[0] = run_cfg.epochs
+
+            def went(stats, part=k + 1, rounds=rounds) -> None:
+                if on_round:
+                    on_round(part, stats.epoch, rounds[0])
+
             train(folder, out, arch=arch, cfg=cfg, init=start, alphabet=alphabet,
-                  command=f"captcha-ocr check-labels (part {k + 1} of {folds})")
+                  command=f"captcha-ocr check-labels (part {k + 1} of {folds})",
+                  on_start=started, on_epoch=went)
             readings = Reader.load(out).read_many([samples[i].path for i in held])
             for i, r in zip(held, readings):
                 texts[i], conf[i], readable[i] = r.text, r.confidence, r.ok
