@@ -44,6 +44,11 @@ def test_solve_end_to_end_on_arithmetic_captchas(arithmetic, capsys):
         assert truth is not None  # the zoo's labels are expressions
         right += row["answer"] == truth
     assert right >= 10  # the base reads this style at 0.99
+    # text output: three columns on every line, "-" where a reading cannot be solved
+    assert main(["predict", str(arithmetic), "--model", "base", "--solve", "--allow", "+-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 12 and all(len(line.split("\t")) == 3 for line in lines)
+    assert all(line.endswith("\t-") for line in lines)  # signs only: no numbers, no answer
 
 
 def test_allow_only_emits_allowed_characters(base):

@@ -514,7 +514,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
                 row = {"path": str(path)} | (_reading_json(r) if r.ok else {"error": r.error})
                 print(json.dumps(row, ensure_ascii=False), flush=True)
             elif r.ok:
-                shown = r.text if r.answer is None else f"{r.text}\t{r.answer}"
+                shown = r.text if not a.solve else f"{r.text}\t{'-' if r.answer is None else r.answer}"
                 flag = "" if r.accepted else f"\tLOW CONFIDENCE {_floor3(r.confidence)}"
                 print(f"{path}\t{shown}{flag}", flush=True)
             else:
