@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from captcha_ocr.cli import main
+from conftest import make_captchas
 
 
 def run(capsys, *args):
@@ -153,6 +154,9 @@ def test_train_unwritable_out_fails_before_training(capsys, synth_dir, tmp_path)
 def test_predict_empty_folder(capsys, tmp_path):
     rc, _, err = run(capsys, "predict", tmp_path)
     assert_one_line_error(rc, err, "no images found")
+    make_captchas(tmp_path / "site", 2, "abc", (3, 3), seed=1)  # the images one level down
+    rc, _, err = run(capsys, "predict", tmp_path)
+    assert_one_line_error(rc, err, "its subfolder site holds images")
 
 
 def test_provider_cuda_loads_or_says_how_to_get_it(capsys, tmp_path):
@@ -187,3 +191,14 @@ def test_a_missing_extra_is_one_line_saying_what_to_install(tmp_path, synth_dir,
     err = done.stderr.strip()
     assert done.returncode == 1 and len(err.splitlines()) == 1, err
     assert f"needs the {package} package of the [{extra}] extra" in err
+
+
+def test_retraining_says_the_old_int8_network_is_gone(capsys, synth_dir, tmp_path):
+    out = tmp_path / "m"
+    assert main(["train", str(synth_dir), "--out", str(out), "--steps", "5", "-q"]) == 0
+    (out / "model.int8.onnx").write_bytes(b"the old weights' int8 network")
+    capsys.readouterr()
+    assert main(["train", str(synth_dir), "--out", str(out), "--steps", "5", "-q"]) == 0
+    said = capsys.readouterr().out
+    assert "the earlier model.int8.onnx was the old weights' and is gone" in said
+    assert not (out / "model.int8.onnx").exists()

@@ -39,6 +39,9 @@ def test_int8_is_written_recorded_and_read_by_default(base_copy, caps, capsys):
     assert q["int8_accuracy"] >= q["fp32_accuracy"] > 0.8
     auto, fp32 = Reader.load(base_copy), Reader.load(base_copy, precision="fp32")
     assert auto.onnx_file == FILES.int8 and fp32.onnx_file == FILES.onnx
+    assert (auto.precision, fp32.precision) == ("int8", "fp32")
+    assert main(["eval", str(caps), "--model", str(base_copy), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["precision"] == "int8"  # eval says which ran
     files = sorted(caps.glob("*.png"))
     a = [r.text for r in auto.read_many(files)]
     b = [r.text for r in fp32.read_many(files)]

@@ -124,7 +124,7 @@ def test_model_info(client, reader):
     im = reader.info.image
     assert m["image"] == {"height": im.height, "width": im.width, "channels": im.channels,
                           "crop": list(im.crop)}
-    assert m["metrics"] == reader.info.metrics
+    assert m["metrics"] == reader.info.metrics and m["precision"] == "fp32"  # no int8 file
     assert m["limits"]["max_batch"] == 8 and m["limits"]["max_pixels"] == reader.max_pixels
 
 

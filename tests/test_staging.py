@@ -60,7 +60,7 @@ def test_second_train_into_the_same_out_is_refused_while_one_runs(data, tmp_path
     with StagedModelDir(out):  # as a running `train` holds it
         assert main(["train", str(data), "--out", str(out), *TINY]) != 0
     err = capsys.readouterr().err
-    assert "another captcha-ocr process" in err and "choose another --out" in err
+    assert "another captcha-ocr process" in err and "wait for it to finish" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
@@ -141,6 +141,27 @@ def test_kill_at_any_point_leaves_a_loadable_model(data, tmp_path, point):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]
 
 
+def test_sigterm_stops_a_training_as_ctrl_c_does(data, tmp_path):
+    """A service manager's stop ends the run with a line, as Ctrl-C does (the --resume
+    hint follows where a checkpoint was written)."""
+    import signal
+    import time
+
+    out = tmp_path / "m"
+    args = ["train", str(data), "--out", str(out), "--init", "none", "--steps", "4000",
+            "--batch-size", "8", "--threads", "1", "-q"]
+    proc = subprocess.Popen([sys.executable, "-m", "captcha_ocr.cli", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "m.partial").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # into the training loop
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "captcha-ocr train: interrupted" in err and "Traceback" not in err
+
+
 def test_run_without_resume_is_told_about_the_interrupted_one(data, tmp_path, capsys):
     out = tmp_path / "m"
 
@@ -154,7 +175,8 @@ def test_run_without_resume_is_told_about_the_interrupted_one(data, tmp_path, ca
     assert main(["train", str(data), "--out", str(out), *TINY]) != 0
     assert "add --resume to continue it" in capsys.readouterr().err
     assert main(["train", str(data), "--out", str(out), *TINY, "--lr", "0.01", "--resume"]) != 0
-    assert "cannot resume: the config differs" in capsys.readouterr().err
+    assert "cannot resume: the config differs from the interrupted run's (lr 0.003 -> 0.01)" in \
+        capsys.readouterr().err
     assert main(["train", str(data), "--out", str(tmp_path / "other"), *TINY, "--resume"]) != 0
     assert "no interrupted run to resume" in capsys.readouterr().err
 

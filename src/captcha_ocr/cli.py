@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from . import __version__
 from .charset import UnknownCharacterError
 from .config import ARCHS, DEFAULT_ARCH
 from .cpus import MAX_AUTO_WORKERS
-from .data import LABELS_FILE, NAME_SCHEMES, DatasetError, fingerprint, list_images, survey
+from .data import LABELS_FILE, NAME_SCHEMES, DatasetError, fingerprint, list_images, subfolders_hint, survey
 from .labelcheck import CONFIDENT, suspect
 from .metrics import cer, sequence_accuracy
 from .modeldir import FILES, ModelError
@@ -148,6 +149,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     if note and not a.quiet:
         console.print(note, markup=False, soft_wrap=True)
 
+    had_int8 = (Path(a.out) / FILES.int8).is_file()  # replaced with the old weights, if any
     with _EpochProgress(console, cfg.epochs, quiet=a.quiet) as progress:
         def start(cfg, im, start_model, picked) -> None:
             progress.epochs = cfg.epochs
@@ -227,6 +229,9 @@ def cmd_train(a: argparse.Namespace) -> None:
         print(f"time: {time.perf_counter() - t_start:.1f} s in all (the last run {result.seconds:.1f} s)")
     print(f"model: {result.model_dir}")
     print(f"plots: {result.model_dir / FILES.curves}, {result.model_dir / FILES.grid}")
+    if had_int8 and not (result.model_dir / FILES.int8).is_file():
+        print(f"the earlier {FILES.int8} was the old weights' and is gone (readers now run "
+              f"float32); make one for these: captcha-ocr export {a.out} --int8 --data DIR")
 
 
 def _mostly_case(acc: float, ignoring_case: float, n_val: int) -> bool:
@@ -354,7 +359,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
     unknown = {path: chars for path, chars in unknown.items() if chars}
     if unknown and not a.json:
         path, chars = next(iter(unknown.items()))
-        _err_console().print(f"warning: {len(unknown)} labels have characters the model does not "
+        have = "label has" if len(unknown) == 1 else "labels have"
+        _err_console().print(f"warning: {len(unknown)} {have} characters the model does not "
                              f"know (first: {path}: {chars!r}); they count as wrong",
                              markup=False, soft_wrap=True)
     readings = reader.read_many([s.path for s in samples], a.batch_size, options)
@@ -381,7 +387,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     errors = [dict(file=str(s.path), label=s.label, prediction=r.text) | why(s, r) | check(s, r, p)
               for s, r, y, p in zip(samples, readings, labels, preds) if p != y]
     report = dict(n=len(samples), sequence_accuracy=sequence_accuracy(labels, preds),
-                  cer=cer(labels, preds), errors=errors)
+                  cer=cer(labels, preds), precision=reader.precision, errors=errors)
     if options.min_confidence is not None:
         kept = [p == y for r, y, p in zip(readings, labels, preds) if r.ok and r.accepted]
         report["accepted"] = len(kept)
@@ -390,7 +396,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
         print(json.dumps(report, ensure_ascii=False))
         return
     print(f"images: {report['n']}  correct: {report['n'] - len(errors)}  wrong: {len(errors)}"
-          + ("  (case ignored)" if fold else ""))
+          + ("  (case ignored)" if fold else "") + f"  (network: {reader.precision})")
     print(f"sequence accuracy: {report['sequence_accuracy']:.4f}")
     print(f"CER: {report['cer']:.4f}")
     if "accepted" in report:
@@ -399,7 +405,8 @@ def cmd_eval(a: argparse.Namespace) -> None:
               f"{report['n']}, of which right: " + ("-" if acc is None else f"{acc:.4f}"))
     n_check = sum(e.get("label_to_check", False) for e in errors)
     if n_check:
-        print(f"labels to check: {n_check} of the wrong readings have confidence >= {CONFIDENT} "
+        print(f"labels to check: {n_check} of the wrong readings {'has' if n_check == 1 else 'have'} "
+              f"confidence >= {CONFIDENT} "
               "and only characters the labels use (marked 'label?'): the label may be what is wrong")
     for e in errors:
         why = f"  ({e['error']})" if "error" in e else ""
@@ -500,7 +507,9 @@ def cmd_predict(a: argparse.Namespace) -> None:
     reader = _reader(a)
     paths = _expand(a.paths)
     if not paths:
-        raise CLIError(f"no images found in {' '.join(a.paths)} (expected {', '.join(IMAGE_SUFFIXES)})")
+        subfolders = "".join(subfolders_hint(Path(p)) for p in a.paths if Path(p).is_dir())
+        raise CLIError(f"no images found in {' '.join(a.paths)} (expected "
+                       f"{', '.join(IMAGE_SUFFIXES)}){subfolders}")
     from rich.progress import Progress
 
     options = _reading_options(reader, a)
@@ -922,10 +931,18 @@ def _missing_extra(e: ModuleNotFoundError) -> str | None:
             f"{_INSTALL[extra]}")
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in model.json by train
+    if args.command in ("train", "pretrain", "check-labels"):
+        # A service manager's stop (SIGTERM) ends a long run as Ctrl-C does: with a line,
+        # and for train the --resume hint (its checkpoints are written atomically either way).
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         args.func(args)
     except (CLIError, DatasetError, ModelError, ImageError, UnknownCharacterError) as e:

@@ -31,6 +31,7 @@ __all__ = [
     "NameLabels",
     "Sample",
     "discover",
+    "subfolders_hint",
     "copy_groups",
     "file_digest",
     "fingerprint",
@@ -409,7 +410,7 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
     paths = list_images(folder)
     if not paths:
         raise DatasetError(f"{folder}: no images found (expected {', '.join(IMAGE_SUFFIXES)})"
-                           f"{_image_subfolders(folder)}")
+                           f"{subfolders_hint(folder)}")
     csv_path = folder / LABELS_FILE
     rows = read_labels_csv(csv_path) if csv_path.is_file() else {}
     aside = set(read_set_aside(folder / SKIPPED_FILE))
@@ -484,7 +485,7 @@ def _csv_names(csv_path: Path) -> Iterable[str]:
 _BY_NAME = f"{LABELS_FILE} names each image by its file name alone, beside it in the folder given"
 
 
-def _image_subfolders(folder: Path) -> str:
+def subfolders_hint(folder: Path) -> str:
     """"; its subfolders a, b hold images: ..." where images sit one level down (only the
     folder itself is read: a dataset is one folder)."""
     subs = sorted(d.name for d in folder.iterdir() if d.is_dir() and list_images(d))

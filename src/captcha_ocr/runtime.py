@@ -280,6 +280,11 @@ class Reader:
         return f"{self.model_dir.name}@{self.info.files.get(self.onnx_file, '')[:8]}"
 
     @property
+    def precision(self) -> str:
+        """The network that runs: "int8" (``model.int8.onnx``) or "fp32"."""
+        return "int8" if self.onnx_file == FILES.int8 else "fp32"
+
+    @property
     def steps(self) -> int:
         """Time steps T of the network's output: at most T characters can be read."""
         if self._steps is None:

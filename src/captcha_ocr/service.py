@@ -262,7 +262,8 @@ def _query_value(name: str, text: str, schema: dict[str, Any]) -> Any:
             return text.lower() in _TRUE
         value: Any = int(text) if kind == "integer" else float(text) if kind == "number" else text
     except ValueError:
-        raise Refused(400, f"invalid request: query parameter {name!r} must be a {kind}") from None
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise Refused(400, f"invalid request: query parameter {name!r} must be {article} {kind}") from None
     if kind == "string" and not schema["minLength"] <= len(value) <= schema["maxLength"]:
         raise Refused(400, f"invalid request: query parameter {name!r} must have "
                            f"{schema['minLength']}-{schema['maxLength']} characters")
@@ -465,7 +466,7 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         return {"name": model, "alphabet": info.alphabet,
                 "image": {"height": info.image.height, "width": info.image.width,
                           "channels": info.image.channels, "crop": list(info.image.crop)},
-                "arch": info.model.arch, "metrics": info.metrics,
+                "arch": info.model.arch, "precision": reader.precision, "metrics": info.metrics,
                 "limits": {"max_body": max_body, "max_batch_body": batch_body, "max_batch": max_batch,
                            "max_pixels": reader.max_pixels, "max_batch_pixels": max_batch_pixels}}
 

@@ -98,8 +98,8 @@ class StagedModelDir:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise ModelError(f"{self.target}: another captcha-ocr process (pid {holder}) is "
-                             "writing this model directory; wait for it to finish or choose "
-                             "another --out") from None
+                             "writing this model directory; wait for it to finish (or, to "
+                             "train beside it, choose another --out)") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd

@@ -698,8 +698,14 @@ def _check_resume(state: dict, key: dict, where: Path, picked: dict | None = Non
                 raise ModelError(f"{where}: cannot resume: the interrupted run started from "
                                  f"{before}, and --init auto picked {picked['chosen']} this "
                                  f"time; resume with --init {before}")
+            then, now = _jsonish(state["key"][name]), _jsonish(value)
+            fields = ""
+            if isinstance(then, dict) and isinstance(now, dict):  # which settings: lr 0.003 -> 0.01
+                diff = [f"{k} {then.get(k)} -> {now.get(k)}" for k in sorted(set(then) | set(now))
+                        if then.get(k) != now.get(k)]
+                fields = f" ({', '.join(diff[:3])}{', ...' if len(diff) > 3 else ''})" if diff else ""
             raise ModelError(f"{where}: cannot resume: the {name.replace('_', ' ')} differs from "
-                             "the interrupted run's (resume with the same data and options, "
+                             f"the interrupted run's{fields} (resume with the same data and options, "
                              "--stem-labels and --unlabeled-max included, or delete that folder "
                              "to start again)")
 
