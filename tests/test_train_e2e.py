@@ -30,7 +30,8 @@ def test_train_eval_predict(subset, tmp_path, capsys):
 
     assert main(["eval", str(subset), "--model", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report) == {"n", "sequence_accuracy", "cer", "errors"}
+    assert set(report) == {"n", "sequence_accuracy", "cer", "precision", "errors"}
+    assert report["precision"] == "fp32"
     assert report["n"] == 240 and 0 <= report["sequence_accuracy"] <= 1
     assert len(report["errors"]) == round(240 * (1 - report["sequence_accuracy"]))
     # Each wrong reading carries its confidence; a confident one flags the label to check.
