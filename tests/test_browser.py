@@ -13,7 +13,7 @@ from conftest import Server
 
 @pytest.fixture(scope="module")
 def server(trained, tmp_path_factory):
-    s = Server(trained.model_dir, tmp_path_factory.mktemp("server") / "server.log")
+    s = Server(trained.model_dir, tmp_path_factory.mktemp("server") / "server.log", "--workers", "1")
     yield s
     s.stop()
 

@@ -294,7 +294,7 @@ def test_hand_written_labels_csv_blank_lines_spaces_and_dot_slash(synth_dir):
     field, ./name; a row for a name in other case is named with the file it may mean."""
     names = [s.path.name for s in discover(synth_dir)][:3]
     (synth_dir / "labels.csv").write_text(
-        f"file,label\n\n{names[0]}, abc \n./{names[1]},xyz\n{names[2].upper()},q\n\n")
+        f"\nfile,label\n\n{names[0]}, abc \n./{names[1]},xyz\n{names[2].upper()},q\n\n")
     labeling = survey(synth_dir)
     assert [(s.path.name, s.label) for s in labeling.samples] == [(names[0], "abc"), (names[1], "xyz")]
     assert f"1 row of labels.csv for files not here, ignored ({names[2].upper()}: the file is " \
@@ -303,8 +303,8 @@ def test_hand_written_labels_csv_blank_lines_spaces_and_dot_slash(synth_dir):
 
 def test_an_empty_label_in_labels_csv_names_its_line(synth_dir):
     name = discover(synth_dir)[0].path.name
-    (synth_dir / "labels.csv").write_text(f"file,label\n{name},\n")
-    with pytest.raises(DatasetError, match=rf"labels.csv:2: {name} has an empty label; write its text"):
+    (synth_dir / "labels.csv").write_text(f"\nfile,label\n{name},\n")  # a blank line first
+    with pytest.raises(DatasetError, match=rf"labels.csv:3: {name} has an empty label; write its text"):
         survey(synth_dir)
 
 

@@ -107,6 +107,7 @@ def test_a_searched_reading_has_the_same_confidence_at_any_beam_width(seed):
     lp = _random_log_probs(rng, 1, 9, 4, sharp=1.0)
     charset = Charset("abc")
     greedy = decode(lp, charset)[0]
+    by_text: dict[str, set[float]] = {}
     for k in (1, 3, 16):
         got = decode(lp, charset, DecodeOptions(beam=k))[0]
         texts = [t for t, _ in got.alternatives]
@@ -115,8 +116,10 @@ def test_a_searched_reading_has_the_same_confidence_at_any_beam_width(seed):
         assert got.alternatives[0][1] == got.confidence
         probs = [q for _, q in got.alternatives]
         assert probs == sorted(probs, reverse=True) and all(probs <= exact * (1 + 1e-5))  # lower bounds
+        by_text.setdefault(got.text, set()).add(round(got.confidence, 6))
         if got.text == greedy.text:
             assert got.confidence == pytest.approx(greedy.confidence, rel=1e-5)
+    assert all(len(c) == 1 for c in by_text.values()), by_text  # one text, one confidence
 
 
 def test_a_length_alone_gives_no_alternatives():
@@ -141,8 +144,9 @@ def test_options_checked_against_the_alphabet():
         DecodeOptions(allow="1Z").check(charset)
     with pytest.raises(ValueError, match="min length 5 is over max length 4"):
         DecodeOptions(min_length=5, max_length=4).check(charset)
-    with pytest.raises(ValueError, match="lengths must be at least 1, not 0"):
+    with pytest.raises(ValueError, match="max length \\(or length\\) must be at least 1, not 0"):
         DecodeOptions(min_length=0, max_length=0).check(charset)
+    DecodeOptions(min_length=0, max_length=3).check(charset)  # 0: no lower bound, as before
 
 
 def test_greedy_confidence_is_the_text_probability_and_temperature_flattens_it():

@@ -17,6 +17,7 @@ from captcha_ocr.cli import main
 from captcha_ocr.data import DatasetError, discover
 from captcha_ocr.labeling import Labeling, create_label_app, read_review_list, read_review_suggestions
 from captcha_ocr.labels import SKIPPED_FILE, LabelStore
+from captcha_ocr.modeldir import ModelError
 from captcha_ocr.runtime import Reader, bundled_model_dir
 from captcha_ocr.zoo import write_style
 from conftest import Server
@@ -364,3 +365,11 @@ def test_the_page_starts_from_the_model_it_last_trained(tmp_path):
     assert default_label_model(tmp_path) == "base"  # no model.json: not a model (yet)
     shutil.copytree(bundled_model_dir("base"), tmp_path / LABEL_MODEL, dirs_exist_ok=True)
     assert default_label_model(tmp_path) == str(tmp_path / LABEL_MODEL)
+    # damaged (a file changed under it): the page starts from base, and says so
+    from captcha_ocr.labeling import label_reader
+
+    (tmp_path / LABEL_MODEL / "model.onnx").write_bytes(b"damaged")
+    assert label_reader(tmp_path, None).name.startswith("base@")
+    with pytest.raises(ModelError):  # named: its error stands
+        label_reader(tmp_path, str(tmp_path / LABEL_MODEL))
+

@@ -190,4 +190,5 @@ def test_check_labels_reports_each_parts_training_as_it_goes(tmp_path):
     for part in parts:
         done = [d for p, d, _ in seen if p == part]
         assert done == list(range(1, len(done) + 1))  # every round, in order
-        assert {n for p, _, n in seen if p == part} == {max(done)}  # of the whole budget
+        (rounds,) = {n for p, _, n in seen if p == part}  # one budget a part
+        assert max(done) <= rounds

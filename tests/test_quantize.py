@@ -106,8 +106,11 @@ def test_stem_labels_reach_the_int8_check(base_copy, caps, tmp_path, capsys):
         shutil.copy(caps / name, named / f"{label}.png")
     first = rows[0].split(",")[1]
     (named / "labels.csv").write_text(f"file,label\n{first}.png,{first}\n")
+    before = (base_copy / FILES.onnx).stat().st_mtime_ns
     assert main(["export", str(base_copy), "--int8", "--data", str(named)]) == 1
-    assert "1 labeled images; int8 needs at least 20" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "1 labeled images; int8 needs at least 20" in err and "wrote" not in out
+    assert (base_copy / FILES.onnx).stat().st_mtime_ns == before  # checked before writing
     assert main(["export", str(base_copy), "--int8", "--data", str(named), "--stem-labels"]) == 0
     assert (base_copy / FILES.int8).exists()
     assert main(["export", str(base_copy), "--stem-labels"]) == 1

@@ -90,10 +90,11 @@ def test_lengths_the_model_cannot_read_are_one_line(base, capsys, arithmetic):
     assert main(["predict", str(arithmetic), "--model", "base", "--length", "40"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "reads at most 32 characters" in err
-    for option in ("--length", "--min-length", "--max-length"):
+    for option in ("--length", "--max-length"):
         with pytest.raises(SystemExit):
             main(["predict", str(arithmetic), "--model", "base", option, "0"])
         assert f"argument {option}: must be at least 1, not 0" in capsys.readouterr().err
+    assert main(["predict", str(arithmetic), "--model", "base", "--min-length", "0"]) == 0  # no bound
 
 
 def test_an_image_that_fails_is_never_accepted(base, tmp_path):
@@ -103,6 +104,13 @@ def test_an_image_that_fails_is_never_accepted(base, tmp_path):
     assert r.error and r.accepted is False
     (r,) = base.read_many([bad])
     assert r.error and r.accepted is False
+
+
+def test_an_empty_reading_is_never_accepted(base):
+    blank = np.full((1, base.steps, base.charset.n_classes), -30.0, np.float32)
+    blank[..., 0] = 0.0  # every step: the blank
+    (r,) = base.readings(blank)
+    assert r.text == "" and r.ok and r.accepted is False
 
 
 def test_min_confidence_flags_low_readings(arithmetic, capsys):

@@ -152,12 +152,18 @@ def test_sigterm_stops_a_training_as_ctrl_c_does(data, tmp_path):
             "--batch-size", "8", "--threads", "1", "-q"]
     proc = subprocess.Popen([sys.executable, "-m", "captcha_ocr.cli", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "m.partial").is_dir() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1)  # into the training loop
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "m.partial").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (tmp_path / "m.partial").is_dir(), "the run never started"
+        time.sleep(1)  # into the training loop
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err[-2000:]
     assert "captcha-ocr train: interrupted" in err and "Traceback" not in err
 

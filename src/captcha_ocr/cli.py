@@ -12,6 +12,7 @@ import math
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,7 +76,12 @@ COUNT = _at_least(0)
 
 def _workers(text: str) -> int | None:
     """`serve --workers`: a count, or "auto" (None: the service decides)."""
-    return None if text == "auto" else POSITIVE(text)
+    if text == "auto":
+        return None
+    try:
+        return POSITIVE(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e}; or auto") from None
 
 
 def _err_console():
@@ -297,7 +303,7 @@ def _add_reading_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("reading options")
     g.add_argument("--allow", metavar="CHARS", help="only these characters may be read (e.g. 0123456789)")
     g.add_argument("--length", type=POSITIVE, help="the reading has exactly this many characters")
-    g.add_argument("--min-length", type=POSITIVE, help="at least this many characters")
+    g.add_argument("--min-length", type=COUNT, help="at least this many characters")
     g.add_argument("--max-length", type=POSITIVE, help="at most this many characters")
     g.add_argument("--beam", type=COUNT, default=0, metavar="K",
                    help="beam search of width K; with --json, up to K alternatives with "
@@ -445,7 +451,7 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
     # a transient bar while each part trains (minutes each): rounds done of the budget's
     bar = Progress(TextColumn("part {task.fields[part]} of " + str(a.folds) + ": training, round"),
                    MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), console=console,
-                   transient=True, disable=a.quiet)
+                   transient=True, disable=a.quiet or not console.is_terminal)
     with bar:
         task = []  # added once the folder and the start are checked
 
@@ -553,7 +559,10 @@ def cmd_export(a: argparse.Namespace) -> None:
             raise CLIError(f"{flag} is for --int8 --data DIR")
     samples = None
     if a.int8:  # the data's errors before anything is written
+        from .quantize import check_enough
+
         samples = survey(a.data, stem_labels=a.stem_labels, names=a.name_labels).samples
+        check_enough(samples, a.data)
     with StagedModelDir(a.model_dir):  # the directory's lock: not while a train swaps it
         model, info = load_checkpoint(a.model_dir)
         if samples is not None and _trained_on(info, samples):
@@ -845,7 +854,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime_options(v)
     v.add_argument("--workers", type=_workers, default=None, metavar="N|auto",
                    help="processes sharing the port, each with its own model (default: auto, "
-                   f"one per usable core, at most {MAX_AUTO_WORKERS}; 1 with --provider cuda)")
+                   f"one per usable core, at most {MAX_AUTO_WORKERS} and as many as a container's "
+                   "memory limit holds; 1 with --provider cuda)")
     v.set_defaults(func=cmd_serve)
 
     lb = sub.add_parser("label", help="label a folder of captchas in the browser",
@@ -916,17 +926,26 @@ def build_parser() -> argparse.ArgumentParser:
 _EXTRA_OF = {**dict.fromkeys(("torch", "onnx", "safetensors", "matplotlib", "captcha"), "train"),
              **dict.fromkeys(("fastapi", "uvicorn", "multipart", "python_multipart", "httptools",
                               "uvloop", "fastapi_offline"), "serve")}
+# torch's version: the CPU build pinned in pyproject.toml's [train] extra and the Makefile
 _INSTALL = {"train": "pip install torch==2.13.0, then pip install -e '.[train]' (README: "
                      "\"Install by hand\")",
             "serve": "pip install -e '.[serve]'"}
 
 
 def _missing_extra(e: ModuleNotFoundError) -> str | None:
-    """The one-line message for a missing package of an extra, else None."""
+    """The one-line message for a missing package of an extra, else None (also where the
+    package is there and a part of it is not: a broken install, not a missing extra)."""
+    import importlib.util
+
     root = (e.name or "").split(".")[0]
     extra = _EXTRA_OF.get(root)
     if extra is None:
         return None
+    try:
+        if importlib.util.find_spec(root) is not None:
+            return None
+    except (ImportError, ValueError):  # blocked in sys.modules (None), or half there
+        pass
     return (f"this command needs the {root} package of the [{extra}] extra, not installed here: "
             f"{_INSTALL[extra]}")
 
@@ -939,10 +958,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv  # recorded in model.json by train
-    if args.command in ("train", "pretrain", "check-labels"):
+    previous = None
+    if args.command in ("train", "pretrain", "check-labels") and \
+            threading.current_thread() is threading.main_thread():
         # A service manager's stop (SIGTERM) ends a long run as Ctrl-C does: with a line,
         # and for train the --resume hint (its checkpoints are written atomically either way).
-        signal.signal(signal.SIGTERM, _interrupt)
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         args.func(args)
     except (CLIError, DatasetError, ModelError, ImageError, UnknownCharacterError) as e:
@@ -959,6 +980,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -284,6 +284,8 @@ def read_labels_csv(path: Path) -> dict[str, str]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:  # a BOM (Excel's UTF-8) is fine
             lines = f.read().splitlines(keepends=True)
+        skip = next((i for i, line in enumerate(lines) if line.strip()), len(lines))  # blank lines first
+        lines = lines[skip:]
         sep = next((d for d in ",\t;" if lines and d in lines[0]), ",")
         rows = list(csv.reader(lines, delimiter=sep))
     except UnicodeDecodeError as e:
@@ -297,7 +299,7 @@ def read_labels_csv(path: Path) -> dict[str, str]:
                            f"not {got!r}")
     labels: dict[str, str] = {}
     first: dict[str, int] = {}
-    for n, row in enumerate(rows[1:], start=2):
+    for n, row in enumerate(rows[1:], start=2 + skip):
         row = [c.strip() for c in row]  # spaces around a field are a hand edit's, not the label's
         if not any(row):
             continue  # a blank line (a trailing one, say)
@@ -347,11 +349,11 @@ class Labeling:
     unlabeled: list[Path]  # images labels.csv does not name (and stem labels were not asked)
     set_aside: set[str]  # names labels-skipped.csv sets aside: neither labeled nor unlabeled
     absent: int = 0  # rows of labels.csv naming files that are not in the folder (ignored)
-    absent_example: str = ""  # "0007.PNG, sub/0008.png": the first of them
     by_file_name: int = 0  # samples labeled by their file stems (no labels.csv, or stem_labels)
     names: str = ""  # how those file names carry labels (``NameLabels.scheme``), "" for none
     name_example: str = ""  # "2b6c_1700000962.png -> 2b6c": one of them
     names_cut: int = 0  # file names of which only a part is the label (the rest an id)
+    absent_example: str = ""  # "0007.PNG, sub/0008.png": the first rows naming absent files
 
     def record(self) -> dict:
         """Where the labels came from, as ``model.json`` records it."""
@@ -452,9 +454,9 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
     by_file_name = sum(s.path.name not in rows for s in samples)
     cut = [p for p in by_name if scheme(p.stem) != p.stem]  # names with a part that is no label
     example = f"{cut[0].name} -> {scheme(cut[0].stem)}" if cut else ""
-    return Labeling(folder, samples, unlabeled, set_aside, len(absent),
-                    _absent_example(absent, present), by_file_name,
-                    scheme.scheme if by_file_name else "", example, len(cut))
+    return Labeling(folder, samples, unlabeled, set_aside, len(absent), by_file_name,
+                    scheme.scheme if by_file_name else "", example, len(cut),
+                    _absent_example(absent, present))
 
 
 def _absent_example(absent: list[str], present: set[str]) -> str:

@@ -96,8 +96,10 @@ class DecodeOptions:
                 raise ValueError(f"allowed characters {bad!r} are not in the model's alphabet "
                                  f"{charset.alphabet!r}")
         lo, hi = self.min_length, self.max_length
-        if (lo is not None and lo < 1) or (hi is not None and hi < 1):
-            raise ValueError(f"lengths must be at least 1, not {lo if lo is not None and lo < 1 else hi}")
+        if lo is not None and lo < 0:
+            raise ValueError(f"min length must be at least 0, not {lo}")
+        if hi is not None and hi < 1:  # an empty reading is nothing to submit
+            raise ValueError(f"max length (or length) must be at least 1, not {hi}")
         if lo is not None and hi is not None and lo > hi:
             raise ValueError(f"min length {lo} is over max length {hi}")
         if self.beam < 0:

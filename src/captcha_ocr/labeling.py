@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from .data import DatasetError, Sample, link_labeled
 from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
-from .modeldir import FILES
+from .modeldir import FILES, ModelError
 from .runtime import BASE_MODELS, Reader, Reading, bundled_model_dir
 
 __all__ = ["Labeling", "create_label_app", "read_review_list", "read_review_suggestions",
@@ -331,6 +331,23 @@ def default_label_model(folder: str | Path) -> str:
     return str(trained) if (trained / FILES.info).is_file() else "base"
 
 
+def label_reader(folder: str | Path, model: str | None) -> Reader | None:
+    """The Reader that pre-fills readings: ``model`` (a directory, a shipped name, or
+    "none": no reader), or where None ``default_label_model``; a damaged model the page
+    trained itself falls back to base, with a warning."""
+    named, model = model, model or default_label_model(folder)
+    try:
+        reader = Reader.load(model) if model != "none" else None
+    except ModelError as e:
+        if named:
+            raise
+        log.warning("%s; the page starts from base instead", e)
+        model, reader = "base", Reader.load("base")
+    if reader is not None:
+        log.info("readings pre-filled by %s", model)
+    return reader
+
+
 def serve_labeling(folder: str | Path, model: str | None = None, host: str = "127.0.0.1",
                    port: int = 8000, order: str = "confidence", trust_stems: bool = False,
                    open_browser: bool = True, review: list[str] | None = None,
@@ -342,10 +359,7 @@ def serve_labeling(folder: str | Path, model: str | None = None, host: str = "12
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(message)s")
     store = LabelStore(folder, trust_stems=trust_stems)
     try:
-        model = model or default_label_model(folder)
-        if model != "none":
-            log.info("readings pre-filled by %s", model)
-        reader = Reader.load(model) if model != "none" else None
+        reader = label_reader(folder, model)
         labeling = Labeling(store, reader, order, review, suggestions)
         app = create_label_app(labeling)
         url = f"http://{host}:{port}/"

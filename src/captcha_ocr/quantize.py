@@ -21,7 +21,7 @@ from .metrics import sequence_accuracy
 from .modeldir import FILES, ModelError, ModelInfo, atomic_write, sha256_file
 from .preprocess import ImageError
 
-__all__ = ["CALIBRATION_IMAGES", "CHECK_IMAGES", "quantize_model"]
+__all__ = ["CALIBRATION_IMAGES", "CHECK_IMAGES", "MIN_IMAGES", "check_enough", "quantize_model"]
 
 CALIBRATION_IMAGES = 200  # images whose activations set the int8 ranges
 CHECK_IMAGES = 1000  # other images read by both networks (at most)
@@ -38,6 +38,16 @@ def _arrays(reader, samples: list[Sample]) -> tuple[np.ndarray, list[str]]:
     if not xs:
         return np.zeros((0,), np.float32), []
     return np.stack(xs).astype(np.float32), labels
+
+
+MIN_IMAGES = 20  # half to calibrate, half to check
+
+
+def check_enough(samples: list[Sample], data_dir: str | Path) -> None:
+    """Raises ``ModelError`` where ``samples`` are too few to calibrate and check int8."""
+    if len(samples) < MIN_IMAGES:
+        raise ModelError(f"{data_dir}: {len(samples)} labeled images; int8 needs at least "
+                         f"{MIN_IMAGES} (half to calibrate, half to check it reads as well)")
 
 
 def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0,
@@ -66,11 +76,9 @@ def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0
     reader = Reader.load(model_dir, precision="fp32", threads=1)
     if samples is None:
         samples = discover(data_dir, stem_labels=stem_labels, names=names)
+    check_enough(samples, data_dir)
     order = np.random.default_rng(seed).permutation(len(samples))
     n_cal = min(CALIBRATION_IMAGES, len(samples) // 2)
-    if n_cal < 10:
-        raise ModelError(f"{data_dir}: {len(samples)} labeled images; int8 needs at least 20 "
-                         "(half to calibrate, half to check it reads as well)")
     calib, _ = _arrays(reader, [samples[i] for i in order[:n_cal]])
     check, labels = _arrays(reader, [samples[i] for i in order[n_cal:n_cal + CHECK_IMAGES]])
     if len(calib) == 0 or len(check) == 0:

@@ -61,7 +61,7 @@ class Reading:
         answer: with ``solve``: the value of the arithmetic expression read, else None.
         answer_error: with ``solve``, why there is no answer.
         accepted: False when ``confidence`` is under ``min_confidence`` (True without
-            one), and where ``error`` is set.
+            one), and where nothing was read (``error`` set, or an empty ``text``).
     """
 
     text: str
@@ -210,7 +210,7 @@ class Reader:
         self.charset = info.charset
         self.max_pixels = max_pixels
         self._input = session.get_inputs()[0].name
-        self._steps: int | None = None  # ``steps``, measured on first use
+        self.steps = self._time_steps()  # at most this many characters can be read
         self._workers = workers or _default_split()[1]
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="captcha-ocr-decode")
 
@@ -284,14 +284,14 @@ class Reader:
         """The network that runs: "int8" (``model.int8.onnx``) or "fp32"."""
         return "int8" if self.onnx_file == FILES.int8 else "fp32"
 
-    @property
-    def steps(self) -> int:
-        """Time steps T of the network's output: at most T characters can be read."""
-        if self._steps is None:
-            image = self.info.image
-            self._steps = int(self.run(np.zeros((1, image.channels, image.height, image.width),
-                                                np.float32)).shape[1])
-        return self._steps
+    def _time_steps(self) -> int:
+        """Time steps T of the network's output (from the graph where it is fixed, else
+        one run on a blank image, at load: never on a request's path)."""
+        t = self.session.get_outputs()[0].shape[1]
+        if isinstance(t, int):
+            return t
+        image = self.info.image
+        return int(self.run(np.zeros((1, image.channels, image.height, image.width), np.float32)).shape[1])
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Raw network: ``(N, C, H, W)`` float32 in [0, 1] -> log-probs ``(N, T, n_classes)``."""
@@ -349,7 +349,9 @@ class Reader:
 
                 solved = solve(d.text)
                 answer, why = solved.answer, solved.error
-            accepted = options.min_confidence is None or d.confidence >= options.min_confidence
+            # nothing read (an all-blank output, or no reading of the asked length): nothing to submit
+            accepted = bool(d.text) and (options.min_confidence is None
+                                         or d.confidence >= options.min_confidence)
             out.append(Reading(d.text, d.confidence, d.char_confidences, None, d.alternatives,
                                answer, why, accepted))
         return out

@@ -237,7 +237,7 @@ _OPTION_PARAMS: list[dict[str, Any]] = [
     {"name": "length", "in": "query", "required": False, "description": "exact length of the reading",
      "schema": {"type": "integer", "minimum": 1, "maximum": 64}},
     {"name": "min_length", "in": "query", "required": False, "description": "at least this many characters",
-     "schema": {"type": "integer", "minimum": 1, "maximum": 64}},
+     "schema": {"type": "integer", "minimum": 0, "maximum": 64}},
     {"name": "max_length", "in": "query", "required": False, "description": "at most this many characters",
      "schema": {"type": "integer", "minimum": 1, "maximum": 64}},
     {"name": "beam", "in": "query", "required": False,
@@ -285,7 +285,7 @@ def _query_options(request: Request, reader: Reader) -> ReadOptions:
         return DEFAULT_OPTIONS
     unknown = sorted(set(query) - set(_OPTION_NAMES))
     if unknown:
-        raise Refused(400, f"invalid request: unknown query parameter {unknown[0]!r} (the reading "
+        raise Refused(400, f"invalid request: unknown query parameter {unknown[0][:40]!r} (the reading "
                            f"options are {', '.join(_OPTION_NAMES)})")
     kwargs = {p["name"]: _query_value(p["name"], query[p["name"]], p["schema"])
               for p in _OPTION_PARAMS if p["name"] in query}
@@ -584,12 +584,13 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
                   timeout_keep_alive=5)
     if workers is None:
         workers = default_workers(provider)
-    log.info("serving on http://%s:%d with %d worker process%s", host, port, workers,
-             "" if workers == 1 else "es")
     if workers <= 1:
-        uvicorn.run(_loaded_app(cfg), **common)
+        app = _loaded_app(cfg)  # a bad model, provider or precision: one line, before serving
+        log.info("serving on http://%s:%d with 1 worker process", host, port)
+        uvicorn.run(app, **common)
         return
     # a bad model, provider or precision: one line, before forking
     Reader.load(model_dir, provider=provider, precision=precision)
+    log.info("serving on http://%s:%d with %d worker processes", host, port, workers)
     os.environ[ENV_CONFIG] = json.dumps(cfg)
     uvicorn.run("captcha_ocr.service:app_from_env", factory=True, workers=workers, **common)

@@ -701,8 +701,8 @@ def _check_resume(state: dict, key: dict, where: Path, picked: dict | None = Non
             then, now = _jsonish(state["key"][name]), _jsonish(value)
             fields = ""
             if isinstance(then, dict) and isinstance(now, dict):  # which settings: lr 0.003 -> 0.01
-                diff = [f"{k} {then.get(k)} -> {now.get(k)}" for k in sorted(set(then) | set(now))
-                        if then.get(k) != now.get(k)]
+                diff = [f"{k} {str(then.get(k))[:20]} -> {str(now.get(k))[:20]}"
+                        for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
                 fields = f" ({', '.join(diff[:3])}{', ...' if len(diff) > 3 else ''})" if diff else ""
             raise ModelError(f"{where}: cannot resume: the {name.replace('_', ' ')} differs from "
                              f"the interrupted run's{fields} (resume with the same data and options, "
