@@ -202,3 +202,21 @@ def test_retraining_says_the_old_int8_network_is_gone(capsys, synth_dir, tmp_pat
     said = capsys.readouterr().out
     assert "the earlier model.int8.onnx was the old weights' and is gone" in said
     assert not (out / "model.int8.onnx").exists()
+
+
+def test_a_resumed_run_says_which_rounds_ran_before():
+    import io
+
+    from rich.console import Console
+
+    from captcha_ocr.cli import _EpochProgress
+    from captcha_ocr.train import EpochStats
+
+    out = io.StringIO()
+    with _EpochProgress(Console(file=out, width=200), 5, quiet=False) as progress:
+        for k in (4, 5):  # rounds 1-3 came from the checkpoint
+            progress.epoch(EpochStats(k, 0.5, 0.6, 0.9, 0.02, 1.0))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "(rounds 1-3 ran before the interruption)"
+    assert lines[1].startswith("epoch   4/5") and lines[2].startswith("epoch   5/5")
+    assert "ran before" not in out.getvalue().split("\n", 1)[1]  # said once

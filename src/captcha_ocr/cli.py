@@ -170,6 +170,9 @@ def cmd_train(a: argparse.Namespace) -> None:
             if picked and picked.get("loss"):  # --init auto: say why
                 losses = ", ".join(f"{k} {v:.3f}" for k, v in picked["loss"].items())
                 start_from += f" (picked by the labels' mean loss per image: {losses})"
+            if a.resume:
+                progress.console.print(f"resuming the interrupted run in {a.out}.partial",
+                                       markup=False, soft_wrap=True)
             progress.console.print(
                 f"training [bold]{a.arch}[/]{start_from} on {data} -> {a.out}: input {im.width}x{im.height} "
                 f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "
@@ -271,6 +274,10 @@ class _EpochProgress:
         self.progress.update(self.task, completed=k, total=total, epoch=self.n, of=self.epochs)
 
     def epoch(self, s) -> None:
+        if self.n == 1 and s.epoch > 1 and not self.quiet:  # the first round shown: a resumed run
+            done = "round 1" if s.epoch == 2 else f"rounds 1-{s.epoch - 1}"
+            self.progress.console.print(f"({done} ran before the interruption)",
+                                        markup=False, soft_wrap=True)
         self.n = s.epoch + 1
         line = (f"epoch {s.epoch:3d}/{self.epochs}  train loss {s.train_loss:.4f}  "
                 f"val loss {s.val_loss:.4f}  val acc {s.val_sequence_accuracy:.3f}  "
