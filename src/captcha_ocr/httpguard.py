@@ -44,6 +44,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._in_head = True      # reading a request line and headers (or waiting for one)
         self._head_bytes = 0
+        self._field_bytes = 0
         self._n_headers = 0
         self._timer: asyncio.TimerHandle | None = None
         self._limit: tuple[int, str] | None = None  # a limit the parser was stopped for
@@ -98,9 +99,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._n_headers += 1
+        # Headers that arrive in one read never reach data_received's count of raw reads:
+        # the parsed fields are counted too (each count alone is at most the true size)
+        self._field_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if self._n_headers > self.max_headers:
             self._limit = (431, f"more than {self.max_headers} request header fields")
             raise ValueError(self._limit[1])  # stops the parser: send_400_response follows
+        if self._field_bytes > self.max_header_bytes:
+            self._limit = (431, f"request headers over the limit of {self.max_header_bytes:,} bytes")
+            raise ValueError(self._limit[1])
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -113,7 +120,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # The next bytes are the next request's: its header clock starts with the first
         # of them (uvicorn's keep-alive timeout covers the wait for it).
         self._disarm()
-        self._in_head, self._head_bytes, self._n_headers = True, 0, 0
+        self._in_head, self._head_bytes, self._field_bytes, self._n_headers = True, 0, 0, 0
         self._events += 1
         super().on_message_complete()
 
