@@ -208,3 +208,23 @@ def test_temperature_changes_the_confidence_never_the_text():
     assert [d.text for d in hot] == [d.text for d in cold]
     assert any(d.text != g.text for d, g in zip(cold, greedy_decode(lp, charset)))
     assert all(h.confidence < c.confidence for h, c in zip(hot, cold) if c.confidence > 0.5)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_searched_readings_character_confidences_follow_its_alignment(seed):
+    """Where the search reads the greedy text, the best path is that text's most probable
+    alignment: the per-character confidences are the greedy ones, repeated characters
+    ("aa", which need a blank between their runs) included."""
+    rng = np.random.default_rng(seed)
+    lp = _random_log_probs(rng, 1, 12, 3, sharp=3.0)  # blank, a, b: repeats are common
+    greedy = decode(lp, CS)[0]
+    searched = decode(lp, CS, DecodeOptions(beam=4))[0]
+    if searched.text == greedy.text and greedy.text:
+        assert searched.char_confidences == pytest.approx(greedy.char_confidences, rel=1e-5)
+
+
+def test_a_repeated_character_gets_its_own_runs_confidence():
+    # a (.9), blank, a (.6): "aa"; the first a's peak is step 0, the second's step 2
+    lp = log_probs([(1, 0.9), (0, 0.9), (1, 0.6)])
+    got = decode(lp, CS, DecodeOptions(min_length=2, max_length=2))[0]
+    assert got.text == "aa" and got.char_confidences == pytest.approx((0.9, 0.6), rel=1e-5)

@@ -333,12 +333,39 @@ def _better_than_greedy(raw: np.ndarray, lp: np.ndarray, charset: Charset, greed
 
 def _char_confidences(lp: np.ndarray, ids: tuple[int, ...]) -> tuple[float, ...]:
     """Per character of a searched reading: its class's highest probability over the
-    steps between the previous character's peak and the next one (for shading)."""
+    steps that emit it in the reading's most probable alignment (Viterbi over the CTC
+    states: blank, c1, blank, c2, ... blank), for shading. A repeated character ("22")
+    needs a blank between its two runs, so each gets its own steps."""
+    if not ids:
+        return ()
+    ext = [BLANK]
+    for c in ids:
+        ext += [c, BLANK]
+    n, t = len(ext), lp.shape[0]
+    rows = lp[:, ext].astype(np.float64).tolist()
+    skip = [k >= 2 and ext[k] != BLANK and ext[k] != ext[k - 2] for k in range(n)]
+    score = [rows[0][0], rows[0][1]] + [_NEG] * (n - 2)
+    back = []  # per step after the first: each state's predecessor
+    for emit in rows[1:]:
+        nxt, came = [_NEG] * n, [0] * n
+        for k in range(n):
+            best, src = score[k], k
+            if k >= 1 and score[k - 1] > best:
+                best, src = score[k - 1], k - 1
+            if skip[k] and score[k - 2] > best:
+                best, src = score[k - 2], k - 2
+            nxt[k], came[k] = best + emit[k], src
+        back.append(came)
+        score = nxt
+    state = n - 1 if n == 1 or score[n - 1] >= score[n - 2] else n - 2
+    path = [state]
+    for came in reversed(back):  # the state of every step, last to first
+        state = came[state]
+        path.append(state)
+    path.reverse()
     probs = np.exp(lp)
-    out, start = [], 0
-    for ch in ids:
-        seg = probs[start:, ch]
-        k = int(seg.argmax()) if len(seg) else 0
-        out.append(float(seg[k]) if len(seg) else 0.0)
-        start += k + 1
+    out = [0.0] * len(ids)
+    for step, k in zip(range(t), path):
+        if k % 2:  # a character's state: 2i + 1
+            out[k // 2] = max(out[k // 2], float(probs[step, ext[k]]))
     return tuple(out)
