@@ -3,6 +3,7 @@ answers, a confidence threshold, case folding, calibration. On the shipped base 
 (pretrained on the style zoo, arithmetic included) and on zoo captchas: no dataset needed."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -104,6 +105,22 @@ def test_an_image_that_fails_is_never_accepted(base, tmp_path):
     assert r.error and r.accepted is False
     (r,) = base.read_many([bad])
     assert r.error and r.accepted is False
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(beam=1.5), "beam must be an integer, not float 1.5"),
+    (dict(length="4"), "length must be an integer, not str '4'"),
+    (dict(min_confidence="0.5"), "min_confidence must be a number"),
+    (dict(allow=5), "allow must be a string"),
+    (dict(solve="yes"), "solve must be True or False"),
+    (dict(beam=1000), "beam must be 0-32, not 1000"),
+])
+def test_options_of_the_wrong_type_or_size_are_read_option_errors(base, kwargs, needle):
+    from captcha_ocr import ReadOptionError as Exported
+
+    with pytest.raises(Exported, match=re.escape(needle)):
+        base.read(np.zeros((32, 128), np.uint8), **kwargs)
+    assert base.options(beam=np.int64(4), length=np.int32(5)).decode.beam == 4  # numpy numbers
 
 
 def test_an_empty_reading_is_never_accepted(base):

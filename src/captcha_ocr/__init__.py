@@ -9,8 +9,8 @@ Reading needs numpy, Pillow and onnxruntime only::
 
 from .modeldir import ModelError
 from .preprocess import ImageError
-from .runtime import Reader, Reading
+from .runtime import Reader, Reading, ReadOptionError
 
 __version__ = "0.1.0"
 
-__all__ = ["ImageError", "ModelError", "Reader", "Reading", "__version__"]
+__all__ = ["ImageError", "ModelError", "ReadOptionError", "Reader", "Reading", "__version__"]

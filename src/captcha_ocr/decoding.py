@@ -22,7 +22,7 @@ import numpy as np
 
 from .charset import BLANK, Charset
 
-__all__ = ["DecodeOptions", "Decoded", "decode", "greedy_decode", "sequence_log_probs", "temper"]
+__all__ = ["MAX_BEAM", "DecodeOptions", "Decoded", "decode", "greedy_decode", "sequence_log_probs", "temper"]
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,9 @@ class DecodeOptions:
             raise ValueError(f"max length (or length) must be at least 1, not {hi}")
         if lo is not None and hi is not None and lo > hi:
             raise ValueError(f"min length {lo} is over max length {hi}")
-        if self.beam < 0:
-            raise ValueError(f"beam must be at least 0, not {self.beam}")
+        if not 0 <= self.beam <= MAX_BEAM:
+            raise ValueError(f"beam must be 0-{MAX_BEAM}, not {self.beam} (its time grows with "
+                             "the width)")
 
     @property
     def searches(self) -> bool:
@@ -194,6 +195,7 @@ def sequence_log_probs(log_probs: np.ndarray, labels: list[list[int]]) -> np.nda
     return np.logaddexp(last, before)
 
 
+MAX_BEAM = 32  # widest beam a reader may ask for (the service's limit too)
 TOP_CHARS = 3  # per step, beam search always considers this many characters at least
 UNSURE = 0.5  # greedy readings this probable or less are checked by a beam search
 UNSURE_BEAM = 4  # its width (4 read as well as 8 and 16 in bench/reading_bench.py)

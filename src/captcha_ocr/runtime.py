@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,21 @@ class ReadOptions:
 
 
 DEFAULT_OPTIONS = ReadOptions()
+
+
+def _check_types(**options) -> None:
+    """A reading option of the wrong type is a ``ReadOptionError`` naming it (not a
+    ``TypeError`` from deep in decoding, nor a string "yes" taken as true)."""
+    kinds = dict(allow=(str, "a string"), length=(Integral, "an integer"),
+                 min_length=(Integral, "an integer"), max_length=(Integral, "an integer"),
+                 beam=(Integral, "an integer"), solve=(bool, "True or False"),
+                 min_confidence=(Real, "a number"))
+    for name, value in options.items():
+        if value is None and name not in ("beam", "solve"):
+            continue
+        kind, want = kinds[name]
+        if not isinstance(value, kind) or (name != "solve" and isinstance(value, bool)):
+            raise ReadOptionError(f"{name} must be {want}, not {type(value).__name__} {value!r}"[:200])
 
 
 def _failed(error: str) -> Reading:
@@ -318,6 +334,12 @@ class Reader:
             ReadOptionError: characters outside the alphabet, lengths under 1, inconsistent
                 or over what the model can read, a confidence outside [0, 1].
         """
+        _check_types(allow=allow, length=length, min_length=min_length, max_length=max_length,
+                     beam=beam, solve=solve, min_confidence=min_confidence)
+        length, min_length, max_length = (None if v is None else int(v)  # numpy ints too
+                                          for v in (length, min_length, max_length))
+        beam = int(beam)
+        min_confidence = None if min_confidence is None else float(min_confidence)
         if length is not None:
             if min_length is not None or max_length is not None:
                 raise ReadOptionError("give a length, or a min and max length, not both")

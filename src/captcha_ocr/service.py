@@ -45,6 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .batcher import MAX_BATCH, MAX_WAIT_MS, MicroBatcher, Unavailable, item_error
 from .cpus import default_workers
+from .decoding import MAX_BEAM
 from .httperrors import add_json_errors, json_error
 from .preprocess import DEFAULT_MAX_PIXELS, image_size
 from .runtime import DEFAULT_OPTIONS, ImageError, Reader, Reading, ReadOptionError, ReadOptions
@@ -242,7 +243,7 @@ _OPTION_PARAMS: list[dict[str, Any]] = [
      "schema": {"type": "integer", "minimum": 1, "maximum": 64}},
     {"name": "beam", "in": "query", "required": False,
      "description": "beam search width; up to this many alternatives (0: greedy)",
-     "schema": {"type": "integer", "minimum": 0, "maximum": 32, "default": 0}},
+     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BEAM, "default": 0}},
     {"name": "solve", "in": "query", "required": False,
      "description": "also return the answer of an arithmetic captcha",
      "schema": {"type": "boolean", "default": False}},
