@@ -63,6 +63,13 @@ def test_path_array_and_bytes_agree(tmp_path):
     a = preprocess(tmp_path / "x.png", CFG)
     assert np.array_equal(a, preprocess(np.asarray(img), CFG))
     assert np.array_equal(a, preprocess((tmp_path / "x.png").read_bytes(), CFG))
+    assert np.array_equal(a, preprocess(np.asarray(img)[:, :, None], CFG))  # (H, W, 1)
+    with open(tmp_path / "x.png", "rb") as f:  # a binary file object
+        assert np.array_equal(a, preprocess(f, CFG))
+    with open(tmp_path / "x.png") as f, pytest.raises(ImageError, match="open it in binary mode"):
+        preprocess(f, CFG)
+    with pytest.raises(ImageError, match=r"array of shape \(10,\) is not an image"):
+        preprocess(np.zeros(10, np.uint8), CFG)  # was read as a 10x1 image
 
 
 def test_truncated_png_is_image_error():

@@ -167,7 +167,7 @@ class ModelInfo:
             ModelError: the file is missing, unrecorded, or does not match its checksum.
         """
         path = _inside(model_dir, name)
-        remedy = f"re-create it with 'captcha-ocr export {model_dir}'"
+        remedy = f"re-create it with 'captcha-ocr export {model_dir}' (the train extra: torch)"
         if name == FILES.int8:
             remedy = (f"re-create it with 'captcha-ocr export {model_dir} --int8 --data DIR' (labeled "
                       "images of the site), or read with --precision fp32")

@@ -19,7 +19,7 @@ import os
 import stat
 import warnings
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -37,7 +37,8 @@ DEFAULT_MAX_PIXELS = 4_000_000
 # Checked before a file is read: 4 Mpx of uncompressed 32-bit BMP is 16 MB.
 MAX_FILE_BYTES = 32 * 1024 * 1024
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]  # noqa: UP007
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image,  # noqa: UP007
+                    np.ndarray]
 
 
 class ImageError(ValueError):
@@ -58,8 +59,8 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     """Step 1: read ``source`` (path, encoded bytes, PIL image or array) into a decoded PIL image.
 
     Args:
-        source: a file path, the bytes of an encoded image, a PIL image, or an
-            ``(H, W)`` / ``(H, W, 3|4)`` uint8 array.
+        source: a file path, the bytes of an encoded image (or a binary file object
+            holding them), a PIL image, or an ``(H, W)`` / ``(H, W, 1|3|4)`` uint8 array.
         max_pixels: refuse larger images from their header, before decoding (None: no limit).
 
     Returns:
@@ -77,11 +78,24 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     if isinstance(source, np.ndarray):
         if source.dtype not in (np.uint8, np.uint16):
             raise ImageError(f"array of dtype {source.dtype}: pass uint8 (0-255) or uint16 pixels")
+        if source.ndim == 3 and source.shape[2] == 1:
+            source = source[:, :, 0]  # (H, W, 1): grey
+        if source.ndim not in (2, 3):
+            raise ImageError(f"array of shape {source.shape} is not an image: pass (H, W) or "
+                             "(H, W, 1) grey, or (H, W, 3|4) colour pixels")
         try:
             return Image.fromarray(source)
         except (TypeError, ValueError) as e:
             raise ImageError(f"array of shape {source.shape} and dtype {source.dtype} "
                              f"is not an image: {e}") from None
+    if hasattr(source, "read") and not isinstance(source, (str, os.PathLike)):
+        try:
+            source = source.read()  # an open file or BytesIO: its bytes
+        except (UnicodeDecodeError, OSError, ValueError) as e:  # text mode, closed, unreadable
+            raise ImageError(f"file object: cannot read it ({_one_line(e)}); open it in binary "
+                             "mode ('rb')") from None
+        if not isinstance(source, (bytes, bytearray)):
+            raise ImageError("file object: open it in binary mode ('rb')")
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError("empty image data")
