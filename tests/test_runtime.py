@@ -154,3 +154,12 @@ def test_lazy_pil_image_and_float_array_are_image_errors(reader, val_images, tmp
     with Image.open(trunc) as lazy:
         out = reader.read_many([lazy, val_images[0][1]])
     assert [r.ok for r in out] == [False, True]
+
+
+def test_a_model_name_that_is_neither_a_folder_nor_shipped_lists_the_shipped(tmp_path, monkeypatch):
+    shipped = r"'nope': no such model directory, .*\(base, base2, captcha_images_v2\)"
+    with pytest.raises(ModelError, match=shipped):
+        Reader.load("nope")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base").mkdir()  # a folder of that name, but no model: the shipped one loads
+    assert Reader.load("base").name.startswith("base@")

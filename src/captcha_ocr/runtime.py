@@ -260,8 +260,14 @@ class Reader:
             if not (model_dir / FILES.info).is_file():
                 raise ModelError("no bundled model in this install; pass a model directory "
                                  "(--model DIR) written by 'captcha-ocr train'")
-        elif not Path(model_dir).is_dir() and (bundled_model_dir(str(model_dir)) / FILES.info).is_file():
-            model_dir = bundled_model_dir(str(model_dir))  # a shipped model by name: "base"
+        elif not (Path(model_dir) / FILES.info).is_file():
+            if (bundled_model_dir(str(model_dir)) / FILES.info).is_file():
+                model_dir = bundled_model_dir(str(model_dir))  # a shipped model by name: "base"
+            elif not str(model_dir).strip() or not Path(model_dir).is_dir():
+                shipped = ", ".join(sorted(p.name for p in bundled_model_dir().parent.iterdir()
+                                           if (p / FILES.info).is_file()))
+                raise ModelError(f"{str(model_dir)!r}: no such model directory, and no model of "
+                                 f"that name ships with captcha-ocr ({shipped})")
         model_dir = Path(model_dir)
         info = ModelInfo.load(model_dir)
         has_int8 = FILES.int8 in info.files and info.int8.get("onnx") == info.files.get(FILES.onnx)
