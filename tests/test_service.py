@@ -228,6 +228,11 @@ def test_batch_bad_json_400(client, body):
     assert_refused(r, 400)
 
 
+def test_a_batch_sent_under_the_singular_field_name_says_the_plural(client, images):
+    files = [("image", ("0.png", images[0], "image/png"))]
+    assert_refused(client.post("/v1/read-batch", files=files), 400, "named 'images' (each one, not 'image')")
+
+
 def test_unknown_path_and_method_are_json(client):
     assert_refused(client.get("/nope"), 404)
     assert_refused(client.get("/v1/read"), 405)

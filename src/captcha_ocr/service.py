@@ -447,7 +447,9 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         else:  # parsing and base64 take a while for big bodies: off the event loop
             items = await asyncio.to_thread(_json_items, body, max_batch)
         if not items:
-            raise Refused(400, "no images in the request")
+            raise Refused(400, "no images in the request: send them as multipart file fields "
+                               "named 'images' (each one, not 'image'), or JSON "
+                               '{"images": [base64, ...]}')
         if len(items) > max_batch:
             raise Refused(413, f"{len(items)} images, over the batch limit of {max_batch}")
         pixels = await asyncio.to_thread(_total_pixels, items)
