@@ -137,6 +137,13 @@ def test_huge_header_is_431(server, size):
     assert status == 431 and "over the limit of 65,536 bytes" in error
 
 
+def test_a_long_request_line_counts_toward_the_header_limit(server):
+    answer = _raw(server.port, b"GET /healthz?q=" + b"a" * 40_000 + b" HTTP/1.1\r\nhost: x\r\nx-big: "
+                  + b"a" * 30_000 + b"\r\n\r\n")
+    status, error = _status_and_error(answer)
+    assert status == 431 and "over the limit of 65,536 bytes" in error
+
+
 def test_headers_under_the_limit_pass(server):
     answer = _raw(server.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\nx-big: "
                   + b"a" * 60_000 + b"\r\n\r\n")

@@ -170,9 +170,6 @@ def cmd_train(a: argparse.Namespace) -> None:
             if picked and picked.get("loss"):  # --init auto: say why
                 losses = ", ".join(f"{k} {v:.3f}" for k, v in picked["loss"].items())
                 start_from += f" (picked by the labels' mean loss per image: {losses})"
-            if a.resume:
-                progress.console.print(f"resuming the interrupted run in {a.out}.partial",
-                                       markup=False, soft_wrap=True)
             progress.console.print(
                 f"training [bold]{a.arch}[/]{start_from} on {data} -> {a.out}: input {im.width}x{im.height} "
                 f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "

@@ -97,17 +97,25 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         status, message = self._limit or (400, "malformed HTTP request")
         self._refuse(status, message)
 
+    def _count_parsed(self, n: int) -> None:
+        """Headers that arrive in one read never reach data_received's count of raw
+        reads: the parsed request line and fields are counted too (each count alone is
+        at most the true size)."""
+        self._field_bytes += n
+        if self._field_bytes > self.max_header_bytes:
+            self._limit = (431, f"request headers over the limit of {self.max_header_bytes:,} bytes")
+            raise ValueError(self._limit[1])  # stops the parser: send_400_response follows
+
+    def on_url(self, url: bytes) -> None:
+        self._count_parsed(len(url))
+        super().on_url(url)
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._n_headers += 1
-        # Headers that arrive in one read never reach data_received's count of raw reads:
-        # the parsed fields are counted too (each count alone is at most the true size)
-        self._field_bytes += len(name) + len(value) + 4  # ": " and CRLF
         if self._n_headers > self.max_headers:
             self._limit = (431, f"more than {self.max_headers} request header fields")
             raise ValueError(self._limit[1])  # stops the parser: send_400_response follows
-        if self._field_bytes > self.max_header_bytes:
-            self._limit = (431, f"request headers over the limit of {self.max_header_bytes:,} bytes")
-            raise ValueError(self._limit[1])
+        self._count_parsed(len(name) + len(value) + 3)  # ":" and CRLF at least
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
