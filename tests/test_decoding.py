@@ -217,14 +217,15 @@ def test_a_searched_readings_character_confidences_follow_its_alignment(seed):
     ("aa", which need a blank between their runs) included."""
     rng = np.random.default_rng(seed)
     lp = _random_log_probs(rng, 1, 12, 3, sharp=3.0)  # blank, a, b: repeats are common
-    greedy = decode(lp, CS)[0]
+    greedy = greedy_decode(lp, CS)[0]  # the best path itself, never re-read by a search
     searched = decode(lp, CS, DecodeOptions(beam=4))[0]
     if searched.text == greedy.text and greedy.text:
         assert searched.char_confidences == pytest.approx(greedy.char_confidences, rel=1e-5)
 
 
 def test_a_repeated_character_gets_its_own_runs_confidence():
-    # a (.9), blank, a (.6): "aa"; the first a's peak is step 0, the second's step 2
-    lp = log_probs([(1, 0.9), (0, 0.9), (1, 0.6)])
+    # a (.6), blank, a (.9): "aa"; the first a's own step is 0, the second's step 2 (a
+    # search from the first a to the end took the second's .9, and gave the second 0)
+    lp = log_probs([(1, 0.6), (0, 0.9), (1, 0.9)])
     got = decode(lp, CS, DecodeOptions(min_length=2, max_length=2))[0]
-    assert got.text == "aa" and got.char_confidences == pytest.approx((0.9, 0.6), rel=1e-5)
+    assert got.text == "aa" and got.char_confidences == pytest.approx((0.6, 0.9), rel=1e-5)

@@ -120,7 +120,13 @@ def test_options_of_the_wrong_type_or_size_are_read_option_errors(base, kwargs, 
 
     with pytest.raises(Exported, match=re.escape(needle)):
         base.read(np.zeros((32, 128), np.uint8), **kwargs)
-    assert base.options(beam=np.int64(4), length=np.int32(5)).decode.beam == 4  # numpy numbers
+
+
+def test_numpy_numbers_are_options_as_python_ones(base):
+    o = base.options(beam=np.int64(4), length=np.int32(5), solve=np.True_,
+                     min_confidence=np.float32(0.5))
+    assert type(o.decode.beam) is int and type(o.decode.min_length) is int
+    assert o.solve is True and type(o.min_confidence) is float
 
 
 def test_an_empty_reading_is_never_accepted(base):

@@ -167,7 +167,8 @@ class ModelInfo:
             ModelError: the file is missing, unrecorded, or does not match its checksum.
         """
         path = _inside(model_dir, name)
-        remedy = f"re-create it with 'captcha-ocr export {model_dir}' (the train extra: torch)"
+        remedy = (f"re-create it with 'captcha-ocr export {model_dir}' (export needs the train extra, "
+                  "torch; a model shipped in the package: reinstall captcha-ocr)")
         if name == FILES.int8:
             remedy = (f"re-create it with 'captcha-ocr export {model_dir} --int8 --data DIR' (labeled "
                       "images of the site), or read with --precision fp32")

@@ -89,13 +89,7 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             raise ImageError(f"array of shape {source.shape} and dtype {source.dtype} "
                              f"is not an image: {e}") from None
     if hasattr(source, "read") and not isinstance(source, (str, os.PathLike)):
-        try:
-            source = source.read()  # an open file or BytesIO: its bytes
-        except (UnicodeDecodeError, OSError, ValueError) as e:  # text mode, closed, unreadable
-            raise ImageError(f"file object: cannot read it ({_one_line(e)}); open it in binary "
-                             "mode ('rb')") from None
-        if not isinstance(source, (bytes, bytearray)):
-            raise ImageError("file object: open it in binary mode ('rb')")
+        source = _read_file_object(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError("empty image data")
@@ -125,6 +119,26 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     except Exception as e:  # noqa: BLE001 - a decoder's failure, whatever its type, is this image's
         raise ImageError(f"{_name(source)}: cannot decode image ({_one_line(e)})") from None
     return img
+
+
+def _read_file_object(f) -> bytes:
+    """The bytes of an open binary file (or ``BytesIO``), at most one over the size
+    limit (the check that follows refuses more), as one-line ``ImageError``s."""
+    name = str(getattr(f, "name", "file object"))
+    try:
+        data = f.read(MAX_FILE_BYTES + 1)
+    except UnicodeDecodeError:
+        raise ImageError(f"{name}: opened as text; open it in binary mode ('rb')") from None
+    except (OSError, ValueError) as e:  # closed, unreadable
+        raise ImageError(f"{name}: cannot read it ({_one_line(e)})") from None
+    if isinstance(data, str):
+        raise ImageError(f"{name}: opened as text; open it in binary mode ('rb')")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ImageError(f"{name}: read() gave {type(data).__name__}, not bytes (an async file? "
+                         "read its bytes first)")
+    if len(data) == 0:
+        raise ImageError(f"{name}: nothing left to read (at its end? seek(0) first)")
+    return bytes(data)
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:

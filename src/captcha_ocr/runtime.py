@@ -43,6 +43,32 @@ def _default_split() -> tuple[int, int]:
     return infer, max(1, cores - infer)
 
 
+def shipped_models() -> list[str]:
+    """The names of the models shipped in the package ("base", ...)."""
+    root = bundled_model_dir().parent
+    return sorted(p.name for p in root.iterdir() if (p / FILES.info).is_file()) if root.is_dir() else []
+
+
+def _resolve_model(model_dir: str | Path) -> Path:
+    """A model directory from what a user gave: a folder (``~`` expanded) holding a
+    ``model.json``, else a shipped model of that bare name; what is neither is left to
+    ``ModelInfo.load`` to name (a folder without ``model.json``), or refused here."""
+    given = str(model_dir)
+    path = Path(given).expanduser()
+    if (path / FILES.info).is_file():
+        return path
+    if given in shipped_models():  # a bare name ("base"), never a path that happens to fit
+        return bundled_model_dir(given)
+    if path.is_file():
+        raise ModelError(f"{given}: a file, not a model directory: pass the folder that holds "
+                         f"{FILES.info} and {FILES.onnx}")
+    if not given.strip() or not path.is_dir():
+        shipped = ", ".join(shipped_models()) or "none in this install"
+        raise ModelError(f"{given!r}: no such model directory, and no model of that name ships "
+                         f"with captcha-ocr ({shipped})")
+    return path
+
+
 def bundled_model_dir(name: str = BUNDLED_MODEL) -> Path:
     """Where the pretrained model shipped with the package lives."""
     return Path(__file__).parent / "models" / name
@@ -120,14 +146,15 @@ def _check_types(**options) -> None:
     ``TypeError`` from deep in decoding, nor a string "yes" taken as true)."""
     kinds = dict(allow=(str, "a string"), length=(Integral, "an integer"),
                  min_length=(Integral, "an integer"), max_length=(Integral, "an integer"),
-                 beam=(Integral, "an integer"), solve=(bool, "True or False"),
+                 beam=(Integral, "an integer"), solve=((bool, np.bool_), "True or False"),
                  min_confidence=(Real, "a number"))
     for name, value in options.items():
         if value is None and name not in ("beam", "solve"):
             continue
         kind, want = kinds[name]
-        if not isinstance(value, kind) or (name != "solve" and isinstance(value, bool)):
-            raise ReadOptionError(f"{name} must be {want}, not {type(value).__name__} {value!r}"[:200])
+        if not isinstance(value, kind) or (name != "solve" and isinstance(value, (bool, np.bool_))):
+            shown = " ".join(repr(value).split())[:60]  # one line, short
+            raise ReadOptionError(f"{name} must be {want}, not {type(value).__name__} {shown}")
 
 
 def _failed(error: str) -> Reading:
@@ -260,15 +287,8 @@ class Reader:
             if not (model_dir / FILES.info).is_file():
                 raise ModelError("no bundled model in this install; pass a model directory "
                                  "(--model DIR) written by 'captcha-ocr train'")
-        elif not (Path(model_dir) / FILES.info).is_file():
-            if (bundled_model_dir(str(model_dir)) / FILES.info).is_file():
-                model_dir = bundled_model_dir(str(model_dir))  # a shipped model by name: "base"
-            elif not str(model_dir).strip() or not Path(model_dir).is_dir():
-                shipped = ", ".join(sorted(p.name for p in bundled_model_dir().parent.iterdir()
-                                           if (p / FILES.info).is_file()))
-                raise ModelError(f"{str(model_dir)!r}: no such model directory, and no model of "
-                                 f"that name ships with captcha-ocr ({shipped})")
-        model_dir = Path(model_dir)
+        else:
+            model_dir = _resolve_model(model_dir)
         info = ModelInfo.load(model_dir)
         has_int8 = FILES.int8 in info.files and info.int8.get("onnx") == info.files.get(FILES.onnx)
         if precision == "int8" and not has_int8:
@@ -337,15 +357,19 @@ class Reader:
             min_confidence: flag readings below it (``accepted=False``).
 
         Raises:
-            ReadOptionError: characters outside the alphabet, lengths under 1, inconsistent
-                or over what the model can read, a confidence outside [0, 1].
+            ReadOptionError: an option of the wrong type, characters outside the alphabet,
+                lengths under 1, inconsistent or over what the model can read, a beam
+                outside 0-32, a confidence outside [0, 1].
         """
         _check_types(allow=allow, length=length, min_length=min_length, max_length=max_length,
                      beam=beam, solve=solve, min_confidence=min_confidence)
         length, min_length, max_length = (None if v is None else int(v)  # numpy ints too
                                           for v in (length, min_length, max_length))
-        beam = int(beam)
-        min_confidence = None if min_confidence is None else float(min_confidence)
+        beam, solve = int(beam), bool(solve)
+        try:
+            min_confidence = None if min_confidence is None else float(min_confidence)
+        except OverflowError:
+            raise ReadOptionError("min confidence must be in [0, 1], not a number that large") from None
         if length is not None:
             if min_length is not None or max_length is not None:
                 raise ReadOptionError("give a length, or a min and max length, not both")
