@@ -18,7 +18,7 @@ from .charset import BLANK, Charset
 from .config import DEFAULT_ARCH, ImageConfig, ModelConfig
 from .model import CRNN, build_model
 from .modeldir import FILES, ModelError, ModelInfo
-from .runtime import BASE_MODELS, bundled_model_dir
+from .runtime import BASE_MODELS, resolve_model, shipped_models
 
 __all__ = ["BASES", "InitModel", "input_overrides", "load_init", "load_inits", "transfer"]
 
@@ -54,18 +54,16 @@ def load_init(name: str | Path) -> InitModel:
     """
     from safetensors.torch import load as st_load
 
-    choices = ("try 'auto', 'base', 'base2', 'captcha_images_v2', 'none', or a folder written "
-               "by 'captcha-ocr train'")
+    choices = (f"try 'auto', {', '.join(repr(m) for m in shipped_models())}, 'none', or a folder "
+               "written by 'captcha-ocr train'")
     if not str(name).strip():
         raise ModelError(f"--init is empty: {choices}")
-    path, bundled = Path(name), bundled_model_dir(str(name))
-    if not (path / FILES.info).is_file():  # no model there: a shipped model of that name
-        if not (bundled / FILES.info).is_file():
-            why = (f"not a model directory (no {FILES.info}); {choices}" if path.is_dir() else
-                   f"no such model directory, and no model of that name ships with "
-                   f"captcha-ocr ({choices})")
-            raise ModelError(f"--init {name}: {why}")
-        path = bundled
+    try:
+        path = resolve_model(name)  # as the Reader finds it: a folder, else a shipped name
+    except ModelError as e:
+        raise ModelError(f"--init {e}") from None
+    if not (path / FILES.info).is_file():
+        raise ModelError(f"--init {name}: not a model directory (no {FILES.info}); {choices}")
     info = ModelInfo.load(path)
     weights = info.verify(path, FILES.weights)
     return InitModel(str(name), path, info, st_load(weights.read_bytes()))

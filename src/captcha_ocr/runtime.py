@@ -49,7 +49,7 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / FILES.info).is_file()) if root.is_dir() else []
 
 
-def _resolve_model(model_dir: str | Path) -> Path:
+def resolve_model(model_dir: str | Path) -> Path:
     """A model directory from what a user gave: a folder (``~`` expanded) holding a
     ``model.json``, else a shipped model of that bare name; what is neither is left to
     ``ModelInfo.load`` to name (a folder without ``model.json``), or refused here."""
@@ -288,7 +288,7 @@ class Reader:
                 raise ModelError("no bundled model in this install; pass a model directory "
                                  "(--model DIR) written by 'captcha-ocr train'")
         else:
-            model_dir = _resolve_model(model_dir)
+            model_dir = resolve_model(model_dir)
         info = ModelInfo.load(model_dir)
         has_int8 = FILES.int8 in info.files and info.int8.get("onnx") == info.files.get(FILES.onnx)
         if precision == "int8" and not has_int8:
