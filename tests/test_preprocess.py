@@ -95,6 +95,15 @@ def test_pixel_limit_checked_from_header():
         preprocess(big, CFG, max_pixels=4_000_000)
 
 
+def test_pixel_limit_holds_for_arrays_and_pil_images_too():
+    with pytest.raises(ImageTooLargeError, match="array: image is 3000x2000"):
+        preprocess(np.zeros((2000, 3000), np.uint8), CFG, max_pixels=4_000_000)
+    lazy = Image.open(io.BytesIO(_png(Image.new("L", (3000, 2000)))))  # not decoded yet
+    with pytest.raises(ImageTooLargeError, match="PIL image: image is 3000x2000"):
+        preprocess(lazy, CFG, max_pixels=4_000_000)
+    assert preprocess(np.zeros((2000, 3000), np.uint8), CFG, max_pixels=None).shape == (1, 50, 200)
+
+
 # ---------------------------------------------------------------- the image gate
 
 

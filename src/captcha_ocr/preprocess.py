@@ -70,6 +70,7 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         ImageError: the source is missing, not an image, truncated or too large.
     """
     if isinstance(source, Image.Image):
+        _check_pixels("PIL image", source.width, source.height, max_pixels)  # before decoding
         try:
             source.load()  # a lazily opened image decodes (and may fail) here
         except Exception as e:  # noqa: BLE001 - whatever the decoder raises
@@ -83,6 +84,7 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         if source.ndim not in (2, 3):
             raise ImageError(f"array of shape {source.shape} is not an image: pass (H, W) or "
                              "(H, W, 1) grey, or (H, W, 3|4) colour pixels")
+        _check_pixels("array", source.shape[1], source.shape[0], max_pixels)
         try:
             return Image.fromarray(source)
         except (TypeError, ValueError) as e:
@@ -105,11 +107,7 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             img = Image.open(fp, formats=FORMATS)
             if img.width == 0 or img.height == 0:
                 raise ImageError(f"{_name(source)}: image is {img.width}x{img.height} pixels (empty)")
-            if max_pixels is not None and img.width * img.height > max_pixels:
-                raise ImageTooLargeError(
-                    f"{_name(source)}: image is {img.width}x{img.height}, over the limit of "
-                    f"{max_pixels:,} pixels"
-                )
+            _check_pixels(_name(source), img.width, img.height, max_pixels)
             img.load()
     except ImageError:
         raise
@@ -119,6 +117,12 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     except Exception as e:  # noqa: BLE001 - a decoder's failure, whatever its type, is this image's
         raise ImageError(f"{_name(source)}: cannot decode image ({_one_line(e)})") from None
     return img
+
+
+def _check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLargeError(f"{name}: image is {width}x{height}, over the limit of "
+                                 f"{max_pixels:,} pixels")
 
 
 def _read_file_object(f) -> bytes:
