@@ -164,7 +164,7 @@ def test_service_takes_the_options_as_query_parameters(base):
         assert out["accepted"] is (out["confidence"] >= 0.2)
         bad = c.post("/v1/read?allow=%C3%A9", content=buf.getvalue(), headers={"content-type": "image/png"})
         assert bad.status_code == 400 and "not in the model's alphabet" in bad.json()["error"]
-        for query in ("beam=-1", "length=0", "length=40", "lenght=4"):
+        for query in ("beam=-1", "length=0", "length=40", "length=4&length=5", "lenght=4"):
             r = c.post(f"/v1/read?{query}", content=buf.getvalue(), headers={"content-type": "image/png"})
             assert r.status_code == 400 and "\n" not in r.json()["error"], query
         assert "unknown query parameter 'lenght'" in r.json()["error"]

@@ -284,6 +284,9 @@ def _query_options(request: Request, reader: Reader) -> ReadOptions:
     query = request.query_params
     if not query:
         return DEFAULT_OPTIONS
+    twice = sorted(k for k in set(query) if len(query.getlist(k)) > 1)
+    if twice:  # which one would count is a guess: say so rather than pick
+        raise Refused(400, f"invalid request: query parameter {twice[0][:40]!r} given more than once")
     unknown = sorted(set(query) - set(_OPTION_NAMES))
     if unknown:
         raise Refused(400, f"invalid request: unknown query parameter {unknown[0][:40]!r} (the reading "
