@@ -135,7 +135,7 @@ def test_docs_and_openapi(client):
     spec = client.get("/openapi.json").json()
     assert {"/v1/read", "/v1/read-batch", "/v1/model", "/healthz"} <= set(spec["paths"])
     body = spec["paths"]["/v1/read"]["post"]["requestBody"]["content"]
-    assert {"multipart/form-data", "image/*"} <= set(body)
+    assert {"multipart/form-data", "image/*", "application/octet-stream"} <= set(body)
 
 
 def test_page_and_its_assets(client):

@@ -316,7 +316,8 @@ _READ_BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {
         "type": "object", "required": ["image"],
         "properties": {"image": {"type": "string", "format": "binary", "minLength": 1}}}},
-    "image/*": {"schema": {"type": "string", "format": "binary", "minLength": 1}}}}}
+    "image/*": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}}}}}
 
 
 def _batch_body(max_batch: int) -> dict[str, Any]:
