@@ -71,11 +71,12 @@ def _cpu_quota(root: Path = CGROUP, proc: Path = PROC_CGROUP) -> float | None:
     limits = []
     for d in _cgroup_dirs("cpu", root, proc):
         if (d / "cpu.max").is_file():  # v2: "QUOTA PERIOD" or "max PERIOD"
-            quota = _read_number(d / "cpu.max")
             try:
-                period = float((d / "cpu.max").read_text().split()[1])
+                text = (d / "cpu.max").read_text().split()
+                quota = None if text[0] == "max" else float(text[0])
+                period = float(text[1])
             except (OSError, ValueError, IndexError):
-                period = 0
+                quota, period = None, 0
         else:  # v1: quota -1 for none
             quota, period = _read_number(d / "cpu.cfs_quota_us"), _read_number(d / "cpu.cfs_period_us")
         if quota is not None and quota > 0 and period:

@@ -70,6 +70,9 @@ def greedy_decode(log_probs: np.ndarray, charset: Charset) -> list[Decoded]:
     return out
 
 
+MAX_BEAM = 32  # widest beam a reader may ask for (the service's limit too)
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     """What a reader may ask of decoding (all optional).
@@ -195,7 +198,6 @@ def sequence_log_probs(log_probs: np.ndarray, labels: list[list[int]]) -> np.nda
     return np.logaddexp(last, before)
 
 
-MAX_BEAM = 32  # widest beam a reader may ask for (the service's limit too)
 TOP_CHARS = 3  # per step, beam search always considers this many characters at least
 UNSURE = 0.5  # greedy readings this probable or less are checked by a beam search
 UNSURE_BEAM = 4  # its width (4 read as well as 8 and 16 in bench/reading_bench.py)

@@ -141,17 +141,19 @@ class ReadOptions:
 DEFAULT_OPTIONS = ReadOptions()
 
 
+_OPTION_TYPES = dict(allow=(str, "a string"), length=(Integral, "an integer"),
+                     min_length=(Integral, "an integer"), max_length=(Integral, "an integer"),
+                     beam=(Integral, "an integer"), solve=((bool, np.bool_), "True or False"),
+                     min_confidence=(Real, "a number"))
+
+
 def _check_types(**options) -> None:
     """A reading option of the wrong type is a ``ReadOptionError`` naming it (not a
     ``TypeError`` from deep in decoding, nor a string "yes" taken as true)."""
-    kinds = dict(allow=(str, "a string"), length=(Integral, "an integer"),
-                 min_length=(Integral, "an integer"), max_length=(Integral, "an integer"),
-                 beam=(Integral, "an integer"), solve=((bool, np.bool_), "True or False"),
-                 min_confidence=(Real, "a number"))
     for name, value in options.items():
         if value is None and name not in ("beam", "solve"):
             continue
-        kind, want = kinds[name]
+        kind, want = _OPTION_TYPES[name]
         if not isinstance(value, kind) or (name != "solve" and isinstance(value, (bool, np.bool_))):
             shown = " ".join(repr(value).split())[:60]  # one line, short
             raise ReadOptionError(f"{name} must be {want}, not {type(value).__name__} {shown}")
