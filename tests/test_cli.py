@@ -135,6 +135,9 @@ def test_export_recreates_onnx(capsys, trained, subset, tmp_path):
     ["train", "d", "--out", "m", "--epochs", "0"],
     ["serve", "--max-batch", "0"],
     ["serve", "--port", "99999"],
+    ["serve", "--drain", "-1"],
+    ["serve", "--drain", "nan"],
+    ["serve", "--max-wait-ms", "inf"],
 ])
 def test_bad_numbers_refused_by_the_parser(capsys, args):
     with pytest.raises(SystemExit) as e:

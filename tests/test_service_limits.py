@@ -245,3 +245,74 @@ def test_several_worker_processes_share_the_port(tmp_path):
     finally:
         assert s.stop(signal.SIGTERM) == 0
     assert s.log.read_text().count("model captcha_images_v2@") >= 2  # each worker loaded its own
+
+
+# ---------------------------------------------------------------- draining on SIGTERM
+
+
+def _drains(s: Server, drain: float, *pids: int) -> None:
+    """SIGTERM to ``pids`` in turn: /healthz turns 503 while reads are still answered, and
+    the server stops once the drain is over (not before, not long after)."""
+    import os
+    import signal
+
+    with httpx.Client(base_url=s.url, timeout=10) as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+        t0 = time.monotonic()
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
+        seen = set()
+        while time.monotonic() - t0 < drain - 0.5:  # every worker is asked, on new connections
+            with httpx.Client(base_url=s.url, timeout=5) as fresh:
+                r = fresh.get("/healthz")
+            if r.status_code == 503:
+                assert r.json() == {"status": "draining"}
+                seen.add(503)
+                r = c.post("/v1/read", content=png(), headers={"content-type": "image/png"})
+                assert r.status_code == 200 and "text" in r.json(), r.text  # still serving
+            else:
+                assert r.status_code == 200 and time.monotonic() - t0 < 1.0  # the signal on its way
+            time.sleep(0.1)
+        assert seen == {503}
+        assert s.proc.poll() is None  # not stopped before the drain ends
+    s.proc.wait(timeout=drain + 15)
+    assert time.monotonic() - t0 >= drain - 0.1
+    assert "draining for" in s.log.read_text()
+
+
+def test_drain_keeps_serving_after_sigterm_with_healthz_503(tmp_path):
+    """`serve --drain 3 --workers 1`: SIGTERM makes /healthz 503 for 3 s while reads go on."""
+    s = Server(bundled_model_dir(), tmp_path / "drain.log", "--workers", "1", "--drain", "3")
+    try:
+        _drains(s, 3.0, s.proc.pid)
+        assert s.proc.returncode == -15  # one process re-raises the signal, as without --drain
+    finally:
+        s.stop()
+
+
+def test_drain_with_worker_processes_and_a_repeated_sigterm(tmp_path):
+    """With two workers the supervisor passes SIGTERM on; a second SIGTERM to the whole
+    process group (as a service manager sends) does not cut the drain short."""
+    import subprocess
+
+    s = Server(bundled_model_dir(), tmp_path / "drain2.log", "--workers", "2", "--drain", "4")
+    try:
+        workers = subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True,
+                                 text=True).stdout.split()
+        assert len(workers) >= 2
+        # the group's own SIGTERM reaches each worker, then the supervisor passes its on
+        _drains(s, 4.0, *[int(w) for w in workers], s.proc.pid)
+        assert s.proc.returncode == 0
+    finally:
+        s.stop()
+
+
+def test_healthz_answers_503_while_draining(reader):
+    app = create_app(reader, drain=5)
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+        app.state.drain.draining = True
+        r = c.get("/healthz")
+        assert r.status_code == 503 and r.json() == {"status": "draining"}
+        assert c.post("/v1/read", content=png(), headers={"content-type": "image/png"}).status_code == 200
+        assert "503" in c.get("/openapi.json").json()["paths"]["/healthz"]["get"]["responses"]

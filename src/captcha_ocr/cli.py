@@ -42,6 +42,8 @@ def _at_least(low: float, kind: type = int):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, not {text}")
         return value
@@ -608,7 +610,7 @@ def cmd_serve(a: argparse.Namespace) -> None:
           max_wait_ms=a.max_wait_ms, max_pixels=a.max_pixels, threads=a.threads,
           max_batch_pixels=a.max_batch_pixels, header_timeout=a.header_timeout,
           body_timeout=a.body_timeout, provider=a.provider, workers=a.workers,
-          precision=a.precision)
+          precision=a.precision, drain=a.drain)
 
 
 def cmd_label(a: argparse.Namespace) -> None:
@@ -835,7 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("serve", help="serve a model over HTTP, with a web page",
                        description="Serve POST /v1/read, /v1/read-batch, /v1/model, /healthz and a "
-                       "web page at / with uvicorn; Ctrl-C or SIGTERM stops it.")
+                       "web page at / with uvicorn; Ctrl-C or SIGTERM stops it (see --drain).")
     v.add_argument("--model", help=model_help)
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     v.add_argument("--port", type=_port, default=8000, help="port, 0-65535 (default: 8000)")
@@ -860,6 +862,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes sharing the port, each with its own model (default: auto, "
                    f"one per usable core, at most {MAX_AUTO_WORKERS} and as many as a container's "
                    "memory limit holds; 1 with --provider cuda)")
+    v.add_argument("--drain", type=_at_least(0.0, float), default=0.0, metavar="SECONDS",
+                   help="on SIGTERM, go on serving this long with /healthz answering 503, so "
+                        "that a load balancer takes the instance out first; Ctrl-C still stops "
+                        "at once (default: 0, stop at once)")
     v.set_defaults(func=cmd_serve)
 
     lb = sub.add_parser("label", help="label a folder of captchas in the browser",

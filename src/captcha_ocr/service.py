@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .batcher import MAX_BATCH, MAX_WAIT_MS, MicroBatcher, Unavailable, item_error
 from .cpus import default_workers
 from .decoding import MAX_BEAM
+from .draining import Drain
 from .httperrors import add_json_errors, json_error
 from .preprocess import DEFAULT_MAX_PIXELS, image_size
 from .runtime import DEFAULT_OPTIONS, ImageError, Reader, Reading, ReadOptionError, ReadOptions
@@ -367,7 +368,7 @@ class AccessLog:
 
 def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX_BATCH,
                max_wait_ms: float = MAX_WAIT_MS,
-               max_batch_pixels: int = MAX_BATCH_PIXELS) -> FastAPI:
+               max_batch_pixels: int = MAX_BATCH_PIXELS, drain: float = 0.0) -> FastAPI:
     """Build the service around a loaded Reader.
 
     Args:
@@ -378,9 +379,12 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         max_wait_ms: longest a queued image waits for others still being decoded.
         max_batch_pixels: most pixels in all the images of one batch request (413
             above; read from the headers, so a few huge images cannot hold the CPU).
+        drain: seconds to go on serving after SIGTERM with ``/healthz`` answering 503
+            (``draining.Drain``; 0: stop at once).
 
     Returns:
-        The FastAPI app. ``app.state.batcher.sizes`` counts inference batches by size.
+        The FastAPI app. ``app.state.batcher.sizes`` counts inference batches by size;
+        ``app.state.drain.draining`` says whether SIGTERM has started the drain.
     """
     model = reader.name
     batch_body = max_body * BATCH_BODY_FACTOR
@@ -389,6 +393,7 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.batcher = MicroBatcher(reader, max_batch, max_wait_ms)
         app.state.batcher.start()
+        app.state.drain.install(asyncio.get_running_loop())
         log.info("model %s ready: %s, max body %d bytes, batches of up to %d",
                  model, reader.model_dir, max_body, max_batch)
         try:
@@ -399,6 +404,7 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
     docs_assets = _docs_assets()
     app = FastAPI(title="captcha-ocr", summary="Read text captchas.", lifespan=lifespan,
                   docs_url=None if docs_assets else "/docs", redoc_url=None)
+    app.state.drain = Drain(drain)
     app.add_middleware(AccessLog)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     if docs_assets:
@@ -463,9 +469,14 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         readings = await batcher().read_many(items, options)
         return JSONResponse([{"error": r} if isinstance(r, str) else _reading(r, model) for r in readings])
 
-    @app.get("/healthz", summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/healthz", summary="Readiness: 200 while serving, 503 while draining",
+             responses={503: {"description": "draining after SIGTERM (`serve --drain`): "
+                                             "take this instance out of the balancer",
+                              "content": {"application/json": {"example": {"status": "draining"}}}}})
+    async def healthz() -> Response:
+        if app.state.drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/v1/model", summary="The loaded model")
     async def model_info() -> dict[str, Any]:
@@ -537,7 +548,8 @@ def _loaded_app(cfg: dict[str, Any]) -> FastAPI:
     reader = Reader.load(cfg["model_dir"], threads=cfg["threads"], max_pixels=cfg["max_pixels"],
                          provider=cfg["provider"], precision=cfg.get("precision", "auto"))
     app = create_app(reader, max_body=cfg["max_body"], max_batch=cfg["max_batch"],
-                     max_wait_ms=cfg["max_wait_ms"], max_batch_pixels=cfg["max_batch_pixels"])
+                     max_wait_ms=cfg["max_wait_ms"], max_batch_pixels=cfg["max_batch_pixels"],
+                     drain=cfg.get("drain", 0.0))
     # Everything loaded so far lives as long as the process: move it out of the cyclic GC's
     # sight, so its full collections stay short (p99 latency under load drops by about 25%).
     gc.collect()
@@ -556,7 +568,7 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
           max_pixels: int | None = DEFAULT_MAX_PIXELS, threads: int = 1,
           max_batch_pixels: int = MAX_BATCH_PIXELS, header_timeout: float | None = None,
           body_timeout: float | None = None, log_level: str = "info", provider: str = "cpu",
-          workers: int | None = None, precision: str = "auto") -> None:
+          workers: int | None = None, precision: str = "auto", drain: float = 0.0) -> None:
     """Load a model and serve it with uvicorn until SIGINT/SIGTERM.
 
     Args:
@@ -574,6 +586,8 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
         precision: "auto" (int8 where the model has one), "fp32" or "int8".
         workers: processes sharing the port, each with its own Reader and micro-batcher
             (uvicorn's supervisor starts, restarts and stops them); None: ``default_workers``.
+        drain: seconds each process goes on serving after SIGTERM, ``/healthz`` answering
+            503, before it stops (see ``create_app``).
     """
     import uvicorn
 
@@ -583,7 +597,8 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
     cfg = dict(model_dir=str(model_dir) if model_dir is not None else None, threads=threads,
                max_pixels=max_pixels, provider=provider, max_body=max_body, max_batch=max_batch,
                max_wait_ms=max_wait_ms, max_batch_pixels=max_batch_pixels,
-               header_timeout=header_timeout, body_timeout=body_timeout, precision=precision)
+               header_timeout=header_timeout, body_timeout=body_timeout, precision=precision,
+               drain=drain)
     # Limits on header size and count, and read timeouts for headers and bodies
     # (httpguard); idle keep-alive connections close after 5 s (uvicorn's own).
     common = dict(host=host, port=port, access_log=False, log_level=log_level, server_header=False,

@@ -1,0 +1,63 @@
+"""Draining: on SIGTERM, go on serving while ``/healthz`` answers 503, then stop.
+
+A load balancer sends requests to an instance while its health check passes. An
+instance that stops at once refuses the connections the balancer still sends it until
+the next failed check. With ``serve --drain S``, SIGTERM first turns ``/healthz`` to 503
+(``{"status": "draining"}``) for S seconds while every other request is served as
+before; then uvicorn shuts down as without it (requests in flight finish). Ctrl-C
+(SIGINT) still stops at once. More SIGTERMs during the drain change nothing: with
+several workers the supervisor passes its SIGTERM on to each, and a service manager may
+signal the whole process group as well.
+
+uvicorn installs its own SIGTERM handler in the main thread before the app starts;
+``Drain.install`` (called from the app's startup) puts itself in front of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from types import FrameType
+
+__all__ = ["Drain"]
+
+log = logging.getLogger("captcha_ocr.service")
+
+
+class Drain:
+    """Whether this process is draining, and the SIGTERM handler that starts it.
+
+    Attributes:
+        seconds: how long to drain after SIGTERM (0: stop at once, uvicorn's way).
+        draining: SIGTERM has arrived; the process stops ``seconds`` after it.
+    """
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        if seconds < 0:
+            raise ValueError(f"drain seconds must be 0 or more, not {seconds}")
+        self.seconds = seconds
+        self.draining = False
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Delay the server's own SIGTERM handler by ``seconds``; False where nothing was
+        installed (no drain asked, not the main thread, or no handler to delay)."""
+        if self.seconds <= 0 or threading.current_thread() is not threading.main_thread():
+            return False
+        stop = signal.getsignal(signal.SIGTERM)
+        if not callable(stop):  # no server handler (SIG_DFL would kill at once anyway)
+            return False
+
+        def on_sigterm(sig: int, frame: FrameType | None) -> None:
+            if self.draining:
+                return
+            self.draining = True
+            log.info("SIGTERM: draining for %g s (/healthz answers 503), then stopping",
+                     self.seconds)
+            # A signal handler runs between two bytecodes of the main thread, possibly
+            # inside the loop's own code: hand the timer to the loop, thread-safely.
+            loop.call_soon_threadsafe(loop.call_later, self.seconds, stop, sig, None)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+        return True
