@@ -119,6 +119,31 @@ def test_docs_render_offline(browser_page, server):
     assert problems == []
 
 
+def test_page_and_docs_under_a_path_prefix(browser_page, trained, tmp_path, captcha_png):
+    """`serve --root-path /ocr` behind a proxy that strips /ocr (the browser's own routing
+    plays the proxy): the page reads, the docs render, and nothing asks outside /ocr."""
+    page, problems = browser_page
+    s = Server(trained.model_dir, tmp_path / "prefix.log", "--workers", "1", "--root-path", "/ocr")
+    try:
+        base = f"{s.url}/ocr"
+        page.route(f"{base}/**", lambda route: route.continue_(url=route.request.url.replace(base, s.url, 1)))
+        page.on("request", lambda r: None if r.url.startswith((base + "/", "data:", "blob:"))
+                else problems.append(f"outside the prefix: {r.url}"))
+        expected = httpx.post(f"{s.url}/v1/read", content=captcha_png.read_bytes(),
+                              headers={"Content-Type": "image/png"}).json()
+        page.goto(base + "/")
+        page.wait_for_function("document.querySelector('#model').textContent.startsWith('model ')")
+        page.set_input_files("#file", str(captcha_png))
+        page.wait_for_selector(".result[data-state=done]", timeout=15_000)
+        assert page.locator(".result .text").first.inner_text() == shown_text(expected["text"])
+        page.goto(base + "/docs")
+        page.locator(".opblock-summary-path").first.wait_for(timeout=15_000)
+        assert "/v1/read" in page.locator(".opblock-summary-path").all_inner_texts()
+        assert problems == []
+    finally:
+        s.stop()
+
+
 # One process: uvicorn shuts down gracefully, then re-raises the signal: SIGTERM ends the
 # process by that signal (as a service manager expects), SIGINT's KeyboardInterrupt is
 # swallowed: status 0. Several (the default on 2 cores and more): the supervisor stops its

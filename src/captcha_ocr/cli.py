@@ -72,6 +72,14 @@ def _port(text: str) -> int:
     return value
 
 
+def _root_path(text: str) -> str:
+    """`serve --root-path`: "" or a path like /ocr (a trailing slash dropped)."""
+    path = text.rstrip("/")
+    if path and (not path.startswith("/") or any(c in path for c in "?#% \\") or "//" in path):
+        raise argparse.ArgumentTypeError(f"must be a path like /ocr, not {text!r}")
+    return path
+
+
 POSITIVE = _at_least(1)
 COUNT = _at_least(0)
 
@@ -610,7 +618,7 @@ def cmd_serve(a: argparse.Namespace) -> None:
           max_wait_ms=a.max_wait_ms, max_pixels=a.max_pixels, threads=a.threads,
           max_batch_pixels=a.max_batch_pixels, header_timeout=a.header_timeout,
           body_timeout=a.body_timeout, provider=a.provider, workers=a.workers,
-          precision=a.precision, drain=a.drain)
+          precision=a.precision, drain=a.drain, root_path=a.root_path)
 
 
 def cmd_label(a: argparse.Namespace) -> None:
@@ -866,6 +874,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on SIGTERM, go on serving this long with /healthz answering 503, so "
                         "that a load balancer takes the instance out first; Ctrl-C still stops "
                         "at once (default: 0, stop at once)")
+    v.add_argument("--root-path", type=_root_path, default="", metavar="PATH",
+                   help="the path prefix a reverse proxy serves this under and strips, e.g. /ocr "
+                        "(the docs link their files under it; the page works under any prefix)")
     v.set_defaults(func=cmd_serve)
 
     lb = sub.add_parser("label", help="label a folder of captchas in the browser",

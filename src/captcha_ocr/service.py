@@ -511,11 +511,13 @@ def _add_offline_docs(app: FastAPI, assets: Path) -> None:
     app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
-    async def docs() -> Response:
+    async def docs(request: Request) -> Response:
+        root = request.scope.get("root_path", "").rstrip("/")  # serve --root-path
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} API",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/docs-assets/favicon.png")
+            openapi_url=root + (app.openapi_url or "/openapi.json"), title=f"{app.title} API",
+            swagger_js_url=f"{root}/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs-assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs-assets/favicon.png")
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -568,7 +570,8 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
           max_pixels: int | None = DEFAULT_MAX_PIXELS, threads: int = 1,
           max_batch_pixels: int = MAX_BATCH_PIXELS, header_timeout: float | None = None,
           body_timeout: float | None = None, log_level: str = "info", provider: str = "cpu",
-          workers: int | None = None, precision: str = "auto", drain: float = 0.0) -> None:
+          workers: int | None = None, precision: str = "auto", drain: float = 0.0,
+          root_path: str = "") -> None:
     """Load a model and serve it with uvicorn until SIGINT/SIGTERM.
 
     Args:
@@ -588,6 +591,10 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
             (uvicorn's supervisor starts, restarts and stops them); None: ``default_workers``.
         drain: seconds each process goes on serving after SIGTERM, ``/healthz`` answering
             503, before it stops (see ``create_app``).
+        root_path: the path prefix a reverse proxy serves the service under and strips
+            ("/ocr": the proxy's /ocr/v1/read arrives as /v1/read); the docs link their
+            schema and assets under it. The page's own links are relative: it works
+            under any prefix.
     """
     import uvicorn
 
@@ -603,7 +610,7 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
     # (httpguard); idle keep-alive connections close after 5 s (uvicorn's own).
     common = dict(host=host, port=port, access_log=False, log_level=log_level, server_header=False,
                   timeout_graceful_shutdown=10, backlog=2048, http=GuardedHttpProtocol,
-                  timeout_keep_alive=5)
+                  timeout_keep_alive=5, root_path=root_path)
     if workers is None:
         workers = default_workers(provider)
     if workers <= 1:

@@ -92,7 +92,7 @@ async function readFile(file, card) {
   pending += 1;
   updateStatus();
   try {
-    const response = await fetch("/v1/read" + optionQuery(), {
+    const response = await fetch("v1/read" + optionQuery(), {
       method: "POST",
       headers: { "Content-Type": file.type || "application/octet-stream" },
       body: file,
@@ -172,7 +172,7 @@ clearButton.addEventListener("click", () => {
 async function showModel() {
   const el = $("#model");
   try {
-    const response = await fetch("/v1/model");
+    const response = await fetch("v1/model");
     const m = await response.json();
     const acc = m.metrics?.val_sequence_accuracy;
     el.textContent = `model ${m.name}: ${m.image.width}×${m.image.height}, ` +
