@@ -74,8 +74,9 @@ class Labeling:
         self.suggestions = suggestions or {}  # under review: what check-labels read
         self.readings: dict[str, Reading] = {}
         self.started = time.monotonic()
-        self.session_labels = 0
-        self.unchanged = 0
+        # image -> whether its label this session is the reading it was shown (pre-filled):
+        # an image labeled twice (a correction) counts once, as its last label
+        self.session: dict[str, bool] = {}
         self.rank()
 
     def rank(self) -> None:
@@ -113,8 +114,8 @@ class Labeling:
             counts["remaining"] = len(self.queue())
         return {**counts, "order": "review" if self.review is not None else self.order,
                 "model": self.reader.name if self.reader else None,
-                "session_labels": self.session_labels, "accepted_unchanged": self.unchanged,
-                "labels_per_minute": round(self.session_labels / minutes, 2)}
+                "session_labels": len(self.session), "accepted_unchanged": sum(self.session.values()),
+                "labels_per_minute": round(len(self.session) / minutes, 2)}
 
     def use(self, reader: Reader) -> None:
         """Switch to a new model and rank the images again."""
@@ -124,8 +125,7 @@ class Labeling:
     def label(self, name: str, label: str, prefill: str | None) -> None:
         self.store.set_label(name, label)
         self.reviewed.add(name)
-        self.session_labels += 1
-        self.unchanged += prefill is not None and label.strip() == prefill
+        self.session[name] = prefill is not None and label.strip() == prefill
 
     def set_aside(self, name: str, status: str) -> None:
         if self.review is not None and status == "skipped":
