@@ -79,7 +79,8 @@ def test_api_labels_corrects_and_counts_unchanged(folder, base):
             prefill = item["reading"]["text"]
             s = c.post("/api/label", json={"name": name, "label": prefill, "prefill": prefill}).json()
             assert s["labeled"] == 1 and s["accepted_unchanged"] == 1 and s["session_labels"] == 1
-            s = c.post("/api/label", json={"name": name, "label": truth[name] + "x", "prefill": prefill}).json()
+            fix = {"name": name, "label": truth[name] + "x", "prefill": prefill}
+            s = c.post("/api/label", json=fix).json()
             # a correction of the same image: still one image labeled, and not as it was read
             assert s["session_labels"] == 1 and s["accepted_unchanged"] == 0 and s["labeled"] == 1
             c.post("/api/label", json={"name": name, "label": truth[name], "prefill": prefill})

@@ -13,7 +13,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-__all__ = ["add_json_errors", "json_error"]
+__all__ = ["Refused", "add_json_errors", "json_error"]
+
+
+class Refused(Exception):
+    """A request the service answers with ``{"error": message}`` and ``status``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 def json_error(status: int, message: str, headers: dict | None = None) -> JSONResponse:

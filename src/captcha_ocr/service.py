@@ -22,8 +22,6 @@ Imports the runtime and leaves only (never torch); only ``captcha-ocr serve`` im
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import gc
 import json
 import logging
@@ -37,19 +35,33 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
-from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .batcher import MAX_BATCH, MAX_WAIT_MS, MicroBatcher, Unavailable, item_error
 from .cpus import default_workers
-from .decoding import MAX_BEAM
 from .draining import Drain
-from .httperrors import add_json_errors, json_error
-from .preprocess import DEFAULT_MAX_PIXELS, image_size
-from .runtime import DEFAULT_OPTIONS, ImageError, Reader, Reading, ReadOptionError, ReadOptions
+from .httpbodies import (
+    check_type,
+    is_image_type,
+    json_items,
+    media_type,
+    multipart_files,
+    read_body,
+    total_pixels,
+)
+from .httperrors import Refused, add_json_errors, json_error
+from .httpschema import (
+    ERRORS,
+    OPTION_PARAMS,
+    READ_BODY,
+    BatchItem,
+    ReadResult,
+    batch_request_body,
+    query_options,
+    reading_json,
+)
+from .preprocess import DEFAULT_MAX_PIXELS
+from .runtime import ImageError, Reader
 
 __all__ = ["MicroBatcher", "create_app", "serve"]
 
@@ -62,278 +74,6 @@ MiB = 1024 * 1024
 MAX_BODY = 2 * MiB          # bytes in one request body (413 above)
 BATCH_BODY_FACTOR = 8       # /v1/read-batch bodies may be this many times max_body
 MAX_BATCH_PIXELS = 16_000_000  # pixels in all the images of one /v1/read-batch request
-MAX_FORM_FIELDS = 1000      # text fields beside the files of a multipart body (ignored;
-                            # the body's size bounds the parsing work)
-MAX_JSON_DIGITS = 20        # digits in a JSON number (the schema has none; Python parses 4300)
-
-
-class Refused(Exception):
-    """A request the service answers with ``{"error": message}`` and ``status``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-# ---------------------------------------------------------------- request bodies
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) from Content-Length or as soon as it grows past ``limit``."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise Refused(400, f"bad Content-Length {declared!r}")
-        if int(declared) > limit:
-            raise Refused(413, f"body is {int(declared):,} bytes, over the limit of {limit:,}")
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise Refused(413, f"body is over the limit of {limit:,} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise Refused(400, "client disconnected before sending the whole body") from None
-    if size == 0:
-        raise Refused(400, "empty body: send an image")
-    return b"".join(chunks)
-
-
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-def _check_type(request: Request, media: str, ok: bool, hint: str) -> None:
-    """400 for a declared empty body, 415 for a wrong type (a missing one is judged after reading)."""
-    if request.headers.get("content-length") == "0":
-        raise Refused(400, "empty body: send an image")
-    if media and not ok:
-        raise Refused(415, f"content type {media!r} is not accepted: {hint}")
-
-
-def _is_image_type(media: str) -> bool:
-    return media.startswith("image/") or media == "application/octet-stream"
-
-
-async def _multipart_files(request: Request, body: bytes, field: str, max_files: int) -> list[bytes]:
-    """The files sent as ``field`` in a multipart body (a text value there: 400)."""
-    async def once() -> AsyncIterator[bytes]:
-        yield body
-
-    parser = MultiPartParser(request.headers, once(), max_files=max_files,
-                             max_fields=MAX_FORM_FIELDS)  # other fields are ignored, up to a point
-    try:
-        form = await parser.parse()
-    except MultiPartException as e:
-        if e.message.startswith("Too many files"):
-            raise Refused(413, f"more than {max_files} files, over the batch limit of {max_files}") from None
-        raise Refused(400, f"malformed multipart body: {e.message}") from None
-    try:
-        values = form.getlist(field)
-        if not all(isinstance(v, UploadFile) for v in values):
-            raise Refused(400, f"field {field!r} must be a file, not text")
-        return [await v.read() for v in values]
-    finally:
-        await form.close()
-
-
-def _b64(item: str) -> bytes | str:
-    """Decode one base64 item of a JSON batch (an optional data: URL prefix is allowed)."""
-    if item.startswith("data:") and "," in item:
-        item = item.split(",", 1)[1]
-    item = "".join(item.split())  # line breaks, as MIME encoders write them
-    try:
-        return base64.b64decode(item, validate=True)
-    except (binascii.Error, ValueError):
-        return "not valid base64"
-
-
-def _total_pixels(items: list[bytes | str]) -> int:
-    """Pixels of all the images of a batch, from their headers (before any decoding)."""
-    sizes = [image_size(x) for x in items if isinstance(x, bytes)]
-    return sum(w * h for w, h in filter(None, sizes))
-
-
-def _json_items(body: bytes, max_items: int) -> list[bytes | str]:
-    """The images of a JSON batch ``{"images": [base64, ...]}``, decoded (an error string per bad item)."""
-    images = _json_images(body)
-    if len(images) > max_items:
-        raise Refused(413, f"{len(images)} images, over the batch limit of {max_items}")
-    for i, item in enumerate(images):  # the request's shape is wrong: refuse it whole
-        if not isinstance(item, str):
-            raise Refused(400, f"images[{i}] is {type(item).__name__}, expected a base64 string")
-    return [_b64(i) for i in images]
-
-
-def _small_int(text: str) -> int:
-    if len(text) > MAX_JSON_DIGITS:
-        raise ValueError(f"a number of {len(text)} digits (at most {MAX_JSON_DIGITS})")
-    return int(text)
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _json_images(body: bytes) -> list[Any]:
-    try:
-        doc = json.loads(body, parse_int=_small_int, parse_constant=_no_constant)
-    except RecursionError:
-        raise Refused(400, "body is not valid JSON (nested too deeply)") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, the limits above
-        raise Refused(400, f"body is not valid JSON ({e})") from None
-    images = doc.get("images") if isinstance(doc, dict) else None
-    if not isinstance(images, list):
-        raise Refused(400, 'expected a JSON object {"images": [base64, ...]}')
-    if len(doc) > 1:
-        other = next(k for k in doc if k != "images")
-        raise Refused(400, f'unknown field {other!r}: expected a JSON object {{"images": [base64, ...]}}')
-    return images
-
-
-# ---------------------------------------------------------------- responses
-
-
-class Alternative(BaseModel):
-    text: str
-    probability: float
-
-
-class ReadResult(BaseModel):
-    """One reading (schema for the docs; responses are built directly)."""
-
-    text: str
-    confidence: float
-    char_confidences: list[float]
-    accepted: bool
-    model: str
-    ms: float
-    alternatives: list[Alternative] | None = None
-    answer: int | None = None
-    answer_error: str | None = None
-
-
-class BatchItem(BaseModel):
-    """One item of a batch answer: a reading, or ``error`` alone."""
-
-    text: str | None = None
-    confidence: float | None = None
-    char_confidences: list[float] | None = None
-    accepted: bool | None = None
-    model: str | None = None
-    alternatives: list[Alternative] | None = None
-    answer: int | None = None
-    answer_error: str | None = None
-    error: str | None = None
-
-
-# The reading options as query parameters (the same as the CLI's). Parsed by hand: a
-# FastAPI dependency with Query fields cost about half a millisecond a request here (a
-# thread hop and pydantic validation), a third of a single read's time.
-_OPTION_PARAMS: list[dict[str, Any]] = [
-    {"name": "allow", "in": "query", "required": False,
-     "description": "only these characters may be read, e.g. 0123456789",
-     "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
-    {"name": "length", "in": "query", "required": False, "description": "exact length of the reading",
-     "schema": {"type": "integer", "minimum": 1, "maximum": 64}},
-    {"name": "min_length", "in": "query", "required": False, "description": "at least this many characters",
-     "schema": {"type": "integer", "minimum": 0, "maximum": 64}},
-    {"name": "max_length", "in": "query", "required": False, "description": "at most this many characters",
-     "schema": {"type": "integer", "minimum": 1, "maximum": 64}},
-    {"name": "beam", "in": "query", "required": False,
-     "description": "beam search width; up to this many alternatives (0: greedy)",
-     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BEAM, "default": 0}},
-    {"name": "solve", "in": "query", "required": False,
-     "description": "also return the answer of an arithmetic captcha",
-     "schema": {"type": "boolean", "default": False}},
-    {"name": "min_confidence", "in": "query", "required": False,
-     "description": "readings below it get accepted: false",
-     "schema": {"type": "number", "minimum": 0, "maximum": 1}},
-]
-_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
-
-
-def _query_value(name: str, text: str, schema: dict[str, Any]) -> Any:
-    kind = schema["type"]
-    try:
-        if kind == "boolean":
-            if text.lower() not in _TRUE | _FALSE:
-                raise ValueError
-            return text.lower() in _TRUE
-        value: Any = int(text) if kind == "integer" else float(text) if kind == "number" else text
-    except ValueError:
-        article = "an" if kind[0] in "aeiou" else "a"
-        raise Refused(400, f"invalid request: query parameter {name!r} must be {article} {kind}") from None
-    if kind == "string" and not schema["minLength"] <= len(value) <= schema["maxLength"]:
-        raise Refused(400, f"invalid request: query parameter {name!r} must have "
-                           f"{schema['minLength']}-{schema['maxLength']} characters")
-    if kind in ("integer", "number") and not (schema["minimum"] <= value <= schema["maximum"]
-                                              and value == value):
-        raise Refused(400, f"invalid request: query parameter {name!r} must be in "
-                           f"[{schema['minimum']}, {schema['maximum']}]")
-    return value
-
-
-_OPTION_NAMES = tuple(p["name"] for p in _OPTION_PARAMS)
-
-
-def _query_options(request: Request, reader: Reader) -> ReadOptions:
-    """The request's reading options; an unknown query parameter (a misspelt option
-    would otherwise be ignored, and the reading done without it) is refused."""
-    query = request.query_params
-    if not query:
-        return DEFAULT_OPTIONS
-    twice = sorted(k for k in set(query) if len(query.getlist(k)) > 1)
-    if twice:  # which one would count is a guess: say so rather than pick
-        raise Refused(400, f"invalid request: query parameter {twice[0][:40]!r} given more than once")
-    unknown = sorted(set(query) - set(_OPTION_NAMES))
-    if unknown:
-        raise Refused(400, f"invalid request: unknown query parameter {unknown[0][:40]!r} (the reading "
-                           f"options are {', '.join(_OPTION_NAMES)})")
-    kwargs = {p["name"]: _query_value(p["name"], query[p["name"]], p["schema"])
-              for p in _OPTION_PARAMS if p["name"] in query}
-    try:
-        return reader.options(**kwargs)
-    except ReadOptionError as e:
-        raise Refused(400, str(e)) from None
-
-
-class ErrorBody(BaseModel):
-    error: str
-
-
-def _reading(r: Reading, model: str) -> dict[str, Any]:
-    return r.as_dict() | {"model": model}
-
-
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorBody, "description": d} for s, d in [
-        (400, "empty or malformed request"), (413, "body or batch over its limit"),
-        (415, "wrong content type"), (422, "not an image, truncated, or over the pixel limit")]}
-
-_READ_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {
-        "type": "object", "required": ["image"],
-        "properties": {"image": {"type": "string", "format": "binary", "minLength": 1}}}},
-    "image/*": {"schema": {"type": "string", "format": "binary", "minLength": 1}},
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}}}}}
-
-
-def _batch_body(max_batch: int) -> dict[str, Any]:
-    def images(fmt: str) -> dict[str, Any]:  # an empty or bad item fails alone: no minLength
-        return {"type": "array", "minItems": 1, "maxItems": max_batch,
-                "items": {"type": "string", "format": fmt}}
-
-    return {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": ["images"],
-                                           "properties": {"images": images("binary")}}},
-        "application/json": {"schema": {"type": "object", "required": ["images"],
-                                        "additionalProperties": False,
-                                        "properties": {"images": images("byte")}}}}}}
-
-
 # ---------------------------------------------------------------- logging
 
 
@@ -414,20 +154,20 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
     def batcher() -> MicroBatcher:
         return app.state.batcher
 
-    @app.post("/v1/read", response_model=ReadResult, responses=_ERRORS,
-              openapi_extra={**_READ_BODY, "parameters": _OPTION_PARAMS},
+    @app.post("/v1/read", response_model=ReadResult, responses=ERRORS,
+              openapi_extra={**READ_BODY, "parameters": OPTION_PARAMS},
               summary="Read one captcha image")
     async def read(request: Request) -> Response:
         t0 = time.perf_counter()
-        options = _query_options(request, reader)
-        media = _media_type(request)
-        _check_type(request, media, media == "multipart/form-data" or _is_image_type(media),
+        options = query_options(request, reader)
+        media = media_type(request)
+        check_type(request, media, media == "multipart/form-data" or is_image_type(media),
                     "send image/* bytes or multipart/form-data with a file field 'image'")
-        body = await _read_body(request, max_body)
+        body = await read_body(request, max_body)
         if not media:
             raise Refused(415, "no content type: send image/* bytes or multipart/form-data")
         if media == "multipart/form-data":
-            files = await _multipart_files(request, body, "image", max_files=4)
+            files = await multipart_files(request, body, "image", max_files=4)
             if not files:
                 raise Refused(400, "multipart body has no file field 'image'")
             body = files[0]
@@ -437,37 +177,38 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
             r = await batcher().read(body, options)
         except ImageError as e:
             raise Refused(422, item_error(e)) from None
-        out = _reading(r, model) | {"ms": round((time.perf_counter() - t0) * 1000, 3)}
+        out = reading_json(r, model) | {"ms": round((time.perf_counter() - t0) * 1000, 3)}
         return JSONResponse(out)
 
-    @app.post("/v1/read-batch", response_model=list[BatchItem], responses=_ERRORS,
-              openapi_extra={**_batch_body(max_batch), "parameters": _OPTION_PARAMS},
+    @app.post("/v1/read-batch", response_model=list[BatchItem], responses=ERRORS,
+              openapi_extra={**batch_request_body(max_batch), "parameters": OPTION_PARAMS},
               summary="Read several captcha images")
     async def read_batch(request: Request) -> Response:
-        options = _query_options(request, reader)
-        media = _media_type(request)
-        _check_type(request, media, media in ("multipart/form-data", "application/json"),
+        options = query_options(request, reader)
+        media = media_type(request)
+        check_type(request, media, media in ("multipart/form-data", "application/json"),
                     "send multipart/form-data with file fields 'images', or JSON "
                     '{"images": [base64, ...]}')
-        body = await _read_body(request, batch_body)
+        body = await read_body(request, batch_body)
         if not media:
             raise Refused(415, "no content type: send multipart/form-data or JSON")
         if media == "multipart/form-data":
-            items = await _multipart_files(request, body, "images", max_files=max_batch)
+            items = await multipart_files(request, body, "images", max_files=max_batch)
         else:  # parsing and base64 take a while for big bodies: off the event loop
-            items = await asyncio.to_thread(_json_items, body, max_batch)
+            items = await asyncio.to_thread(json_items, body, max_batch)
         if not items:
             raise Refused(400, "no images in the request: send them as multipart file fields "
                                "named 'images' (each one, not 'image'), or JSON "
                                '{"images": [base64, ...]}')
         if len(items) > max_batch:
             raise Refused(413, f"{len(items)} images, over the batch limit of {max_batch}")
-        pixels = await asyncio.to_thread(_total_pixels, items)
+        pixels = await asyncio.to_thread(total_pixels, items)
         if pixels > max_batch_pixels:
             raise Refused(413, f"the images hold {pixels:,} pixels in all, over the limit of "
                                f"{max_batch_pixels:,} for one batch request")
         readings = await batcher().read_many(items, options)
-        return JSONResponse([{"error": r} if isinstance(r, str) else _reading(r, model) for r in readings])
+        return JSONResponse([{"error": r} if isinstance(r, str) else reading_json(r, model)
+                             for r in readings])
 
     @app.get("/healthz", summary="Readiness: 200 while serving, 503 while draining",
              responses={503: {"description": "draining after SIGTERM (`serve --drain`): "
