@@ -96,6 +96,10 @@ def test_train_unlabeled_end_to_end(capsys, tmp_path, unlabeled):
     assert pl["images"] == 41 and pl["trained_on"] == pl["kept"] > 0
     assert info["training"]["n_train"] == 27 + pl["kept"]  # 30 labeled, 3 of them validate
     assert info["training"]["n_val"] == 3  # validation keeps to the human labels
+    # model.json knows the labeled folder as its training data: eval on it warns
+    assert info["training"]["n_images"] == 30
+    assert main(["eval", str(data), "--model", str(out)]) == 0
+    assert "the ones the model was trained on" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -103,11 +107,15 @@ def test_train_unlabeled_end_to_end(capsys, tmp_path, unlabeled):
     (["--pseudo-confidence", "0.8"], "--pseudo-confidence needs --unlabeled"),
     (["--unlabeled-max", "100"], "--unlabeled-max needs --unlabeled"),
     (["--unlabeled", "{missing}"], "not a folder"),
+    (["--unlabeled", "{empty}"], "no images there besides the labeled ones"),
+    (["--unlabeled", "{data}"], "no images there besides the labeled ones"),
 ])
 def test_train_unlabeled_errors_are_one_line(capsys, tmp_path, unlabeled, args, needle):
     data = tmp_path / "data"
     zoo.write_style(STYLE, data, 10, seed=33)
-    args = [a.format(u=unlabeled[0], missing=tmp_path / "nope") for a in args]
+    (tmp_path / "empty").mkdir()
+    args = [a.format(u=unlabeled[0], missing=tmp_path / "nope", empty=tmp_path / "empty", data=data)
+            for a in args]
     rc = main(["train", str(data), "--out", str(tmp_path / "m"), "-q", *args])
     err = capsys.readouterr().err
     assert rc == 1 and len(err.strip().splitlines()) == 1 and needle in err, err

@@ -50,9 +50,7 @@ def pseudo_labels(model_dir: str | Path, folder: str | Path, labeled: list[Sampl
     Raises:
         DatasetError: ``folder`` is not a folder.
     """
-    known = {s.path.resolve() for s in labeled}
-    aside = read_set_aside(Path(folder) / SKIPPED_FILE)  # skipped or unreadable to a human
-    paths = [p for p in list_images(folder) if p.resolve() not in known and p.name not in aside]
+    paths = _unlabeled_images(folder, labeled)
     available = len(paths)
     if max_images and available > max_images:
         paths = [paths[i] for i in np.linspace(0, available - 1, max_images).round().astype(int)]
@@ -67,6 +65,14 @@ def pseudo_labels(model_dir: str | Path, folder: str | Path, labeled: list[Sampl
     record = dict(folder=str(folder), images=len(paths), available=available, kept=len(kept),
                   min_confidence=min_confidence)
     return kept, record
+
+
+def _unlabeled_images(folder: str | Path, labeled: list[Sample]) -> list[Path]:
+    """``folder``'s images less the labeled ones and those set aside while labeling
+    (``labels-skipped.csv``: skipped or unreadable to a human)."""
+    known = {s.path.resolve() for s in labeled}
+    aside = read_set_aside(Path(folder) / SKIPPED_FILE)
+    return [p for p in list_images(folder) if p.resolve() not in known and p.name not in aside]
 
 
 def self_train(train: Callable, data_dir: str | Path, out_dir: str | Path, unlabeled: str | Path,
@@ -91,6 +97,10 @@ def self_train(train: Callable, data_dir: str | Path, out_dir: str | Path, unlab
                        names=kwargs.get("names", "auto"))
     if kwargs.get("ignore_case"):
         labeled = [Sample(x.path, x.label.lower()) for x in labeled]
+    if not _unlabeled_images(unlabeled, labeled):  # say so before a training run, not after
+        raise DatasetError(f"--unlabeled {unlabeled}: no images there besides the labeled ones "
+                           "(and any set aside while labeling): point it at a folder of the "
+                           "site's unlabeled captchas")
     if resume and _second_run_interrupted(out_dir):
         first_dir = Path(out_dir)
         first_info = ModelInfo.load(first_dir)

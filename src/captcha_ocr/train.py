@@ -86,9 +86,10 @@ class Split:
     copies: int = 0  # labeled images whose file copies another's (kept on its side of the split)
     digests: list[str] = field(default_factory=list)  # each image's data.file_digest
 
-    def fingerprint(self) -> str:
-        """``data.fingerprint`` of the images, from the digests already taken."""
-        return fingerprint((s.path for s in self.data.samples), self.digests or None)
+    def fingerprint(self, n: int | None = None) -> str:
+        """``data.fingerprint`` of the images (the first ``n``: the labeled ones, before
+        pseudo-labeled images were added), from the digests already taken."""
+        return fingerprint((s.path for s in self.data.samples[:n]), self.digests[:n] or None)
 
     def labels(self, idx: np.ndarray) -> list[str]:
         return [self.data.samples[i].label for i in idx]
@@ -456,8 +457,11 @@ def _write_history(history: list[EpochStats], path: Path) -> None:
 
 def _model_info(model: CRNN, model_cfg: ModelConfig, split: Split, cfg: TrainConfig,
                 image: ImageConfig, command: str, data_dir: str | Path,
-                history: list[EpochStats], best_epoch: int) -> ModelInfo:
-    """What ``model.json`` records: how the model was made and its validation metrics."""
+                history: list[EpochStats], best_epoch: int, n_labeled: int) -> ModelInfo:
+    """What ``model.json`` records: how the model was made and its validation metrics.
+    ``data_fingerprint`` and ``n_images`` are those of the ``n_labeled`` labeled images of
+    ``data_dir`` (pseudo-labeled ones: ``training.pseudo_labels``), so that ``eval`` knows
+    that folder for the one the model was trained on."""
     val_loss, acc, val_cer, preds = evaluate(model, split, split.val, nn.CTCLoss(zero_infinity=True))
     metrics = dict(val_loss=val_loss, val_sequence_accuracy=acc, val_cer=val_cer)
     alphabet = set(split.charset.alphabet)
@@ -470,8 +474,8 @@ def _model_info(model: CRNN, model_cfg: ModelConfig, split: Split, cfg: TrainCon
         alphabet=split.charset.alphabet, image=image, model=model_cfg,
         training=dict(
             command=command, data_dir=str(data_dir),
-            data_fingerprint=split.fingerprint(),
-            n_images=len(split.data.samples), n_skipped=len(split.data.skipped),
+            data_fingerprint=split.fingerprint(n_labeled),
+            n_images=n_labeled, n_skipped=len(split.data.skipped),
             n_train=len(split.train), n_val=len(split.val), copies=split.copies, config=asdict(cfg),
             epochs_run=len(history), best_epoch=best_epoch,
             params=count_params(model), flops_per_image=count_flops(model, image),
@@ -820,7 +824,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
         arch, params = init.info.model.arch, init.info.model.params
     charset, alphabet_record = choose_alphabet([s.label for s in samples], alphabet, init)
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, charset=charset, samples=samples)
-    n_labeled_train = len(split.train)
+    n_labeled_train, n_labeled = len(split.train), len(split.data.samples)
     if extra:
         split = _with_extra(split, extra, image)
     cfg = resolve_budget(cfg, len(split.train))
@@ -849,7 +853,8 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
         fault("round-end")
 
     history, best_epoch = fit(model, split, cfg, on_epoch, on_batch, save_state, state)
-    info = _model_info(model, model_cfg, split, cfg, image, command, data_dir, history, best_epoch)
+    info = _model_info(model, model_cfg, split, cfg, image, command, data_dir, history, best_epoch,
+                       n_labeled)
     info.training["steps"] = len(history) * steps_per_round(len(split.train), cfg)
     if geometry:
         info.training["input"] = geometry
