@@ -59,23 +59,42 @@ def test_pretrain_reads_the_local_process_count_and_says_why_it_takes_the_cpu(
     assert json.loads((tmp_path / "b" / FILES.info).read_text())["training"]["device"] == "cpu"
 
 
+def _labels(stream, batches: int) -> list[list[str]]:
+    return [labels for _, (_, labels) in zip(range(batches), stream)]
+
+
 def test_ranks_read_disjoint_shares_of_one_stream():
     styles = ["pastel_digits", "bold_caps"]
-    take = lambda it, n: [label for _, (_, label) in zip(range(n), it)]  # noqa: E731
-    r0 = take(iter(ZooStream(styles, 0, 0, rank=0, world=2)), 3)
-    r1 = take(iter(ZooStream(styles, 0, 0, rank=1, world=2)), 3)
-    one = take(iter(ZooStream(styles, 0, 0, rank=0, world=1)), 6)
-    assert r0 == one[0::2] and r1 == one[1::2]
-    assert one[2] == render("pastel_digits", 0, 1)[1]  # position 2: style 0, image 1
-    later = take(iter(ZooStream(styles, 0, 4, rank=0, world=1)), 2)
-    assert later == one[4:6]  # resuming at position 4
+    one = _labels(iter(ZooStream(styles, 0, 0, rank=0, world=1, batch_size=2)), 6)
+    r0 = _labels(iter(ZooStream(styles, 0, 0, rank=0, world=2, batch_size=2)), 3)
+    r1 = _labels(iter(ZooStream(styles, 0, 0, rank=1, world=2, batch_size=2)), 3)
+    assert r0 == one[0::2] and r1 == one[1::2]  # step b of 2 ranks: positions 4b to 4b+3
+    assert one[1][0] == render("pastel_digits", 0, 1)[1]  # position 2: style 0, image 1
+    later = _labels(iter(ZooStream(styles, 0, 4, rank=0, world=1, batch_size=2)), 2)
+    assert later == one[2:4]  # resuming at position 4
+
+
+def test_the_batches_do_not_depend_on_the_drawing_workers():
+    """Two workers yield the batches of one, in order: a run stopped at any step
+    resumes on the images it would have seen next."""
+    from torch.utils.data import DataLoader
+
+    stream = ZooStream(["pastel_digits", "bold_caps"], 0, 6, rank=0, world=1, batch_size=3)
+    alone = [(x.numpy(), y) for x, y in _take(iter(stream), 5)]
+    pooled = [(x.numpy(), y) for x, y in _take(iter(DataLoader(stream, batch_size=None, num_workers=2)), 5)]
+    assert [y for _, y in pooled] == [y for _, y in alone]
+    assert all(np.array_equal(a, b) for (a, _), (b, _) in zip(pooled, alone))
+
+
+def _take(it, n: int) -> list:
+    return [item for _, item in zip(range(n), it)]
 
 
 def test_a_share_of_the_stream_is_placed_in_wider_strips():
     styles = ["pastel_digits"]
-    plain = [x for _, (x, _) in zip(range(40), iter(ZooStream(styles, 0, 0, 0, 1)))]
-    wide = [x for _, (x, _) in zip(range(40), iter(ZooStream(styles, 0, 0, 0, 1, widen=0.5)))]
-    again = [x for _, (x, _) in zip(range(40), iter(ZooStream(styles, 0, 0, 0, 1, widen=0.5)))]
+    plain = [x[0] for x, _ in _take(iter(ZooStream(styles, 0, 0, 0, 1)), 40)]
+    wide = [x[0] for x, _ in _take(iter(ZooStream(styles, 0, 0, 0, 1, widen=0.5)), 40)]
+    again = [x[0] for x, _ in _take(iter(ZooStream(styles, 0, 0, 0, 1, widen=0.5)), 40)]
     changed = sum(not np.array_equal(a, b) for a, b in zip(plain, wide))
     assert 8 <= changed <= 32  # about half, seeded by position
     assert all(np.array_equal(a, b) for a, b in zip(wide, again))
@@ -107,6 +126,10 @@ def test_pretrain_killed_after_a_checkpoint_resumes_and_swaps_in_a_readable_mode
     assert set(info["metrics"]["zoo"]) == {"pastel_digits", "bold_caps"}
     img, _ = render("pastel_digits", 9, 0)
     assert Reader.load(out).read(np.asarray(img)).ok
+    # The same three steps without a stop: the very same weights (images, augmentation, Adam)
+    assert main(["pretrain", "--out", str(tmp_path / "whole"), "--steps", "3", *ARGS]) == 0
+    whole = json.loads((tmp_path / "whole" / FILES.info).read_text())
+    assert whole["training"]["rank_weight_digests"] == info["training"]["rank_weight_digests"]
     # Nothing to resume: one line, and the model is left as it is.
     assert main(["pretrain", "--out", str(out), "--steps", "3", "--resume", *ARGS]) != 0
     assert "no interrupted run to resume" in capsys.readouterr().err
@@ -125,3 +148,19 @@ def test_two_processes_end_with_identical_weights(tmp_path):
     assert t["processes"] == 2 and t["images"] == 3 * 4 * 2
     digests = t["rank_weight_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
+
+
+def test_no_evaluation_images_still_writes_the_model(tmp_path):
+    out = tmp_path / "noeval"
+    assert main(["pretrain", "--out", str(out), "--steps", "1", *ARGS, "--eval-images", "0"]) == 0
+    info = json.loads((out / FILES.info).read_text())
+    assert info["metrics"]["zoo"] == {} and info["metrics"]["zoo_median_accuracy"] is None
+    assert Reader.load(out).info.alphabet == ALPHABET
+
+
+@pytest.mark.parametrize("option, value", [("--eval-images", "-1"), ("--checkpoint-minutes", "nan"),
+                                           ("--widen", "1.5"), ("--lr", "0"), ("--workers", "-2")])
+def test_bad_pretrain_numbers_are_refused_by_the_parser(capsys, tmp_path, option, value):
+    with pytest.raises(SystemExit) as e:
+        main(["pretrain", "--out", str(tmp_path / "x"), option, value])
+    assert e.value.code == 2 and "must be" in capsys.readouterr().err

@@ -921,22 +921,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--steps", type=POSITIVE, default=20000, help="optimizer steps (default: 20000)")
     q.add_argument("--batch-size", type=POSITIVE, default=32, help="images per step and process "
                    "(default: 32)")
-    q.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default: 3e-3)")
-    q.add_argument("--seed", type=int, default=0, help="zoo stream and initialisation seed")
+    q.add_argument("--lr", type=_at_least(1e-9, float), default=3e-3,
+                   help="peak learning rate (default: 3e-3)")
+    q.add_argument("--seed", type=COUNT, default=0, help="zoo stream and initialisation seed")
     q.add_argument("--styles", help="comma-separated zoo styles (default: all)")
-    q.add_argument("--workers", type=int, default=1,
+    q.add_argument("--workers", type=COUNT, default=1,
                    help="image-drawing processes per training process (default: 1; 0: none)")
     q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: CUDA where there is one")
-    q.add_argument("--checkpoint-minutes", type=float, default=5.0,
-                   help="minutes between resumable checkpoints (default: 5)")
+    q.add_argument("--checkpoint-minutes", type=_at_least(0.0, float), default=5.0,
+                   help="minutes between resumable checkpoints (default: 5; 0: every step)")
     q.add_argument("--resume", action="store_true",
                    help="go on from the last checkpoint of an interrupted run (in DIR.partial)")
-    q.add_argument("--eval-images", type=int, default=100,
-                   help="held-out images per style read at the end (default: 100)")
-    q.add_argument("--threads", type=int, default=0, help="torch threads per process "
+    q.add_argument("--eval-images", type=COUNT, default=100,
+                   help="held-out images per style read at the end (default: 100; 0: none)")
+    q.add_argument("--threads", type=COUNT, default=0, help="torch threads per process "
                    "(default: 1 on CUDA, else the cores over the processes less the workers)")
-    q.add_argument("--widen", type=float, default=0.2, help="share of images placed in a "
+    q.add_argument("--widen", type=_fraction_closed, default=0.2, help="share of images placed in a "
                    "wider strip, short text in a long box (default: 0.2)")
     q.set_defaults(func=cmd_pretrain)
     return p

@@ -1,9 +1,12 @@
 """Pretraining a general base model on the synthetic style zoo (``captcha-ocr pretrain``).
 
 Images are drawn on the fly in DataLoader workers from the seeded zoo streams and never
-stored: stream position ``k`` is style ``k mod S``'s image ``k div S``. Each process
-(torchrun rank) and worker reads its own share of positions, so the run sees the same
-images whatever the number of processes and resumes where it stopped.
+stored: stream position ``k`` is style ``k mod S``'s image ``k div S``. Step ``b`` takes
+positions ``[b * B * P, (b + 1) * B * P)`` for ``P`` processes (torchrun ranks) of ``B``
+images each, so the run sees the same images whatever the number of processes and
+drawing workers, and a resumed run goes on where it stopped: with the same images, and
+in one process exactly as if never stopped (rank 0's augmentation state is in the
+checkpoint; under torchrun the other ranks draw theirs afresh from a seed of their own).
 
 Runs unchanged as one process or under ``torchrun --nproc-per-node N`` (PyTorch
 DistributedDataParallel: gloo on CPU, NCCL on CUDA). Rank 0 writes a checkpoint every
@@ -36,7 +39,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from . import checkpoint
 from .augment import augment_batch
 from .charset import Charset
-from .config import ARCHS, DEFAULT_ARCH, RECIPES, ImageConfig, ModelConfig
+from .config import ARCHS, DEFAULT_ARCH, ImageConfig, ModelConfig
 from .cpus import usable_cores
 from .decoding import greedy_decode
 from .metrics import cer, sequence_accuracy
@@ -90,27 +93,35 @@ class PretrainConfig:
 
 
 class ZooStream(IterableDataset):
-    """Endless ``(C, H, W)`` float32 arrays and labels from the zoo, from stream position
-    ``start`` on, the share of this rank and worker (positions ``start + r``, ``r`` taken
-    round-robin over ``world * workers`` readers)."""
+    """Endless batches of ``batch_size`` zoo images for one rank, from stream position
+    ``start`` on: ``(B, C, H, W)`` float32 tensors and their labels.
+
+    Batch ``b`` (counted from ``start``) holds positions ``start + (b * world + rank) *
+    batch_size + i``. A DataLoader with ``w`` workers gives worker ``j`` the batches ``b``
+    with ``b mod w == j`` and yields them in order, so the batches (and a resumed run's)
+    do not depend on the number of workers.
+    """
 
     def __init__(self, styles: list[str], seed: int, start: int, rank: int, world: int,
-                 widen: float = 0.0) -> None:
+                 widen: float = 0.0, batch_size: int = 1) -> None:
         self.styles, self.seed, self.start, self.rank, self.world = styles, seed, start, rank, world
-        self.widen = widen
+        self.widen, self.batch_size = widen, batch_size
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, str]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str]]]:
         info = get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        k = self.start + self.rank * nw + wid
-        step = self.world * nw
-        n = len(self.styles)
+        b, every = (info.id, info.num_workers) if info else (0, 1)
         while True:
-            img, label = render(self.styles[k % n], self.seed, k // n)
-            if self.widen:
-                img = self._layout(img, k)
-            yield to_array(img, IMAGE), label
-            k += step
+            first = self.start + (b * self.world + self.rank) * self.batch_size
+            images = [self._image(k) for k in range(first, first + self.batch_size)]
+            yield torch.from_numpy(np.stack([x for x, _ in images])), [y for _, y in images]
+            b += every
+
+    def _image(self, k: int) -> tuple[np.ndarray, str]:
+        n = len(self.styles)
+        img, label = render(self.styles[k % n], self.seed, k // n)
+        if self.widen:
+            img = self._layout(img, k)
+        return to_array(img, IMAGE), label
 
 
     def _layout(self, img: Image.Image, k: int) -> Image.Image:
@@ -120,10 +131,6 @@ class ZooStream(IterableDataset):
             return img
         where = rng.choice([0.0, 1.0, rng.random()])
         return widen(img, rng, rng.uniform(1.3, 2.5), where)
-
-
-def _collate(items: list[tuple[np.ndarray, str]]) -> tuple[torch.Tensor, list[str]]:
-    return torch.from_numpy(np.stack([x for x, _ in items])), [y for _, y in items]
 
 
 def choose_device(name: str, gpus: int, local_processes: int) -> tuple[str, str]:
@@ -161,22 +168,40 @@ def _weights_digest(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
-def _save_state(path: Path, model: CRNN, opt: torch.optim.Optimizer, meta: dict) -> None:
-    """A resumable checkpoint: weights, optimizer state and position (``checkpoint``)."""
-    checkpoint.save(path, dict(model=model.state_dict(), optimizer=opt.state_dict(), meta=meta))
+def _save_state(path: Path, model: CRNN, opt: torch.optim.Optimizer, rng: torch.Generator,
+                meta: dict) -> None:
+    """A resumable checkpoint: weights, optimizer state, the random states of the
+    augmentation and of torch (dropout) and the position (``checkpoint``)."""
+    checkpoint.save(path, dict(model=model.state_dict(), optimizer=opt.state_dict(),
+                               rng=rng.get_state(), torch_rng=torch.get_rng_state(), meta=meta))
 
 
-def _load_state(path: Path, model: CRNN, opt: torch.optim.Optimizer) -> dict:
+def _load_state(path: Path, model: CRNN, opt: torch.optim.Optimizer, rng: torch.Generator,
+                rank: int) -> dict:
+    """Weights and optimizer state into ``model`` and ``opt``, rank 0's augmentation state
+    into ``rng`` (another rank is seeded by rank and step instead, so that the ranks'
+    draws stay apart). Returns the position (``meta``), with torch's own random state
+    (dropout) as ``meta["torch_rng"]`` where saved, to set once the DataLoader has drawn
+    its seed from it."""
     state = checkpoint.load(path)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])  # moves the moments to the parameters' device
-    return state["meta"]
+    meta = state["meta"]
+    if rank == 0 and "rng" in state:  # checkpoints of earlier versions lack them
+        rng.set_state(state["rng"])
+        meta["torch_rng"] = state["torch_rng"]
+    elif rank:
+        rng.manual_seed(rng.initial_seed() + 7919 * meta["step"])
+    return meta
 
 
 @torch.no_grad()
 def evaluate_styles(model: CRNN, charset: Charset, styles: list[str], seed: int, n: int,
                     device) -> dict[str, dict[str, float]]:
-    """Sequence accuracy and CER per style on ``n`` images of another seed's stream."""
+    """Sequence accuracy and CER per style on ``n`` images of another seed's stream
+    (none for ``n`` 0)."""
+    if n <= 0:
+        return {}
     model.eval()
     out = {}
     for style in styles:
@@ -249,22 +274,27 @@ def _pretrain_into(out: Path, cfg: PretrainConfig, resume: bool, command: str,
     model_cfg = ModelConfig(DEFAULT_ARCH, charset.n_classes, dict(ARCHS[DEFAULT_ARCH]))
     model = build_model(IMAGE, model_cfg).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, seen, seconds = 0, 0, 0.0
+    g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)  # the augmentation's draws
+    step, seen, seconds, meta = 0, 0, 0.0, {}
     if resume and checkpoint.exists(out / CHECKPOINT):
-        meta = _load_state(out / CHECKPOINT, model, opt)
+        meta = _load_state(out / CHECKPOINT, model, opt, g, rank)
         step, seen, seconds = meta["step"], meta["images"], meta["seconds"]
         if rank == 0:
             on_log(f"resumed at step {step} ({seen} images)")
     rate = FlatCos(cfg.steps)  # flat, then cosine to zero over the second half
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
-    loader = DataLoader(ZooStream(styles, cfg.seed, seen, rank, world, cfg.widen), batch_size=cfg.batch_size,
-                        num_workers=cfg.workers, collate_fn=_collate,
+    stream = ZooStream(styles, cfg.seed, seen, rank, world, cfg.widen, cfg.batch_size)
+    loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)
-    g = torch.Generator().manual_seed(cfg.seed * 1000 + rank)
-    t0, last_ckpt, run_loss = time.perf_counter(), time.perf_counter(), 0.0
+    t0, last_ckpt, run_loss, first = time.perf_counter(), time.perf_counter(), 0.0, True
     net.train()
-    for x, labels in loader:
+    batches = iter(loader)  # its seed drawn from torch's random state, as in an unbroken run
+    if "torch_rng" in meta:
+        torch.set_rng_state(meta["torch_rng"])
+    elif resume and rank:
+        torch.manual_seed(g.initial_seed() + 7919 * step + 1)
+    for x, labels in batches:
         if step >= cfg.steps:
             break
         # Augmentation rises over the first tenth: clean images while leaving the plateau.
@@ -278,13 +308,14 @@ def _pretrain_into(out: Path, cfg: PretrainConfig, resume: bool, command: str,
         opt.step()
         step += 1
         seen += cfg.batch_size * world
-        run_loss = 0.98 * run_loss + 0.02 * loss.item() if step > 1 else loss.item()
+        run_loss = loss.item() if first else 0.98 * run_loss + 0.02 * loss.item()  # a resumed run too
+        first = False
         elapsed = seconds + time.perf_counter() - t0
         if rank == 0 and (step % 200 == 0 or step == cfg.steps):
             on_log(f"step {step}/{cfg.steps}  loss {run_loss:.3f}  {seen} images  "
                    f"{seen / max(elapsed, 1e-9):.0f} img/s  lr {cfg.lr * rate(step):.2e}")
         if rank == 0 and time.perf_counter() - last_ckpt > 60 * cfg.checkpoint_minutes:
-            _save_state(out / CHECKPOINT, model, opt,
+            _save_state(out / CHECKPOINT, model, opt, g,
                         dict(step=step, images=seen, seconds=elapsed, config=dataclasses.asdict(cfg)))
             last_ckpt = time.perf_counter()
             fault("round-end")
@@ -318,7 +349,7 @@ def _pretrain_into(out: Path, cfg: PretrainConfig, resume: bool, command: str,
             command=command, kind="pretrain", zoo_version=ZOO_VERSION, styles=styles,
             seed=cfg.seed, steps=step, images=seen, processes=world, device=device.type,
             seconds=round(seconds, 1), config=dataclasses.asdict(cfg),
-            recipe=RECIPES[DEFAULT_ARCH], rank_weight_digests=digests,
+            rank_weight_digests=digests,
             params=count_params(model), flops_per_image=count_flops(model, IMAGE),
         ),
         metrics=dict(zoo_eval_seed=eval_seed, zoo=metrics,
