@@ -140,6 +140,8 @@ def test_export_recreates_onnx(capsys, trained, subset, tmp_path):
     ["serve", "--max-wait-ms", "inf"],
     ["serve", "--root-path", "ocr"],
     ["serve", "--root-path", "/a b"],
+    ["serve", "--root-path", "/ocré"],
+    ["serve", "--root-path", "/a/../b"],
 ])
 def test_bad_numbers_refused_by_the_parser(capsys, args):
     with pytest.raises(SystemExit) as e:

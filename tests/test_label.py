@@ -83,6 +83,8 @@ def test_api_labels_corrects_and_counts_unchanged(folder, base):
             s = c.post("/api/label", json=fix).json()
             # a correction of the same image: still one image labeled, and not as it was read
             assert s["session_labels"] == 1 and s["accepted_unchanged"] == 0 and s["labeled"] == 1
+            s = c.post("/api/set-aside", json={"name": name, "status": "unreadable"}).json()
+            assert s["session_labels"] == 0 and s["labeled"] == 0  # set aside after all
             c.post("/api/label", json={"name": name, "label": truth[name], "prefill": prefill})
             assert _labels(made) == {name: truth[name]}
             assert c.get(f"/api/item/{name}").json()["label"] == truth[name]

@@ -11,6 +11,7 @@ import json
 import math
 import shlex
 import signal
+import string
 import sys
 import threading
 import time
@@ -75,9 +76,15 @@ def _port(text: str) -> int:
 def _root_path(text: str) -> str:
     """`serve --root-path`: "" or a path like /ocr (a trailing slash dropped)."""
     path = text.rstrip("/")
-    if path and (not path.startswith("/") or any(c in path for c in "?#% \\") or "//" in path):
-        raise argparse.ArgumentTypeError(f"must be a path like /ocr, not {text!r}")
+    parts = path.split("/")[1:]
+    if path and (not path.startswith("/") or not all(parts) or any(p in (".", "..") for p in parts)
+                 or not set(path) <= _PATH_CHARS):
+        raise argparse.ArgumentTypeError(f"must be a path like /ocr (letters, digits and . _ ~ -), "
+                                         f"not {text!r}")
     return path
+
+
+_PATH_CHARS = set(string.ascii_letters + string.digits + "/._~-")  # uvicorn sends it as ASCII
 
 
 POSITIVE = _at_least(1)

@@ -27,6 +27,7 @@ MAX_FORM_FIELDS = 1000      # text fields beside the files of a multipart body (
                             # the body's size bounds the parsing work)
 MAX_JSON_DIGITS = 20        # digits in a JSON number (the schema has none; Python parses 4300)
 
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing (413) from Content-Length or as soon as it grows past ``limit``."""
     declared = request.headers.get("content-length")

@@ -17,6 +17,7 @@ from .runtime import DEFAULT_OPTIONS, Reader, Reading, ReadOptionError, ReadOpti
 __all__ = ["ERRORS", "OPTION_PARAMS", "READ_BODY", "BatchItem", "ReadResult",
            "batch_request_body", "query_options", "reading_json"]
 
+
 class Alternative(BaseModel):
     text: str
     probability: float

@@ -134,6 +134,7 @@ class Labeling:
             return
         self.store.set_aside_as(name, status)
         self.reviewed.add(name)
+        self.session.pop(name, None)  # labeled earlier this session, set aside now: not labeled
 
 
 class Trainer:

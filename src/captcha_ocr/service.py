@@ -74,6 +74,8 @@ MiB = 1024 * 1024
 MAX_BODY = 2 * MiB          # bytes in one request body (413 above)
 BATCH_BODY_FACTOR = 8       # /v1/read-batch bodies may be this many times max_body
 MAX_BATCH_PIXELS = 16_000_000  # pixels in all the images of one /v1/read-batch request
+
+
 # ---------------------------------------------------------------- logging
 
 
@@ -99,7 +101,10 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_logged)
         finally:
-            log.info("%s %s %d %.1f ms", scope["method"], scope["path"], status,
+            path, root = scope["path"], scope.get("root_path", "")
+            if root and path.startswith(root):  # uvicorn puts --root-path in front
+                path = path[len(root):] or "/"
+            log.info("%s %s %d %.1f ms", scope["method"], path, status,
                      (time.perf_counter() - t0) * 1000)
 
 
@@ -211,7 +216,9 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
                              for r in readings])
 
     @app.get("/healthz", summary="Readiness: 200 while serving, 503 while draining",
-             responses={503: {"description": "draining after SIGTERM (`serve --drain`): "
+             responses={200: {"description": "serving",
+                              "content": {"application/json": {"example": {"status": "ok"}}}},
+                        503: {"description": "draining after SIGTERM (`serve --drain`): "
                                              "take this instance out of the balancer",
                               "content": {"application/json": {"example": {"status": "draining"}}}}})
     async def healthz() -> Response:
