@@ -166,6 +166,7 @@ def test_sigterm_stops_a_training_as_ctrl_c_does(data, tmp_path):
             proc.wait()
     assert proc.returncode == 130, err[-2000:]
     assert "captcha-ocr train: interrupted" in err and "Traceback" not in err
+    assert "no checkpoint yet" in err and "nothing to resume" in err  # 1 s in: none written
 
 
 def test_run_without_resume_is_told_about_the_interrupted_one(data, tmp_path, capsys):
@@ -182,6 +183,9 @@ def test_run_without_resume_is_told_about_the_interrupted_one(data, tmp_path, ca
     assert "add --resume to continue it" in capsys.readouterr().err
     assert main(["train", str(data), "--out", str(out), *TINY, "--lr", "0.01", "--resume"]) != 0
     assert "cannot resume: the config differs from the interrupted run's (lr 0.003 -> 0.01)" in \
+        capsys.readouterr().err
+    # a speed setting may change: it resumes
+    assert main(["train", str(data), "--out", str(out), *TINY, "--threads", "2", "--resume"]) == 0, \
         capsys.readouterr().err
     assert main(["train", str(data), "--out", str(tmp_path / "other"), *TINY, "--resume"]) != 0
     assert "no interrupted run to resume" in capsys.readouterr().err

@@ -212,11 +212,10 @@ def cmd_train(a: argparse.Namespace) -> None:
                                     max_images=DEFAULT_MAX_IMAGES if a.unlabeled_max is None
                                     else a.unlabeled_max, **run)
         except KeyboardInterrupt:
-            from .staging import StagedModelDir
+            from .train import CHECKPOINT_SECONDS
 
-            if StagedModelDir(a.out).interrupted():
-                console.print("the run can go on from its last checkpoint: the same command "
-                              "with --resume", markup=False, soft_wrap=True)
+            console.print(_resume_hint(a.out, f"{CHECKPOINT_SECONDS:g} s, at the end of a round"),
+                          markup=False, soft_wrap=True)
             raise
     for path, reason in result.skipped:
         console.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)
@@ -350,6 +349,16 @@ def _floor3(p: float) -> str:
     """A confidence to 3 decimals, rounded down: 0.99998 below a 0.99999 threshold shows
     as 0.999, not as 1.000."""
     return f"{math.floor(p * 1000) / 1000:.3f}"
+
+
+def _resume_hint(out, every: str) -> str:
+    """What an interrupted train or pretrain run into ``out`` left to go on from."""
+    from .staging import StagedModelDir
+
+    if StagedModelDir(out).interrupted():
+        return "the run can go on from its last checkpoint: the same command with --resume"
+    return (f"no checkpoint yet (one is written every {every}): "
+            "nothing to resume; run the command again to start over")
 
 
 def _reading_json(r) -> dict:
@@ -694,11 +703,8 @@ def cmd_pretrain(a: argparse.Namespace) -> None:
     except (ZooError, ValueError) as e:
         raise CLIError(str(e)) from None
     except KeyboardInterrupt:
-        from .staging import StagedModelDir
-
-        if StagedModelDir(out).interrupted():
-            print("the run can go on from its last checkpoint: the same command with --resume",
-                  file=sys.stderr)
+        print(_resume_hint(out, f"{a.checkpoint_minutes:g} min (--checkpoint-minutes)"),
+              file=sys.stderr)
         raise
     if done is None:  # not rank 0
         return

@@ -686,7 +686,8 @@ def _resume_key(cfg: TrainConfig, image: ImageConfig, model_cfg: ModelConfig, sp
     by ``pseudo_labels``, None for a run on human labels alone)."""
     labels = hashlib.sha256("\n".join(s.label for s in split.data.samples).encode()).hexdigest()
     n_extra = len(split.train) - n_labeled_train
-    return dict(config=asdict(cfg), image=asdict(image), model=asdict(model_cfg),
+    config = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_RESUME_KEY}
+    return dict(config=config, image=asdict(image), model=asdict(model_cfg),
                 alphabet=split.charset.alphabet,
                 data_fingerprint=split.fingerprint(),
                 labels=labels, pseudo_labels=n_extra or None,
@@ -694,15 +695,22 @@ def _resume_key(cfg: TrainConfig, image: ImageConfig, model_cfg: ModelConfig, sp
                 init=init.record() if init is not None else None)
 
 
+# Settings of speed alone: a resumed run may change them (the result is the same).
+NOT_IN_RESUME_KEY = ("threads",)
+
+
 def _check_resume(state: dict, key: dict, where: Path, picked: dict | None = None) -> None:
+    then_key = dict(state["key"])
+    if isinstance(then_key.get("config"), dict):  # earlier versions kept the speed settings
+        then_key["config"] = {k: v for k, v in then_key["config"].items() if k not in NOT_IN_RESUME_KEY}
     for name, value in key.items():
-        if name in state["key"] and _jsonish(state["key"][name]) != _jsonish(value):
-            before = (state["key"][name] or {}).get("model") if name == "init" else None
+        if name in then_key and _jsonish(then_key[name]) != _jsonish(value):
+            before = (then_key[name] or {}).get("model") if name == "init" else None
             if picked is not None and before:  # e.g. interrupted before --init auto existed
                 raise ModelError(f"{where}: cannot resume: the interrupted run started from "
                                  f"{before}, and --init auto picked {picked['chosen']} this "
                                  f"time; resume with --init {before}")
-            then, now = _jsonish(state["key"][name]), _jsonish(value)
+            then, now = _jsonish(then_key[name]), _jsonish(value)
             fields = ""
             if isinstance(then, dict) and isinstance(now, dict):  # which settings: lr 0.003 -> 0.01
                 diff = [f"{k} {str(then.get(k))[:20]} -> {str(now.get(k))[:20]}"
