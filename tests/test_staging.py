@@ -277,3 +277,16 @@ def test_a_checkpoint_cut_between_its_two_files_or_damaged_is_one_line(tmp_path)
     (tmp_path / "b" / checkpoint.STATE_TENSORS).write_bytes(b"garbage")
     with pytest.raises(ModelError, match="cannot be read"):
         checkpoint.load(tmp_path / "b")
+
+
+def test_out_that_is_a_file_is_refused_leaving_no_lock(data, tmp_path, capsys):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "notes.csv").write_text("x")
+    for out in (tmp_path / "m" / "notes.csv", tmp_path / "m" / "notes.csv" / "deeper"):
+        assert main(["train", str(data), "--out", str(out), *TINY]) == 1
+        err = capsys.readouterr().err
+        assert "is a file" in err or "is under a file" in err
+        assert "name a model directory" in err
+    assert main(["export", str(tmp_path / "m" / "notes.csv")]) == 1
+    assert "--out" not in capsys.readouterr().err  # export has none
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["notes.csv"]  # no lock files

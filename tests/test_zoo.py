@@ -158,9 +158,14 @@ def test_cli_writes_a_folder(capsys, tmp_path):
     [
         (["nope", "--out", "x"], "unknown style 'nope'; known: imagecaptcha"),
         (["wavy"], "--out"),
+        (["wavy", "--out", "{file}"], "is a file (or under one), not a folder"),
+        (["wavy", "--out", "{file}/sub"], "is a file (or under one), not a folder"),
+        (["--out", "x"], "name the style to write to x"),
     ],
 )
-def test_cli_one_line_errors(capsys, args, needle):
+def test_cli_one_line_errors(capsys, tmp_path, args, needle):
+    (tmp_path / "labels.csv").write_text("file,label\n")
+    args = [x.format(file=tmp_path / "labels.csv") for x in args]
     rc, _, err = run(capsys, "zoo", *args)
     assert rc == 1 and len(err.strip().splitlines()) == 1 and needle in err
 

@@ -669,6 +669,9 @@ def _ranges(alphabet: str) -> str:
 def cmd_zoo(a: argparse.Namespace) -> None:
     from .zoo import STYLES, ZooError, get_style, write_style
 
+    if a.style is None and a.out is not None:
+        raise CLIError(f"name the style to write to {a.out}: captcha-ocr zoo STYLE --out DIR "
+                       "(captcha-ocr zoo alone lists them)")
     if a.style is None:
         for s in STYLES.values():
             lengths = f"{s.lengths[0]}-{s.lengths[1]}" if s.lengths[0] < s.lengths[1] else f"{s.lengths[0]}"

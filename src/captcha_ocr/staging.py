@@ -86,6 +86,7 @@ class StagedModelDir:
     # ------------------------------------------------------------ lock
 
     def __enter__(self) -> StagedModelDir:
+        self._check_kind()  # before the lock file: a refused command leaves nothing behind
         try:
             self.target.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -137,12 +138,18 @@ class StagedModelDir:
         if self.target.is_dir():
             (self.target / OURS).unlink(missing_ok=True)
 
-    def _check_target(self) -> None:
+    def _check_kind(self) -> None:
         t = self.target
         if t.is_symlink():
-            raise ModelError(f"{t}: is a link; pass the directory it points to as --out")
+            raise ModelError(f"{t}: is a link; name the directory it points to instead")
         if t.exists() and not t.is_dir():
-            raise ModelError(f"{t}: is a file, not a model directory; choose another --out")
+            raise ModelError(f"{t}: is a file, not a model directory; name a model directory")
+        if any(p.exists() and not p.is_dir() for p in t.parents):
+            raise ModelError(f"{t}: is under a file, not in a folder; name a model directory")
+
+    def _check_target(self) -> None:
+        t = self.target
+        self._check_kind()
         if not t.is_dir():
             return
         names = [p.name for p in t.iterdir() if not p.name.startswith(".")]

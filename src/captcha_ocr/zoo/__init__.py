@@ -119,7 +119,12 @@ def write_style(
         raise ZooError(f"unknown image format {fmt!r}; use one of {', '.join(s[1:] for s in IMAGE_SUFFIXES)}")
     if folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
         raise ZooError(f"{folder}: already holds images; write to an empty folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ZooError(f"{folder}: is a file (or under one), not a folder; write to a folder") from None
+    except OSError as e:
+        raise ZooError(f"{folder}: cannot create the folder ({e.strerror})") from None
     digits = max(6, len(str(n - 1)))
     samples = []
     for i, (img, label) in enumerate(sample(style, seed, n)):
