@@ -227,3 +227,9 @@ def test_a_resumed_run_says_which_rounds_ran_before():
     assert lines[0] == "(rounds 1-3 ran before the interruption)"
     assert lines[1].startswith("epoch   4/5") and lines[2].startswith("epoch   5/5")
     assert "ran before" not in out.getvalue().split("\n", 1)[1]  # said once
+
+
+def test_steps_and_epochs_together_are_refused(capsys, synth_dir, tmp_path):
+    rc, _, err = run(capsys, "train", synth_dir, "--out", tmp_path / "m", "--steps", "60", "--epochs", "1")
+    assert_one_line_error(rc, err, "--steps and --epochs both set the budget")
+    assert not (tmp_path / "m").exists()

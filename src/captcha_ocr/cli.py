@@ -128,6 +128,8 @@ def cmd_train(a: argparse.Namespace) -> None:
         raise CLIError("--pseudo-confidence needs --unlabeled DIR")
     if a.unlabeled_max is not None and a.unlabeled is None:
         raise CLIError("--unlabeled-max needs --unlabeled DIR")
+    if a.steps is not None and a.epochs is not None:
+        raise CLIError("--steps and --epochs both set the budget: give one of them")
     init = None
     if a.init is None and a.arch is None and a.height is None and a.channels is None:
         # Start from the shipped base model (fine-tuning): far better than training from
@@ -745,9 +747,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"architecture and its training recipe (default: {DEFAULT_ARCH}; "
                    "seed: the tutorial's network, settings and 200x50 grey input)")
     t.add_argument("--epochs", type=POSITIVE, help="maximum epochs (recipe default: a step budget "
-                   "for crnn, 100 for seed, 50 for fast)")
-    t.add_argument("--steps", type=POSITIVE, help="optimizer steps in all (crnn default: about 50 "
-                   "passes over the data, at least 4000, at most 6000)")
+                   "for deep and crnn, 100 for seed, 50 for fast)")
+    t.add_argument("--steps", type=POSITIVE, help="optimizer steps in all, rounded up to whole "
+                   "rounds (default fine-tuning: 2500, 1500 from under 100 images; from scratch: "
+                   "about 50 passes over the data, at least 4000, at most 6000)")
     t.add_argument("--patience", type=COUNT, help="early-stopping patience in epochs, 0: off")
     t.add_argument("--batch-size", type=POSITIVE, help="batch size (recipe default)")
     t.add_argument("--lr", type=_at_least(1e-12, float), help="peak learning rate (recipe default)")
