@@ -233,3 +233,11 @@ def test_steps_and_epochs_together_are_refused(capsys, synth_dir, tmp_path):
     rc, _, err = run(capsys, "train", synth_dir, "--out", tmp_path / "m", "--steps", "60", "--epochs", "1")
     assert_one_line_error(rc, err, "--steps and --epochs both set the budget")
     assert not (tmp_path / "m").exists()
+
+
+def test_training_into_a_model_says_it_replaces_it(capsys, synth_dir, tmp_path):
+    args = ("train", synth_dir, "--out", tmp_path / "m", "--steps", "2", "--threads", "1")
+    rc, _, err = run(capsys, *args)
+    assert rc == 0 and "training" in err and "holds a model" not in err
+    rc, _, err = run(capsys, *args)
+    assert rc == 0 and "holds a model: this run replaces it when it is complete" in err

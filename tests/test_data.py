@@ -121,6 +121,9 @@ def test_a_second_copy_of_a_file_keeps_its_label(synth_dir):
         (synth_dir / f"{first.label}{copy}{first.path.suffix}").write_bytes(first.path.read_bytes())
     labels = [s.label for s in discover(synth_dir)]
     assert len(labels) == 15 and labels.count(first.label) == 4
+    note = survey(synth_dir).note()  # says what was cut, and offers no option that cuts nothing
+    assert "3 labels read from file names as the file names less a copy's ' (1)'" in note
+    assert "--name-labels whole" not in note
     assert _labels(["3x(12)", "(4+5)x2"]) == ("whole", ["3x(12)", "(4+5)x2"])  # arithmetic
 
 
@@ -446,3 +449,21 @@ def test_labels_csv_repeated_identical_row_is_fine(synth_dir):
     first = sorted(synth_dir.glob("*.png"))[0].name
     (synth_dir / "labels.csv").write_text(f"file,label\n{first},abc\n{first},abc\n")
     assert {s.path.name: s.label for s in discover(synth_dir)}[first] == "abc"
+
+
+def test_images_in_a_subfolder_are_named_as_not_read(synth_dir):
+    (synth_dir / "more").mkdir()
+    first = discover(synth_dir)[0]
+    (synth_dir / "more" / first.path.name).write_bytes(first.path.read_bytes())
+    (synth_dir / ".label-model").mkdir()  # the labeling page's model: its plots are no data
+    (synth_dir / ".label-model" / "curves.png").write_bytes(first.path.read_bytes())
+    labeling = survey(synth_dir)
+    assert len(labeling.samples) == 12
+    assert labeling.note().endswith("the images in subfolder more are not read (a dataset is one folder)")
+
+
+def test_labels_with_a_space_are_pointed_out(synth_dir):
+    rows = [(s.path.name, s.label) for s in discover(synth_dir)]
+    rows[0] = (rows[0][0], rows[0][1][:2] + " " + rows[0][1][2:])
+    (synth_dir / "labels.csv").write_text("file,label\n" + "".join(f"{n},{lab}\n" for n, lab in rows))
+    assert f"a space in 1 label ('{rows[0][1]}'): the model learns to read it" in survey(synth_dir).note()

@@ -133,6 +133,7 @@ def test_nothing_to_pseudo_label_keeps_the_first_model(capsys, tmp_path):
     assert rc == 0, captured.err
     info = json.loads((tmp_path / "m" / "model.json").read_text())
     assert "pseudo_labels" not in info["training"] and info["training"]["n_train"] == 18
+    assert "s in all (one run and the reading)" in captured.out
 
 
 def test_pseudo_confidence_zero_is_kept_as_asked(capsys, tmp_path, unlabeled):

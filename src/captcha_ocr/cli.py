@@ -175,6 +175,7 @@ def cmd_train(a: argparse.Namespace) -> None:
         console.print(note, markup=False, soft_wrap=True)
 
     had_int8 = (Path(a.out) / FILES.int8).is_file()  # replaced with the old weights, if any
+    replaces = (Path(a.out) / FILES.info).is_file()
     with _EpochProgress(console, cfg.epochs, quiet=a.quiet) as progress:
         def start(cfg, im, start_model, picked) -> None:
             progress.epochs = cfg.epochs
@@ -193,6 +194,10 @@ def cmd_train(a: argparse.Namespace) -> None:
                 f"training [bold]{a.arch}[/]{start_from} on {data} -> {a.out}: input {im.width}x{im.height} "
                 f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "
                 f"{cfg.patience or 'off'}", soft_wrap=True)
+            if replaces:
+                progress.console.print(f"{a.out} holds a model: this run replaces it when it is "
+                                       "complete (until then the old one stays)", markup=False,
+                                       soft_wrap=True)
 
         run = dict(arch=a.arch, image=image, cfg=cfg, init=init,
                    command=shlex.join(["captcha-ocr", *a.argv]), resume=a.resume,
@@ -249,6 +254,8 @@ def cmd_train(a: argparse.Namespace) -> None:
               "keep to theirs)")
     if a.unlabeled is None:
         print(f"time: {result.seconds:.1f} s")
+    elif "pseudo_labels" not in result.info.training:  # nothing read confidently enough
+        print(f"time: {time.perf_counter() - t_start:.1f} s in all (one run and the reading)")
     else:  # two runs and the reading between them
         print(f"time: {time.perf_counter() - t_start:.1f} s in all (the last run {result.seconds:.1f} s)")
     print(f"model: {result.model_dir}")

@@ -114,7 +114,7 @@ class NameLabels:
                                 "start with (PREFIX_LABEL names)",
                 "label-id": "the part of each file name before a '-' and a timestamp, hash or "
                             "UUID (LABEL-ID names)",
-                }.get(self.scheme, "the file names")
+                }.get(self.scheme, "the file names less a copy's ' (1)' or ' - Copy'")
 
 
 def _counts_up(names: list[str]) -> bool:
@@ -354,6 +354,7 @@ class Labeling:
     name_example: str = ""  # "2b6c_1700000962.png -> 2b6c": one of them
     names_cut: int = 0  # file names of which only a part is the label (the rest an id)
     absent_example: str = ""  # "0007.PNG, sub/0008.png": the first rows naming absent files
+    subfolders: tuple[str, ...] = ()  # subfolders holding images, which are not read
 
     def record(self) -> dict:
         """Where the labels came from, as ``model.json`` records it."""
@@ -370,9 +371,9 @@ class Labeling:
         "--unlabeled DIR self-trains on them"), said beside "--stem-labels"."""
         out = []
         if self.names_cut:
+            whole = "" if self.names in ("", "whole") else " (--name-labels whole: the whole names)"
             out.append(f"{_count(self.names_cut, 'label')} read from file names as "
-                       f"{NameLabels(self.names).describe()}: {self.name_example} "
-                       "(--name-labels whole: the whole names)")
+                       f"{NameLabels(self.names).describe()}: {self.name_example}{whole}")
         if self.unlabeled:
             hint = "; ".join(filter(None, [unlabeled_hint, "--stem-labels: file names as labels"]))
             out.append(f"{_count(len(self.unlabeled), 'image')} not in {LABELS_FILE} unlabeled "
@@ -382,6 +383,14 @@ class Labeling:
         if self.absent:
             out.append(f"{_count(self.absent, 'row')} of {LABELS_FILE} for files not here, "
                        f"ignored ({self.absent_example})")
+        spaced = [s.label for s in self.samples if any(c.isspace() for c in s.label)]
+        if spaced:
+            out.append(f"a space in {_count(len(spaced), 'label')} ({spaced[0]!r}): the model "
+                       f"learns to read it; fix {LABELS_FILE} if the site draws none")
+        if self.subfolders:
+            shown = ", ".join(self.subfolders[:3]) + (", ..." if len(self.subfolders) > 3 else "")
+            out.append(f"the images in subfolder{'s' if len(self.subfolders) > 1 else ''} {shown} "
+                       "are not read (a dataset is one folder)")
         if not out:
             return ""
         return f"{self.folder}: {_count(len(self.samples), 'labeled image')}; " + "; ".join(out)
@@ -456,7 +465,7 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
     example = f"{cut[0].name} -> {scheme(cut[0].stem)}" if cut else ""
     return Labeling(folder, samples, unlabeled, set_aside, len(absent), by_file_name,
                     scheme.scheme if by_file_name else "", example, len(cut),
-                    _absent_example(absent, present))
+                    _absent_example(absent, present), tuple(_image_subfolders(folder)))
 
 
 def _absent_example(absent: list[str], present: set[str]) -> str:
@@ -487,10 +496,17 @@ def _csv_names(csv_path: Path) -> Iterable[str]:
 _BY_NAME = f"{LABELS_FILE} names each image by its file name alone, beside it in the folder given"
 
 
+def _image_subfolders(folder: Path) -> list[str]:
+    """The subfolders of ``folder`` that hold images, by name (not hidden ones such as the
+    labeling page's .label-model, whose plots are images)."""
+    return sorted(d.name for d in folder.iterdir()
+                  if d.is_dir() and not d.name.startswith(".") and list_images(d))
+
+
 def subfolders_hint(folder: Path) -> str:
     """"; its subfolders a, b hold images: ..." where images sit one level down (only the
     folder itself is read: a dataset is one folder)."""
-    subs = sorted(d.name for d in folder.iterdir() if d.is_dir() and list_images(d))
+    subs = _image_subfolders(folder)
     if not subs:
         return ""
     shown = ", ".join(subs[:3]) + (", ..." if len(subs) > 3 else "")

@@ -473,7 +473,7 @@ def _model_info(model: CRNN, model_cfg: ModelConfig, split: Split, cfg: TrainCon
     return ModelInfo(
         alphabet=split.charset.alphabet, image=image, model=model_cfg,
         training=dict(
-            command=command, data_dir=str(data_dir),
+            command=command, data_dir=str(Path(data_dir).absolute()),
             data_fingerprint=split.fingerprint(n_labeled),
             n_images=n_labeled, n_skipped=len(split.data.skipped),
             n_train=len(split.train), n_val=len(split.val), copies=split.copies, config=asdict(cfg),
