@@ -403,3 +403,18 @@ def test_keep_last_ends_with_the_last_round(tmp_path, capsys):
     rc = main(["train", str(data), "--out", str(tmp_path / "s"), "--arch", "seed", "--keep", "last"])
     err = capsys.readouterr().err
     assert rc == 1 and len(err.strip().splitlines()) == 1 and "--patience 0" in err
+
+
+def test_features_lr_gives_the_conv_stack_its_own_rate():
+    from captcha_ocr.config import ARCHS, ImageConfig, ModelConfig
+    from captcha_ocr.model import build_model
+    from captcha_ocr.train import _optimizer
+
+    model = build_model(ImageConfig(32, 128, 3), ModelConfig("deep", 20, dict(ARCHS["deep"])))
+    one, _ = _optimizer(model, recipe("deep", lr=3e-3, epochs=5), 10)
+    assert len(one.param_groups) == 1 and one.param_groups[0]["lr"] == 3e-3
+    two, _ = _optimizer(model, recipe("deep", lr=3e-3, epochs=5, features_lr=2.0), 10)
+    feats, rest = two.param_groups
+    assert feats["lr"] == pytest.approx(6e-3) and rest["lr"] == pytest.approx(3e-3)
+    assert len(feats["params"]) == len(list(model.features.parameters()))
+    assert len(feats["params"]) + len(rest["params"]) == len(list(model.parameters()))

@@ -99,6 +99,11 @@ class TrainConfig:
             (its validation loss creeps down on the plateau, so patience never runs out).
         aug_noise: sd of the augmentation's pixel noise at full strength (0-1 scale);
             ``train`` sets it from the training images' own noise (``augment.aug_noise``).
+        features_lr: the conv stack's learning rate as a multiple of ``lr`` (1: one rate).
+            Fine-tuning, 6 styles, seed 1 (`bench/styles_bench.py --extra-args
+            "--features-lr X"`): 0.3 lost on 8 of 12 cells at N=50 and 200; 2 gained at
+            N=200 (rsce_gradient5 0.890 -> 0.928, seed 3 0.936 -> 0.956) but was mixed at
+            N=500 (-0.016 to +0.016) and lost at N=50: not the default.
         ema: decay per step of an exponential moving average of the weights (0: none).
             Where set, validation, the best round and the result use the averaged weights.
         bf16: train the conv layers in bfloat16 (autocast; the rest, validation and the
@@ -136,6 +141,7 @@ class TrainConfig:
     patience_after_plateau: bool = False
     ema: float = 0.0
     bf16: bool | None = None
+    features_lr: float = 1.0
 
 
 def from_dict(cls: type, data: dict[str, Any]):

@@ -288,11 +288,16 @@ class FlatCos:
 
 
 def _optimizer(model: CRNN, cfg: TrainConfig, steps_per_epoch: int):
+    groups: list = list(model.parameters())
+    if cfg.features_lr != 1.0:  # the conv stack at its own rate (one group otherwise, as ever)
+        features = list(model.features.parameters())
+        ids = {id(p) for p in features}
+        groups = [dict(params=features, lr=cfg.lr * cfg.features_lr),
+                  dict(params=[p for p in model.parameters() if id(p) not in ids], lr=cfg.lr)]
     if cfg.weight_decay:
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                eps=cfg.adam_eps)
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
     else:
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        opt = torch.optim.Adam(groups, lr=cfg.lr, eps=cfg.adam_eps)
     if cfg.schedule == "constant":
         return opt, None
     total = cfg.epochs * steps_per_epoch
