@@ -161,14 +161,28 @@ async def _client(port: int, images: list[tuple[bytes, str, str]], bad: list, ba
     conn.close()
 
 
+def _workers(pid: int) -> list[int]:
+    """The server's worker processes (``--workers``): its children but multiprocessing's
+    resource tracker."""
+    try:
+        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
+                for k in (t / "children").read_text().split()]
+        return [k for k in kids if b"resource_tracker" not in Path(f"/proc/{k}/cmdline").read_bytes()]
+    except OSError:
+        return []
+
+
 def _cpu_seconds(server_pid: int) -> dict[str, float] | None:
-    """CPU seconds so far: the whole machine (busy), the server, and this client process."""
+    """CPU seconds so far: the whole machine (busy), the server (its workers included), and
+    this client process."""
     try:
         # cpu  user nice system idle iowait irq softirq steal (guest time is inside user)
         ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
         busy = sum(ticks) - ticks[3] - ticks[4]
-        fields = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
-        server = int(fields[11]) + int(fields[12])  # utime, stime
+        server = 0
+        for pid in [server_pid, *_workers(server_pid)]:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            server += int(fields[11]) + int(fields[12])  # utime, stime
     except (OSError, ValueError, IndexError):
         return None  # not Linux: no CPU columns
     hz = os.sysconf("SC_CLK_TCK")
@@ -188,11 +202,7 @@ def _rss_mb(pid: int) -> float | None:
 
 def _server_memory(pid: int) -> str:
     """Resident memory of the server process and of its worker processes (``--workers``)."""
-    try:
-        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir()
-                for k in (t / "children").read_text().split()]
-    except OSError:
-        kids = []
+    kids = _workers(pid)
     own = _rss_mb(pid)
     if own is None:
         return "not measured (no /proc)"

@@ -132,7 +132,8 @@ def reading_json(r: Reading, model: str) -> dict[str, Any]:
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     s: {"model": ErrorBody, "description": d} for s, d in [
-        (400, "empty or malformed request"), (413, "body or batch over its limit"),
+        (400, "empty or malformed request, or reading options that exclude each other"),
+        (413, "body or batch over its limit"),
         (415, "wrong content type"), (422, "not an image, truncated, or over the pixel limit")]}
 
 READ_BODY = {"requestBody": {"required": True, "content": {
