@@ -155,7 +155,7 @@ def test_train_unwritable_out_fails_before_training(capsys, synth_dir, tmp_path)
     blocker = tmp_path / "file"
     blocker.write_text("")
     rc, _, err = run(capsys, "train", synth_dir, "--out", blocker / "m", "-q")
-    assert_one_line_error(rc, err, "cannot write the model directory")
+    assert_one_line_error(rc, err, "is under a file, not in a folder")
 
 
 def test_predict_empty_folder(capsys, tmp_path):

@@ -253,7 +253,8 @@ def test_labels_csv_labels_what_it_names_and_the_rest_is_unlabeled(synth_dir):
     assert len(labeling.unlabeled) == 10 and first not in {p.name for p in labeling.unlabeled}
     note = labeling.note()
     assert note.endswith(": 2 labeled images; 10 images not in labels.csv unlabeled "
-                         "(--stem-labels: file names as labels)")
+                         "(--stem-labels: file names as labels); a space in 1 label ('a/b c'): "
+                         "the model learns to read it; fix labels.csv if the site draws none")
     assert "--unlabeled" not in note  # what a command can do with them is its own hint
 
 
@@ -264,7 +265,9 @@ def test_stem_labels_fill_in_what_labels_csv_does_not_name(synth_dir):
     labels = {s.path.name: s.label for s in labeling.samples}
     assert labels[first.path.name] == "a/b c" and len(labels) == 12
     assert all(labels[n] == n.rsplit(".", 1)[0] for n in labels if n != first.path.name)
-    assert labeling.unlabeled == [] and labeling.note() == ""
+    assert labeling.unlabeled == [] and labeling.note().endswith(": 12 labeled images; a space in 1 label "
+                                                                 "('a/b c'): the model learns to read it; "
+                                                                 "fix labels.csv if the site draws none")
 
 
 def test_images_set_aside_while_labeling_are_left_out(synth_dir):
