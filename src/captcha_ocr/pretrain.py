@@ -123,7 +123,6 @@ class ZooStream(IterableDataset):
             img = self._layout(img, k)
         return to_array(img, IMAGE), label
 
-
     def _layout(self, img: Image.Image, k: int) -> Image.Image:
         """Position ``k``'s image, placed in a wider strip for a share ``widen`` of them."""
         rng = seeded_rng(f"layout:{self.seed}:{k}")
