@@ -148,8 +148,9 @@ class StagedModelDir:
             raise ModelError(f"{t}: is under a file, not in a folder; name a model directory")
 
     def _check_target(self) -> None:
+        """What ``_check_kind`` left to check: a directory's contents (after ``_recover``,
+        which only ever puts a directory in place)."""
         t = self.target
-        self._check_kind()
         if not t.is_dir():
             return
         names = [p.name for p in t.iterdir() if not p.name.startswith(".")]

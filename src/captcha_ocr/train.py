@@ -691,8 +691,7 @@ def _resume_key(cfg: TrainConfig, image: ImageConfig, model_cfg: ModelConfig, sp
     by ``pseudo_labels``, None for a run on human labels alone)."""
     labels = hashlib.sha256("\n".join(s.label for s in split.data.samples).encode()).hexdigest()
     n_extra = len(split.train) - n_labeled_train
-    config = {k: v for k, v in asdict(cfg).items() if k not in NOT_IN_RESUME_KEY}
-    return dict(config=config, image=asdict(image), model=asdict(model_cfg),
+    return dict(config=asdict(cfg), image=asdict(image), model=asdict(model_cfg),
                 alphabet=split.charset.alphabet,
                 data_fingerprint=split.fingerprint(),
                 labels=labels, pseudo_labels=n_extra or None,
@@ -705,9 +704,12 @@ NOT_IN_RESUME_KEY = ("threads",)
 
 
 def _check_resume(state: dict, key: dict, where: Path, picked: dict | None = None) -> None:
-    then_key = dict(state["key"])
-    if isinstance(then_key.get("config"), dict):  # earlier versions kept the speed settings
-        then_key["config"] = {k: v for k, v in then_key["config"].items() if k not in NOT_IN_RESUME_KEY}
+    def compared(k: dict) -> dict:  # less the speed settings
+        if not isinstance(k.get("config"), dict):
+            return k
+        return {**k, "config": {n: v for n, v in k["config"].items() if n not in NOT_IN_RESUME_KEY}}
+
+    then_key, key = compared(state["key"]), compared(key)
     for name, value in key.items():
         if name in then_key and _jsonish(then_key[name]) != _jsonish(value):
             before = (then_key[name] or {}).get("model") if name == "init" else None
