@@ -241,3 +241,19 @@ def test_training_into_a_model_says_it_replaces_it(capsys, synth_dir, tmp_path):
     assert rc == 0 and "training" in err and "holds a model" not in err
     rc, _, err = run(capsys, *args)
     assert rc == 0 and "holds a model: this run replaces it when it is complete" in err
+
+
+def test_training_on_few_labels_warns_and_says_how_few_judged_it(capsys, synth_dir, tmp_path):
+    rc, out, err = run(capsys, "train", synth_dir, "--out", tmp_path / "m", "--steps", "2", "--threads", "1")
+    assert rc == 0 and "validation sequence accuracy" in out
+    warning = [line for line in err.splitlines() if line.startswith("warning: only")]
+    assert warning == ["warning: only 12 labeled images (the accuracy above is from 1 validation image: "
+                       "a rough guide); the shipped base reads most styles well from 50 labels on "
+                       "(README: Benchmarks): label more with captcha-ocr label DIR, and check the "
+                       "model with captcha-ocr eval on images it did not train on"]
+
+
+def test_fifty_labels_train_without_the_few_labels_warning(capsys, tmp_path):
+    make_captchas(tmp_path / "d", 50, "abc123", (3, 4), seed=3)
+    rc, _, err = run(capsys, "train", tmp_path / "d", "--out", tmp_path / "m", "--steps", "2", "--threads", "1")
+    assert rc == 0 and "warning: only" not in err

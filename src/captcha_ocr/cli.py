@@ -22,7 +22,16 @@ from . import __version__
 from .charset import UnknownCharacterError
 from .config import ARCHS, DEFAULT_ARCH
 from .cpus import MAX_AUTO_WORKERS
-from .data import LABELS_FILE, NAME_SCHEMES, DatasetError, fingerprint, list_images, subfolders_hint, survey
+from .data import (
+    LABELS_FILE,
+    NAME_SCHEMES,
+    DatasetError,
+    counted,
+    fingerprint,
+    list_images,
+    subfolders_hint,
+    survey,
+)
 from .labelcheck import CONFIDENT, suspect
 from .metrics import cer, sequence_accuracy
 from .modeldir import FILES, ModelError
@@ -246,6 +255,15 @@ def cmd_train(a: argparse.Namespace) -> None:
                   "accepts either case, train with --ignore-case")
     else:
         print("no validation split (--val-fraction 0): no validation metrics")
+    labeled = t["n_train"] + t["n_val"] - t.get("copies", 0)
+    if labeled < FEW_LABELS:
+        held = (f" (the accuracy above is from {counted(t['n_val'], 'validation image')}: a rough "
+                "guide)") if t["n_val"] else ""
+        _err_console().print(
+            f"warning: only {counted(labeled, 'labeled image')}{held}; the shipped base reads most "
+            f"styles well from {FEW_LABELS} labels on (README: Benchmarks): label more with "
+            "captcha-ocr label DIR, and check the model with captcha-ocr eval on images it did "
+            "not train on", markup=False, soft_wrap=True)
     al = t.get("alphabet", {})
     if al.get("added"):
         print(f"alphabet: {len(result.info.alphabet)} characters: the labels' {al['labels']} and "
@@ -263,6 +281,10 @@ def cmd_train(a: argparse.Namespace) -> None:
     if had_int8 and not (result.model_dir / FILES.int8).is_file():
         print(f"the earlier {FILES.int8} was the old weights' and is gone (readers now run "
               f"float32); make one for these: captcha-ocr export {a.out} --int8 --data DIR")
+
+
+# Fewer labeled images than the smallest training size the benches measure: say so.
+FEW_LABELS = 50
 
 
 def _mostly_case(acc: float, ignoring_case: float, n_val: int) -> bool:

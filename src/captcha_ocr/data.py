@@ -372,20 +372,20 @@ class Labeling:
         out = []
         if self.names_cut:
             whole = "" if self.names in ("", "whole") else " (--name-labels whole: the whole names)"
-            out.append(f"{_count(self.names_cut, 'label')} read from file names as "
+            out.append(f"{counted(self.names_cut, 'label')} read from file names as "
                        f"{NameLabels(self.names).describe()}: {self.name_example}{whole}")
         if self.unlabeled:
             hint = "; ".join(filter(None, [unlabeled_hint, "--stem-labels: file names as labels"]))
-            out.append(f"{_count(len(self.unlabeled), 'image')} not in {LABELS_FILE} unlabeled "
+            out.append(f"{counted(len(self.unlabeled), 'image')} not in {LABELS_FILE} unlabeled "
                        f"({hint})")
         if self.set_aside:
-            out.append(f"{_count(len(self.set_aside), 'image')} set aside in {SKIPPED_FILE}")
+            out.append(f"{counted(len(self.set_aside), 'image')} set aside in {SKIPPED_FILE}")
         if self.absent:
-            out.append(f"{_count(self.absent, 'row')} of {LABELS_FILE} for files not here, "
+            out.append(f"{counted(self.absent, 'row')} of {LABELS_FILE} for files not here, "
                        f"ignored ({self.absent_example})")
         spaced = [s.label for s in self.samples if any(c.isspace() for c in s.label)]
         if spaced:
-            out.append(f"a space in {_count(len(spaced), 'label')} ({spaced[0]!r}): the model "
+            out.append(f"a space in {counted(len(spaced), 'label')} ({spaced[0]!r}): the model "
                        f"learns to read it; fix {LABELS_FILE} if the site draws none")
         if self.subfolders:
             shown = ", ".join(self.subfolders[:3]) + (", ..." if len(self.subfolders) > 3 else "")
@@ -393,10 +393,11 @@ class Labeling:
                        "are not read (a dataset is one folder)")
         if not out:
             return ""
-        return f"{self.folder}: {_count(len(self.samples), 'labeled image')}; " + "; ".join(out)
+        return f"{self.folder}: {counted(len(self.samples), 'labeled image')}; " + "; ".join(out)
 
 
-def _count(n: int, noun: str) -> str:
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless one: '1 image', '2,000 images'."""
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
