@@ -255,5 +255,6 @@ def test_training_on_few_labels_warns_and_says_how_few_judged_it(capsys, synth_d
 
 def test_fifty_labels_train_without_the_few_labels_warning(capsys, tmp_path):
     make_captchas(tmp_path / "d", 50, "abc123", (3, 4), seed=3)
-    rc, _, err = run(capsys, "train", tmp_path / "d", "--out", tmp_path / "m", "--steps", "2", "--threads", "1")
+    rc, _, err = run(capsys, "train", tmp_path / "d", "--out", tmp_path / "m", "--steps", "2",
+                     "--threads", "1")
     assert rc == 0 and "warning: only" not in err

@@ -9,6 +9,7 @@ from captcha_ocr.data import (
     NameLabels,
     discover,
     fingerprint,
+    list_images,
     load_images,
     name_labels,
     split_indices,
@@ -351,9 +352,16 @@ def test_images_in_subfolders_are_named_in_the_error(synth_dir, tmp_path):
         survey(nested)
 
 
-def test_missing_folder(tmp_path):
-    with pytest.raises(DatasetError, match="not a folder"):
+def test_a_data_folder_that_is_missing_a_file_or_a_dangling_link_says_which(tmp_path, synth_dir):
+    with pytest.raises(DatasetError, match=r"nope: no such folder$"):
         discover(tmp_path / "nope")
+    image = list_images(synth_dir)[0]
+    with pytest.raises(DatasetError, match=r"\.png: a file, not a folder: give the folder that holds "
+                                           r"the images$"):
+        discover(image)
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    with pytest.raises(DatasetError, match=r"dangling: not a folder$"):
+        discover(tmp_path / "dangling")
 
 
 def test_unreadable_files_skipped_and_named(synth_dir):

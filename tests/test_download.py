@@ -56,5 +56,8 @@ def test_resolve_order(monkeypatch, synth_dir, tmp_path):
     cached.mkdir(parents=True)
     (cached / "ab.png").write_bytes((synth_dir / list_images(synth_dir)[0].name).read_bytes())
     assert dl.resolve_data(None) == cached  # then the cache
-    with pytest.raises(DatasetError, match="no such data folder"):
+    with pytest.raises(DatasetError, match="missing: no such folder$"):
         dl.resolve_data(tmp_path / "missing")
+    monkeypatch.setenv(dl.ENV_DATA, str(tmp_path / "gone"))
+    with pytest.raises(DatasetError, match=r"^\$CAPTCHA_OCR_DATA .*gone: no such folder$"):
+        dl.resolve_data(None)

@@ -106,7 +106,7 @@ def test_train_unlabeled_end_to_end(capsys, tmp_path, unlabeled):
     (["--unlabeled", "{u}", "--resume"], "no interrupted run to resume"),
     (["--pseudo-confidence", "0.8"], "--pseudo-confidence needs --unlabeled"),
     (["--unlabeled-max", "100"], "--unlabeled-max needs --unlabeled"),
-    (["--unlabeled", "{missing}"], "not a folder"),
+    (["--unlabeled", "{missing}"], "no such folder"),
     (["--unlabeled", "{empty}"], "no images there besides the labeled ones"),
     (["--unlabeled", "{data}"], "no images there besides the labeled ones"),
 ])

@@ -255,7 +255,7 @@ def cmd_train(a: argparse.Namespace) -> None:
                   "accepts either case, train with --ignore-case")
     else:
         print("no validation split (--val-fraction 0): no validation metrics")
-    labeled = t["n_train"] + t["n_val"] - t.get("copies", 0)
+    labeled = t["n_images"]  # the labeled folder's, without pseudo-labeled ones
     if labeled < FEW_LABELS:
         held = (f" (the accuracy above is from {counted(t['n_val'], 'validation image')}: a rough "
                 "guide)") if t["n_val"] else ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -232,15 +233,31 @@ def _not_labels(stems: list[str], where: str | Path, what: str, strict: bool,
                        f"{LABELS_FILE}: file,label), or {say}")
 
 
+def require_folder(folder: str | Path, name: str = "") -> Path:
+    """``folder`` as a Path, where it is a directory.
+
+    Raises:
+        DatasetError: it does not exist, is a file, or is something else; ``name`` (an
+            option, say) goes before the path in the message.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        return folder
+    said = f"{name} {folder}" if name else str(folder)
+    if not os.path.lexists(folder):
+        raise DatasetError(f"{said}: no such folder")
+    if folder.is_file():
+        raise DatasetError(f"{said}: a file, not a folder: give the folder that holds the images")
+    raise DatasetError(f"{said}: not a folder")
+
+
 def list_images(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name.
 
     Raises:
         DatasetError: ``folder`` is not a directory.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: not a folder")
+    folder = require_folder(folder)
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 

@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DatasetError, fingerprint, list_images
+from .data import DatasetError, fingerprint, list_images, require_folder
 
 __all__ = ["DATASETS", "RemoteDataset", "cache_dir", "download", "resolve_data"]
 
@@ -118,9 +118,7 @@ def resolve_data(data: str | Path | None = None, name: str = "captcha_images_v2"
     """
     given = data or os.environ.get(ENV_DATA)
     if given:
-        if not Path(given).is_dir():
-            raise DatasetError(f"{given}: no such data folder")
-        return Path(given)
+        return require_folder(given, "" if data else f"${ENV_DATA}")
     cached = cache_dir() / name
     if cached.is_dir() and list_images(cached):
         return cached

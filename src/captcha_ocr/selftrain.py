@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .charset import Charset
-from .data import SKIPPED_FILE, DatasetError, Sample, discover, list_images, read_set_aside
+from .data import SKIPPED_FILE, DatasetError, Sample, discover, list_images, read_set_aside, require_folder
 from .modeldir import ModelInfo
 from .runtime import Reader
 
@@ -91,8 +91,7 @@ def self_train(train: Callable, data_dir: str | Path, out_dir: str | Path, unlab
     Returns:
         The second run's ``TrainResult`` (the first's when nothing was confident enough).
     """
-    if not Path(unlabeled).is_dir():
-        raise DatasetError(f"--unlabeled {unlabeled}: not a folder")
+    require_folder(unlabeled, "--unlabeled")
     labeled = discover(data_dir, stem_labels=kwargs.get("stem_labels", False),
                        names=kwargs.get("names", "auto"))
     if kwargs.get("ignore_case"):
