@@ -258,3 +258,17 @@ def test_fifty_labels_train_without_the_few_labels_warning(capsys, tmp_path):
     rc, _, err = run(capsys, "train", tmp_path / "d", "--out", tmp_path / "m", "--steps", "2",
                      "--threads", "1")
     assert rc == 0 and "warning: only" not in err
+
+
+def test_predict_lines_reach_stdout_while_its_bar_draws_on_a_terminal(capsys, monkeypatch, synth_dir):
+    """``predict DIR > out.tsv`` typed at a terminal: the bar on stderr, every line in the file."""
+    from rich.console import Console
+
+    import captcha_ocr.cli as cli
+
+    monkeypatch.setattr(cli, "_err_console",
+                        lambda: Console(stderr=True, force_terminal=True, highlight=False))
+    rc, out, err = run(capsys, "predict", synth_dir)
+    lines = out.splitlines()
+    assert rc == 0 and len(lines) == 12 and all(line.count("\t") == 1 for line in lines)
+    assert "reading" in err and ".png" not in err  # the bar, and no reading, on the terminal

@@ -293,16 +293,26 @@ def _mostly_case(acc: float, ignoring_case: float, n_val: int) -> bool:
     return case_only >= 1.5 and case_only >= wrong / 2
 
 
+def _bar(*columns, console, disable: bool):
+    """A transient rich progress bar on ``console`` (stderr). What the command prints to
+    stdout meanwhile is drawn above the bar only where stdout is that terminal too: where
+    it is a file or a pipe, it goes there (rich's default sends it to the bar's console)."""
+    from rich.progress import Progress
+
+    return Progress(*columns, console=console, transient=True, disable=disable,
+                    redirect_stdout=sys.stdout.isatty())
+
+
 class _EpochProgress:
     """A rich progress bar per epoch (batches), then one summary line per epoch."""
 
     def __init__(self, console, epochs: int, quiet: bool) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 
         self.console, self.epochs, self.quiet = console, epochs, quiet
-        self.progress = Progress(TextColumn("epoch {task.fields[epoch]}/{task.fields[of]}"),
-                                 BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[msg]}"),
-                                 console=console, transient=True, disable=quiet)
+        self.progress = _bar(TextColumn("epoch {task.fields[epoch]}/{task.fields[of]}"),
+                             BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[msg]}"),
+                             console=console, disable=quiet)
         self.task = None
         self.n = 1
 
@@ -507,12 +517,12 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
             console.print(f"checking the {n} labels of {a.data_dir}: {a.folds} training runs, "
                           "each reading the labels it did not train on", markup=False, soft_wrap=True)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 
     # a transient bar while each part trains (minutes each): rounds done of the budget's
-    bar = Progress(TextColumn("part {task.fields[part]} of " + str(a.folds) + ": training, round"),
-                   MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), console=console,
-                   transient=True, disable=a.quiet or not console.is_terminal)
+    bar = _bar(TextColumn("part {task.fields[part]} of " + str(a.folds) + ": training, round"),
+               MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), console=console,
+               disable=a.quiet or not console.is_terminal)
     with bar:
         task = []  # added once the folder and the start are checked
 
@@ -582,7 +592,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
     options = _reading_options(reader, a)
     failed = 0
     console = _err_console()
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+    with _bar(*Progress.get_default_columns(), console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task("reading", total=len(paths))
         for path, r in zip(paths, reader.iter_read(paths, a.batch_size, options)):
             failed += not r.ok
