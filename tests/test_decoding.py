@@ -138,6 +138,28 @@ def test_allow_masks_other_characters():
     assert decode(lp, charset, DecodeOptions(allow="12"))[0].text == "12"
 
 
+def test_allow_keeps_the_network_s_confidence_so_a_dropped_glyph_is_not_read_as_certain():
+    """'a' then '1' where only the digits are allowed: the mask drops 'a', and
+    renormalised the blank took its probability ("1" at 0.99); the confidence is what the
+    network gives "1", as without the mask, and the alternatives are ranked by theirs."""
+    charset = Charset("ab12")
+    lp = np.log(np.array([[[0.01, 0.96, 0.01, 0.01, 0.01],  # 'a', surely
+                           [0.96, 0.01, 0.01, 0.01, 0.01],
+                           [0.01, 0.01, 0.01, 0.96, 0.01]]], np.float32))  # '1'
+    plain = decode(lp, charset, DecodeOptions(beam=4))[0]
+    assert plain.text == "a1" and plain.confidence > 0.8
+    for options in (DecodeOptions(allow="12"), DecodeOptions(allow="12", beam=4),
+                    DecodeOptions(allow="12", min_length=1, max_length=1)):
+        got = decode(lp, charset, options)[0]
+        assert got.text == "1"
+        assert got.confidence == pytest.approx(
+            float(np.exp(sequence_log_probs(lp, [charset.encode("1")])[0])), rel=1e-4)
+        assert got.confidence < 0.05
+    ranked = decode(lp, charset, DecodeOptions(allow="12", beam=4))[0].alternatives
+    assert ranked[0] == ("1", pytest.approx(decode(lp, charset, DecodeOptions(allow="12"))[0].confidence))
+    assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
+
+
 def test_options_checked_against_the_alphabet():
     charset = Charset("ab12")
     with pytest.raises(ValueError, match="'Z' are not in the model's alphabet"):
