@@ -272,3 +272,15 @@ def test_predict_lines_reach_stdout_while_its_bar_draws_on_a_terminal(capsys, mo
     lines = out.splitlines()
     assert rc == 0 and len(lines) == 12 and all(line.count("\t") == 1 for line in lines)
     assert "reading" in err and ".png" not in err  # the bar, and no reading, on the terminal
+
+
+@pytest.mark.parametrize("args", [["predict", ""], ["predict", "x.png", "--model", ""], ["eval", ""],
+                                  ["train", "", "--out", "m"], ["train", "d", "--out", ""],
+                                  ["export", ""], ["label", ""], ["download", "--dest", ""]])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(capsys, tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    make_captchas(tmp_path, 3, "abc", (3, 3), seed=1)  # what "" would have read
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "an empty path (an unset shell variable?)" in err

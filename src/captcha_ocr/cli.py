@@ -44,6 +44,14 @@ class CLIError(Exception):
     """A one-line error for the user."""
 
 
+def _path(text: str) -> str:
+    """An argparse type: a path, never empty (``predict "$FILE"`` with FILE unset would
+    otherwise read the current folder: Path("") is ".")."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?): give a file or folder")
+    return text
+
+
 def _at_least(low: float, kind: type = int):
     """An argparse type: a number of ``kind`` that is at least ``low``."""
 
@@ -774,10 +782,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model on a folder of labeled images",
                        description="Train on a folder of images labeled by file name (or labels.csv).")
-    t.add_argument("data_dir", nargs="?", help="dataset folder (default: $CAPTCHA_OCR_DATA, "
+    t.add_argument("data_dir", type=_path, nargs="?", help="dataset folder (default: $CAPTCHA_OCR_DATA, "
                    "the cache ~/.cache/captcha-ocr, or a download of captcha_images_v2)")
-    t.add_argument("--out", required=True, help="model directory to write")
-    t.add_argument("--init", metavar="MODEL",
+    t.add_argument("--out", type=_path, required=True, help="model directory to write")
+    t.add_argument("--init", type=_path, metavar="MODEL",
                    help="fine-tune: start from a model directory or a shipped model ('base', "
                    "'base2', 'captcha_images_v2'); 'auto': the shipped base that fits the "
                    "labels best ('base' unless 'base2' clearly does); 'none': random weights "
@@ -816,7 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the whole image (default: crop to where images differ, if that is "
                    "clearly smaller)")
     t.add_argument("--threads", type=COUNT, default=0, help="torch threads (default: all cores)")
-    t.add_argument("--unlabeled", metavar="DIR",
+    t.add_argument("--unlabeled", type=_path, metavar="DIR",
                    help="a folder of unlabeled captchas of the same site: train, read them, "
                    "add the confident readings as labels and train again (self-training)")
     t.add_argument("--pseudo-confidence", type=_fraction_closed, default=None, metavar="P",
@@ -843,8 +851,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="measure accuracy on a labeled folder",
                        description="Read every image of a labeled folder and compare with its label.")
-    e.add_argument("data_dir", help="labeled dataset folder")
-    e.add_argument("--model", help=model_help)
+    e.add_argument("data_dir", type=_path, help="labeled dataset folder")
+    e.add_argument("--model", type=_path, help=model_help)
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--batch-size", type=POSITIVE, default=64, help="images per batch (default: 64)")
     e.add_argument("--ignore-case", action="store_true", help="compare readings and labels in lower case")
@@ -857,12 +865,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on part of the labels, read the rest, and the other "
                        "way round; print the labeled images read otherwise with confidence "
                        "(FILE<TAB>LABEL<TAB>READING<TAB>CONFIDENCE), most confident first.")
-    c.add_argument("data_dir", help="labeled dataset folder")
+    c.add_argument("data_dir", type=_path, help="labeled dataset folder")
     c.add_argument("--folds", type=_at_least(2), default=2,
                    help="parts; each is read by a model trained on the others (default: 2)")
     c.add_argument("--min-confidence", type=_fraction_closed, default=CONFIDENT, metavar="P",
                    help=f"list readings at this calibrated confidence or more (default: {CONFIDENT})")
-    c.add_argument("--init", default="auto", metavar="auto|base|base2|DIR|none",
+    c.add_argument("--init", type=_path, default="auto", metavar="auto|base|base2|DIR|none",
                    help="the model each run starts from, as for train (default: auto)")
     c.add_argument("--steps", type=POSITIVE, help="optimizer steps of each run (default: the "
                    "training recipe's budget for its number of labels)")
@@ -875,8 +883,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="read images or folders of images",
                        description="Print PATH<TAB>TEXT per image (or JSON lines with --json).")
-    r.add_argument("paths", nargs="+", metavar="PATH", help="image file or folder")
-    r.add_argument("--model", help=model_help)
+    r.add_argument("paths", type=_path, nargs="+", metavar="PATH", help="image file or folder")
+    r.add_argument("--model", type=_path, help=model_help)
     r.add_argument("--json", action="store_true",
                    help='one JSON object per line: {"path", "text", "confidence"}')
     r.add_argument("--batch-size", type=POSITIVE, default=64, help="images per batch (default: 64)")
@@ -888,10 +896,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Export the weights to ONNX and check it against PyTorch; "
                        "with --int8, also an int8 network, kept only where it reads DIR's "
                        "held-out labeled images as well as float32.")
-    x.add_argument("model_dir", help="model directory")
+    x.add_argument("model_dir", type=_path, help="model directory")
     x.add_argument("--int8", action="store_true",
                    help="also write model.int8.onnx (static quantization; needs --data)")
-    x.add_argument("--data", metavar="DIR",
+    x.add_argument("--data", type=_path, metavar="DIR",
                    help="with --int8: labeled images of the site, to calibrate and check it")
     x.add_argument("--stem-labels", action="store_true", help=STEM_LABELS_HELP)
     x.add_argument("--name-labels", choices=NAME_SCHEMES, default="auto", help=NAME_LABELS_HELP)
@@ -900,13 +908,13 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("download", help="download and check a public dataset",
                        description="Download a public dataset, check its content, unpack it.")
     d.add_argument("name", nargs="?", default="captcha_images_v2", choices=["captcha_images_v2"])
-    d.add_argument("--dest", help="parent folder (default: ~/.cache/captcha-ocr)")
+    d.add_argument("--dest", type=_path, help="parent folder (default: ~/.cache/captcha-ocr)")
     d.set_defaults(func=cmd_download)
 
     v = sub.add_parser("serve", help="serve a model over HTTP, with a web page",
                        description="Serve POST /v1/read, /v1/read-batch, /v1/model, /healthz and a "
                        "web page at / with uvicorn; Ctrl-C or SIGTERM stops it (see --drain).")
-    v.add_argument("--model", help=model_help)
+    v.add_argument("--model", type=_path, help=model_help)
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     v.add_argument("--port", type=_port, default=8000, help="port, 0-65535 (default: 8000)")
     v.add_argument("--max-body-mb", type=_at_least(1e-6, float), default=2.0,
@@ -943,14 +951,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Serve a local page that shows the images of DATA_DIR one "
                         "at a time with the model's reading pre-filled; Enter accepts. Labels "
                         "are written to DATA_DIR/labels.csv as you go.")
-    lb.add_argument("data_dir", help="folder of captcha images (labels.csv is written there)")
-    lb.add_argument("--model", default=None,
+    lb.add_argument("data_dir", type=_path, help="folder of captcha images (labels.csv is written there)")
+    lb.add_argument("--model", type=_path, default=None,
                     help="model that pre-fills readings: a model directory, a shipped name, or "
                          "'none' (default: the model the page last trained, DATA_DIR/.label-model, "
                          "where there is one, else base)")
     lb.add_argument("--order", choices=["confidence", "file"], default="confidence",
                     help="least confident first (default) or file order")
-    lb.add_argument("--review", metavar="LIST",
+    lb.add_argument("--review", type=_path, metavar="LIST",
                     help="show only these images, labeled or not, to keep or correct their labels: "
                     "a file of names, one per line, e.g. the output of 'captcha-ocr check-labels'")
     lb.add_argument("--trust-stems", action="store_true",
@@ -965,7 +973,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Without STYLE: list the seeded synthetic captcha styles. With STYLE: "
                        "write N of its images and their labels.csv to a folder.")
     z.add_argument("style", nargs="?", metavar="STYLE", help="style to write (default: list them)")
-    z.add_argument("--out", metavar="DIR", help="folder to write (new, or without images)")
+    z.add_argument("--out", type=_path, metavar="DIR", help="folder to write (new, or without images)")
     z.add_argument("-n", type=POSITIVE, default=500, help="number of images (default: 500)")
     z.add_argument("--seed", type=int, default=0, help="image stream seed (default: 0)")
     z.add_argument("--format", default="png", choices=[s[1:] for s in IMAGE_SUFFIXES],
@@ -977,7 +985,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "drawn on the fly (seeded, never stored); fine-tune it on a site with "
                        "'captcha-ocr train DIR --init MODEL'. Runs as one process or under "
                        "torchrun --nproc-per-node N (DistributedDataParallel).")
-    q.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
+    q.add_argument("--out", type=_path, required=True, metavar="DIR", help="model directory to write")
     q.add_argument("--steps", type=POSITIVE, default=20000, help="optimizer steps (default: 20000)")
     q.add_argument("--batch-size", type=POSITIVE, default=32, help="images per step and process "
                    "(default: 32)")
