@@ -84,6 +84,32 @@ def test_not_an_image(data):
         preprocess(data, CFG)
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP"])
+def test_a_damaged_header_is_named_as_a_damaged_file_of_its_format(fmt):
+    buf = io.BytesIO()
+    images_in_every_mode()["RGB"].save(buf, fmt)
+    data = buf.getvalue()
+    damaged = data[:12] + b"\x00" * 64  # the format's first bytes, then zeros
+    with pytest.raises(ImageError, match=rf"^bytes: (a damaged {fmt} file \(it starts as one but does "
+                                         r"not decode\): fetch it again|cannot decode image)"):
+        preprocess(damaged, CFG)
+    with pytest.raises(ImageError, match=r"^bytes: not an image in a supported format \(PNG, JPEG"):
+        preprocess(b"\x00" * 12 + damaged[12:], CFG)
+
+
+def test_an_empty_path_and_a_source_of_no_image_type_are_image_errors():
+    with pytest.raises(ImageError, match="^an empty path: give an image file$"):
+        preprocess("", CFG)
+    for source in (None, 5, ["x.png"]):
+        with pytest.raises(ImageError, match=f"^{type(source).__name__} is not an image: pass a path"):
+            preprocess(source, CFG)
+
+
+def test_a_16_bit_colour_array_reads_as_its_8_bit_image():
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 50, 3), dtype=np.uint16)
+    assert np.array_equal(preprocess(rgb * 257, CFG), preprocess(rgb.astype(np.uint8), CFG))
+
+
 def test_missing_file_named(tmp_path):
     with pytest.raises(ImageError, match="nope.png"):
         preprocess(tmp_path / "nope.png", CFG)
@@ -91,7 +117,9 @@ def test_missing_file_named(tmp_path):
 
 def test_pixel_limit_checked_from_header():
     big = _png(Image.new("L", (3000, 2000)))
-    with pytest.raises(ImageTooLargeError, match="3000x2000"):
+    with pytest.raises(ImageTooLargeError, match=r"3000x2000, over the limit of 4,000,000 pixels \(far "
+                                                 r"larger than a captcha: is it the right file\? "
+                                                 r"Reader.load\(max_pixels=...\) and serve --max-pixels"):
         preprocess(big, CFG, max_pixels=4_000_000)
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from captcha_ocr import ImageError, ModelError, Reader
+from captcha_ocr import ImageError, ModelError, Reader, ReadOptionError
 from captcha_ocr.decoding import greedy_decode, sequence_log_probs, temper
 from captcha_ocr.modeldir import FILES
 from captcha_ocr.preprocess import preprocess
@@ -69,6 +69,33 @@ def test_bad_item_fails_alone(reader, val_images, tmp_path):
     assert [r.ok for r in out] == [True, False, True, False, True]
     assert "bad.png" in out[1].error and out[1].text == ""
     assert [out[0].text, out[2].text, out[4].text] == [reader.read(g).text for g in good]
+
+
+def test_read_many_takes_options_second_and_refuses_misuse_in_one_line(reader, val_images):
+    files = val_images[0][:3]
+    opts = reader.options(beam=2)
+    assert [r.alternatives for r in reader.read_many(files, opts)] == \
+           [reader.read(f, opts).alternatives for f in files]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ReadOptionError, match=f"batch_size must be a whole number of at least 1, "
+                                                  f"not {bad!r}$"):
+            reader.read_many(files, batch_size=bad)
+    with pytest.raises(ReadOptionError, match="options must come from reader.options"):
+        reader.read_many(files, 32)
+    with pytest.raises(ReadOptionError, match="options must come from reader.options"):
+        reader.read(files[0], "0123")
+    with pytest.raises(TypeError, match="take a list of images, not one str: read\\(x\\) reads one"):
+        reader.read_many(str(files[0]))
+    out = reader.read_many([files[0], None, 7, files[1]])  # items of no image type fail alone
+    assert [r.ok for r in out] == [True, False, False, True] and "NoneType is not an image" in out[1].error
+
+
+@pytest.mark.parametrize("kwargs, needle", [(dict(threads=-1), "threads must be a whole number"),
+                                            (dict(max_pixels=0), "max_pixels must be a whole number"),
+                                            (dict(max_pixels=-5), "max_pixels must be a whole number")])
+def test_load_refuses_bad_numbers(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        Reader.load(**kwargs)
 
 
 def test_read_raises_image_error(reader):

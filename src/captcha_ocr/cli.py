@@ -448,7 +448,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
         _err_console().print(f"warning: {len(unknown)} {have} characters the model does not "
                              f"know (first: {path}: {chars!r}); they count as wrong",
                              markup=False, soft_wrap=True)
-    readings = reader.read_many([s.path for s in samples], a.batch_size, options)
+    readings = reader.read_many([s.path for s in samples], options, batch_size=a.batch_size)
     preds = [norm(r.text) for r in readings]
 
     def why(s, r) -> dict:
@@ -602,7 +602,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
     console = _err_console()
     with _bar(*Progress.get_default_columns(), console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task("reading", total=len(paths))
-        for path, r in zip(paths, reader.iter_read(paths, a.batch_size, options)):
+        for path, r in zip(paths, reader.iter_read(paths, options, batch_size=a.batch_size)):
             failed += not r.ok
             if a.json:
                 row = {"path": str(path)} | (_reading_json(r) if r.ok else {"error": r.error})

@@ -49,6 +49,17 @@ class ImageTooLargeError(ImageError):
     """The image has more pixels than allowed (checked from the header, before decoding)."""
 
 
+# The first bytes of each format in FORMATS: a file that starts as one but does not decode
+# is a damaged image of that format, not one of another format.
+_MAGIC = ((b"\x89PNG", "PNG"), (b"\xff\xd8", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"))
+
+
+def _looks_like(head: bytes) -> str | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
+
+
 def _name(source: object) -> str:
     if isinstance(source, (str, os.PathLike)):
         return str(source)
@@ -81,6 +92,8 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             raise ImageError(f"array of dtype {source.dtype}: pass uint8 (0-255) or uint16 pixels")
         if source.ndim == 3 and source.shape[2] == 1:
             source = source[:, :, 0]  # (H, W, 1): grey
+        if source.ndim == 3 and source.dtype == np.uint16:
+            source = (source >> 8).astype(np.uint8)  # Pillow keeps 16 bits for grey only
         if source.ndim not in (2, 3):
             raise ImageError(f"array of shape {source.shape} is not an image: pass (H, W) or "
                              "(H, W, 1) grey, or (H, W, 3|4) colour pixels")
@@ -99,6 +112,11 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             raise ImageError(f"{type(source).__name__}: {len(source):,} bytes, over the limit of "
                              f"{MAX_FILE_BYTES:,} for one image")
         fp = io.BytesIO(source)
+    elif not isinstance(source, (str, os.PathLike)):
+        raise ImageError(f"{type(source).__name__} is not an image: pass a path, encoded bytes, a "
+                         "binary file, a PIL image or a uint8 array")
+    elif not str(source):
+        raise ImageError("an empty path: give an image file")
     else:
         fp = io.BytesIO(_read_file(Path(source)))  # no open file left behind by a failed decode
     try:
@@ -112,6 +130,10 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     except ImageError:
         raise
     except UnidentifiedImageError:
+        fmt = _looks_like(fp.getvalue()[:12])
+        if fmt:
+            raise ImageError(f"{_name(source)}: a damaged {fmt} file (it starts as one but does not "
+                             "decode): fetch it again") from None
         raise ImageError(f"{_name(source)}: not an image in a supported format "
                          f"({', '.join(FORMATS)})") from None
     except Exception as e:  # noqa: BLE001 - a decoder's failure, whatever its type, is this image's
@@ -122,7 +144,9 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
 def _check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise ImageTooLargeError(f"{name}: image is {width}x{height}, over the limit of "
-                                 f"{max_pixels:,} pixels")
+                                 f"{max_pixels:,} pixels (far larger than a captcha: is it the "
+                                 "right file? Reader.load(max_pixels=...) and serve --max-pixels "
+                                 "set the limit)")
 
 
 def _read_file_object(f) -> bytes:

@@ -7,6 +7,7 @@ and starts fast.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -283,6 +284,12 @@ class Reader:
         """
         if precision not in PRECISIONS:
             raise ModelError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"threads must be a whole number, 0 (automatic) or more, not {threads!r}")
+        if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int)
+                                       or max_pixels < 1):
+            raise ValueError(f"max_pixels must be a whole number of at least 1 (None: no limit), "
+                             f"not {max_pixels!r}")
         providers = _providers(provider)
         if model_dir is None:
             model_dir = bundled_model_dir()
@@ -411,6 +418,10 @@ class Reader:
         return out
 
     def _options(self, options: ReadOptions | None, kwargs: dict) -> ReadOptions:
+        if options is not None and not isinstance(options, ReadOptions):
+            raise ReadOptionError(f"options must come from reader.options(...), not {options!r}; "
+                                  "or pass them as keywords: "
+                                  "read(x, allow='0123456789')")
         if kwargs:
             if options is not None:
                 raise ReadOptionError("pass options=... or keyword options, not both")
@@ -464,14 +475,23 @@ class Reader:
         read = iter(self.read_arrays(batch[good], options) if good else [])
         return [_failed(e) if e is not None else next(read) for e in errors]
 
-    def iter_read(self, sources: Iterable[ImageSource], batch_size: int = 64,
-                  options: ReadOptions | None = None, **kwargs) -> Iterator[Reading]:
+    def iter_read(self, sources: Iterable[ImageSource], options: ReadOptions | None = None, *,
+                  batch_size: int = 64, **kwargs) -> Iterator[Reading]:
         """Read images lazily in batches, yielding results in input order.
 
         Decoding of the next batch (in threads) overlaps inference on the current one.
         A source that cannot be read yields a ``Reading`` with ``error`` set. Options as
         for ``read``.
+
+        Raises:
+            TypeError: ``sources`` is one image (a path, bytes), not several.
+            ReadOptionError: ``batch_size`` under 1 or not a whole number; bad options.
         """
+        if isinstance(sources, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray)):
+            raise TypeError(f"read_many and iter_read take a list of images, not one "
+                            f"{type(sources).__name__}: read(x) reads one")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ReadOptionError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
         options = self._options(options, kwargs)
         it = iter(sources)
         pending = self._submit(list(islice(it, batch_size)))
@@ -482,8 +502,8 @@ class Reader:
             pending = self._submit(list(islice(it, batch_size)))
             yield from self._read_prepared(batch, errors, options)
 
-    def read_many(self, sources: Iterable[ImageSource], batch_size: int = 64,
-                  options: ReadOptions | None = None, **kwargs) -> list[Reading]:
+    def read_many(self, sources: Iterable[ImageSource], options: ReadOptions | None = None, *,
+                  batch_size: int = 64, **kwargs) -> list[Reading]:
         """Read many images in batches; same order as ``sources``; bad items carry
-        ``error``. Options as for ``read``."""
-        return list(self.iter_read(sources, batch_size, options, **kwargs))
+        ``error``. Options as for ``read``; raises as ``iter_read``."""
+        return list(self.iter_read(sources, options, batch_size=batch_size, **kwargs))
