@@ -35,15 +35,28 @@ def test_failed_check_leaves_nothing(monkeypatch, zipped, tmp_path):
     path, _ = zipped
     fake(monkeypatch, path.as_uri(), "0" * 64)
     with pytest.raises(DatasetError, match="content check failed"):
-        dl.download(dest=tmp_path / "cache")
-    assert list((tmp_path / "cache").iterdir()) == []
+        dl.download(dest=tmp_path / "cache" / "new")
+    assert not (tmp_path / "cache").exists()  # the folders it made are gone too
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(DatasetError, match="content check failed"):
+        dl.download(dest=tmp_path / "mine")
+    assert list((tmp_path / "mine").iterdir()) == []  # a folder that was there stays
 
 
 def test_offline_message_says_how_to_point_at_a_folder(monkeypatch, tmp_path):
     fake(monkeypatch, (tmp_path / "nowhere.zip").as_uri(), "0" * 64)
     with pytest.raises(DatasetError, match="captcha-ocr train DIR. or set CAPTCHA_OCR_DATA"):
         dl.download(dest=tmp_path / "cache")
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()
+
+
+def test_a_dest_that_cannot_be_a_folder_is_one_line(tmp_path):
+    (tmp_path / "f.png").write_bytes(b"x")
+    with pytest.raises(DatasetError, match=r"^--dest .*f.png: a file, not a folder: choose a folder$"):
+        dl.download(dest=tmp_path / "f.png")
+    with pytest.raises(DatasetError, match=r"^--dest .*f.png/sub: cannot make the folder \(Not a "
+                                           r"directory\): choose another$"):
+        dl.download(dest=tmp_path / "f.png" / "sub")
 
 
 def test_resolve_order(monkeypatch, synth_dir, tmp_path):

@@ -92,20 +92,45 @@ def download(name: str = "captcha_images_v2", dest: str | Path | None = None,
     target = parent / name
     if target.is_dir() and fingerprint(list_images(target)) == ds.sha256:
         return target
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=parent, prefix=f".{name}-") as tmp:
-        zip_path, unpacked = Path(tmp) / "data.zip", Path(tmp) / name
-        unpacked.mkdir()
-        _fetch(ds.url, zip_path, timeout)
-        _unpack_images(zip_path, unpacked)
-        got = fingerprint(list_images(unpacked))
-        if got != ds.sha256:
-            raise DatasetError(f"{ds.url}: content check failed (sha256 {got[:12]}..., expected "
-                               f"{ds.sha256[:12]}...); nothing was saved")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(unpacked, target)  # atomic: the folder appears whole or not at all
+    made = _make_folder(parent, "--dest" if dest is not None else "the cache folder")
+    try:
+        with tempfile.TemporaryDirectory(dir=parent, prefix=f".{name}-") as tmp:
+            zip_path, unpacked = Path(tmp) / "data.zip", Path(tmp) / name
+            unpacked.mkdir()
+            _fetch(ds.url, zip_path, timeout)
+            _unpack_images(zip_path, unpacked)
+            got = fingerprint(list_images(unpacked))
+            if got != ds.sha256:
+                raise DatasetError(f"{ds.url}: content check failed (sha256 {got[:12]}..., expected "
+                                   f"{ds.sha256[:12]}...); nothing was saved")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(unpacked, target)  # atomic: the folder appears whole or not at all
+    except BaseException:
+        for folder in made:  # the folders this call made, deepest first, where still empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
     return target
+
+
+def _make_folder(folder: Path, what: str) -> list[Path]:
+    """Make ``folder`` and its missing parents; return those made, deepest first.
+
+    Raises:
+        DatasetError: it cannot be made (a file in the way, no permission), in one line.
+    """
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    if folder.exists() and not folder.is_dir():
+        raise DatasetError(f"{what} {folder}: a file, not a folder: choose a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatasetError(f"{what} {folder}: cannot make the folder ({e.strerror}): choose "
+                           "another") from None
+    return missing
 
 
 def resolve_data(data: str | Path | None = None, name: str = "captcha_images_v2") -> Path:
