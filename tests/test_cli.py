@@ -284,3 +284,11 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(capsys, tmp_pat
         main(args)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "an empty path (an unset shell variable?)" in err
+
+
+def test_an_image_read_as_nothing_says_no_reading_not_low_confidence(capsys, tmp_path):
+    from PIL import Image
+
+    Image.new("L", (200, 50), 255).save(tmp_path / "white.png")
+    rc, out, _ = run(capsys, "predict", tmp_path / "white.png")
+    assert rc == 0 and out == f"{tmp_path / 'white.png'}\t\tNO READING\n"

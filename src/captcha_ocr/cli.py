@@ -609,7 +609,8 @@ def cmd_predict(a: argparse.Namespace) -> None:
                 print(json.dumps(row, ensure_ascii=False), flush=True)
             elif r.ok:
                 shown = r.text if not a.solve else f"{r.text}\t{'-' if r.answer is None else r.answer}"
-                flag = "" if r.accepted else f"\tLOW CONFIDENCE {_floor3(r.confidence)}"
+                flag = "" if r.accepted else "\tNO READING" if not r.text else \
+                    f"\tLOW CONFIDENCE {_floor3(r.confidence)}"
                 print(f"{path}\t{shown}{flag}", flush=True)
             else:
                 console.print(f"error: {r.error}", markup=False, soft_wrap=True)

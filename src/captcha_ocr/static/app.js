@@ -61,7 +61,8 @@ function showReading(card, r) {
   }));
   const answer = r.answer !== undefined
     ? (r.answer === null ? ` · no answer (${r.answer_error})` : ` · answer ${r.answer}`) : "";
-  const flag = r.accepted === false ? " · LOW CONFIDENCE: fetch a new captcha" : "";
+  const flag = r.accepted !== false ? "" : r.text ? " · LOW CONFIDENCE: fetch a new captcha"
+    : " · NO READING: fetch a new captcha";
   card.querySelector(".meta").textContent =
     `confidence ${pct(r.confidence)}${answer}${flag} · ${r.ms.toFixed(1)} ms · ${r.model}`;
   card.classList.toggle("low", r.accepted === false);
