@@ -36,6 +36,7 @@ from .labelcheck import CONFIDENT, suspect
 from .metrics import cer, sequence_accuracy
 from .modeldir import FILES, ModelError
 from .preprocess import IMAGE_SUFFIXES, ImageError
+from .tsv import field
 
 EXIT_ERROR = 1
 
@@ -496,7 +497,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     for e in errors:
         why = f"  ({e['error']})" if "error" in e else ""
         mark = f"  label? ({_floor3(e['confidence'])})" if e.get("label_to_check") else ""
-        print(f"{e['file']}  {e['label']} -> {e['prediction']}{why}{mark}")
+        print(f"{field(e['file'])}  {field(e['label'])} -> {field(e['prediction'])}{why}{mark}")
 
 
 # check-labels: below this share read as labeled, its models cannot tell wrong labels
@@ -565,7 +566,8 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
         return
     for x in result.items:
-        print(f"{x.file}\t{x.label}\t{x.reading}\t{_floor3(x.confidence)}", flush=True)
+        print(f"{field(x.file)}\t{field(x.label)}\t{field(x.reading)}\t{_floor3(x.confidence)}",
+              flush=True)
     skipped = f", {len(result.unreadable)} unreadable skipped" if result.unreadable else ""
     if result.copies:
         skipped += (f", {result.copies} {'copy' if result.copies == 1 else 'copies'} of another "
@@ -608,10 +610,10 @@ def cmd_predict(a: argparse.Namespace) -> None:
                 row = {"path": str(path)} | (_reading_json(r) if r.ok else {"error": r.error})
                 print(json.dumps(row, ensure_ascii=False), flush=True)
             elif r.ok:
-                shown = r.text if not a.solve else f"{r.text}\t{'-' if r.answer is None else r.answer}"
+                shown = field(r.text) + ("" if not a.solve else f"\t{'-' if r.answer is None else r.answer}")
                 flag = "" if r.accepted else "\tNO READING" if not r.text else \
                     f"\tLOW CONFIDENCE {_floor3(r.confidence)}"
-                print(f"{path}\t{shown}{flag}", flush=True)
+                print(f"{field(path)}\t{shown}{flag}", flush=True)
             else:
                 console.print(f"error: {r.error}", markup=False, soft_wrap=True)
             bar.advance(task)

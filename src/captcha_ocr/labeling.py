@@ -35,6 +35,7 @@ from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
 from .modeldir import FILES, ModelError
 from .runtime import BASE_MODELS, Reader, Reading, bundled_model_dir
+from .tsv import parse_field
 
 __all__ = ["Labeling", "create_label_app", "read_review_list", "read_review_suggestions",
            "serve_labeling"]
@@ -296,7 +297,7 @@ def _review_lines(path: str | Path) -> list[list[str]]:
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"{path}: cannot read the list of images to review "
                            f"({getattr(e, 'strerror', None) or e})") from None
-    rows = [[f.strip() for f in line.split("\t")] for line in text.splitlines() if line.strip()]
+    rows = [[parse_field(f.strip()) for f in line.split("\t")] for line in text.splitlines() if line.strip()]
     if not rows:
         raise DatasetError(f"{path}: lists no images to review (one file name or path a line)")
     return rows
