@@ -292,3 +292,23 @@ def test_an_image_read_as_nothing_says_no_reading_not_low_confidence(capsys, tmp
     Image.new("L", (200, 50), 255).save(tmp_path / "white.png")
     rc, out, _ = run(capsys, "predict", tmp_path / "white.png")
     assert rc == 0 and out == f"{tmp_path / 'white.png'}\t\tNO READING\n"
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "other files"])
+def test_export_of_no_model_directory_is_one_line_and_leaves_no_lock(capsys, tmp_path, monkeypatch, kind):
+    monkeypatch.chdir(tmp_path)
+    if kind != "missing":
+        (tmp_path / "m").mkdir()
+    if kind == "other files":
+        (tmp_path / "m" / "model.onnx").write_bytes(b"x")
+    rc, _, err = run(capsys, "export", "m")
+    assert_one_line_error(rc, err, "m: not a model directory (no model.json); name one written by "
+                                   "'captcha-ocr train' (export rewrites its model.onnx)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if kind == "missing" else ["m"])
+
+
+def test_int8_of_a_shipped_model_says_to_export_a_copy(capsys):
+    rc, _, err = run(capsys, "predict", "x.png", "--model", "base", "--precision", "int8")
+    assert_one_line_error(rc, err, "base (a shipped model): has no int8 network; make one for a copy: "
+                                   "cp -r ")
+    assert "captcha-ocr export M --int8 --data DIR" in err

@@ -645,6 +645,9 @@ def cmd_export(a: argparse.Namespace) -> None:
 
         samples = survey(a.data, stem_labels=a.stem_labels, names=a.name_labels).samples
         check_enough(samples, a.data)
+    if not (Path(a.model_dir) / FILES.info).is_file():  # before a lock file is made beside it
+        raise CLIError(f"{a.model_dir}: not a model directory (no {FILES.info}); name one written "
+                       "by 'captcha-ocr train' (export rewrites its model.onnx)")
     with StagedModelDir(a.model_dir):  # the directory's lock: not while a train swaps it
         model, info = load_checkpoint(a.model_dir)
         if samples is not None and _trained_on(info, samples):

@@ -119,8 +119,9 @@ class ModelInfo:
         """
         path = _inside(model_dir, FILES.info)
         if not path.is_file():
-            raise ModelError(f"{model_dir}: not a model directory (no {FILES.info}); "
-                             "train one with 'captcha-ocr train' or pass --model")
+            raise ModelError(f"{model_dir}: not a model directory (no {FILES.info}); name one "
+                             "written by 'captcha-ocr train', or a shipped model (base, base2, "
+                             "captcha_images_v2)")
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(d, dict):

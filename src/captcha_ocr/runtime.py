@@ -301,6 +301,10 @@ class Reader:
         info = ModelInfo.load(model_dir)
         has_int8 = FILES.int8 in info.files and info.int8.get("onnx") == info.files.get(FILES.onnx)
         if precision == "int8" and not has_int8:
+            if model_dir.parent == bundled_model_dir(BUNDLED_MODEL).parent:  # in the package
+                raise ModelError(f"{model_dir.name} (a shipped model): has no int8 network; make "
+                                 f"one for a copy: cp -r {model_dir} M && captcha-ocr export M --int8 "
+                                 "--data DIR (labeled images of the site)")
             raise ModelError(f"{model_dir}: has no int8 network; make one with 'captcha-ocr export "
                              f"{model_dir} --int8 --data DIR' (labeled images of the site)")
         # model.onnx first, even where int8 runs: a half-written or damaged folder says so
