@@ -123,8 +123,15 @@ def test_a_second_copy_of_a_file_keeps_its_label(synth_dir):
     labels = [s.label for s in discover(synth_dir)]
     assert len(labels) == 15 and labels.count(first.label) == 4
     note = survey(synth_dir).note()  # says what was cut, and offers no option that cuts nothing
-    assert "3 labels read from file names as the file names less a copy's ' (1)'" in note
-    assert "--name-labels whole" not in note
+    assert f"3 labels read from the names of second copies, less their ' (1)' or ' - Copy': " \
+           f"{first.label} (1){first.path.suffix} -> {first.label}" in note
+    assert "--name-labels whole" not in note and "read from file names as" not in note
+    (synth_dir / f"{first.label}_1700000962{first.path.suffix}").write_bytes(first.path.read_bytes())
+    note = survey(synth_dir).note()  # a LABEL_ID name beside the copies: each said apart
+    assert f"1 label read from file names as the part of each file name before its last '_' " \
+           f"(LABEL_ID names): {first.label}_1700000962{first.path.suffix} -> {first.label} " \
+           "(--name-labels whole: the whole names)" in note
+    assert "3 labels read from the names of second copies" in note
     assert _labels(["3x(12)", "(4+5)x2"]) == ("whole", ["3x(12)", "(4+5)x2"])  # arithmetic
 
 

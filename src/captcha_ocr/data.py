@@ -91,8 +91,7 @@ class NameLabels:
     scheme: str = "whole"
 
     def __call__(self, stem: str) -> str:
-        m = _COPY.fullmatch(stem)
-        stem = m.group(1) if m else stem
+        stem = _uncopied(stem)
         word, scheme = self.scheme.startswith("word+"), self.scheme.removeprefix("word+")
         if scheme == "label_id":
             stem = stem.rsplit("_", 1)[0]
@@ -370,6 +369,8 @@ class Labeling:
     names: str = ""  # how those file names carry labels (``NameLabels.scheme``), "" for none
     name_example: str = ""  # "2b6c_1700000962.png -> 2b6c": one of them
     names_cut: int = 0  # file names of which only a part is the label (the rest an id)
+    copy_example: str = ""  # "2b6c (1).png -> 2b6c": a second copy's name
+    copies_cut: int = 0  # names of second copies, less their " (1)" or " - Copy"
     absent_example: str = ""  # "0007.PNG, sub/0008.png": the first rows naming absent files
     subfolders: tuple[str, ...] = ()  # subfolders holding images, which are not read
 
@@ -388,9 +389,12 @@ class Labeling:
         "--unlabeled DIR self-trains on them"), said beside "--stem-labels"."""
         out = []
         if self.names_cut:
-            whole = "" if self.names in ("", "whole") else " (--name-labels whole: the whole names)"
             out.append(f"{counted(self.names_cut, 'label')} read from file names as "
-                       f"{NameLabels(self.names).describe()}: {self.name_example}{whole}")
+                       f"{NameLabels(self.names).describe()}: {self.name_example} (--name-labels "
+                       "whole: the whole names)")
+        if self.copies_cut:
+            out.append(f"{counted(self.copies_cut, 'label')} read from the names of second copies, "
+                       f"less their ' (1)' or ' - Copy': {self.copy_example}")
         if self.unlabeled:
             hint = "; ".join(filter(None, [unlabeled_hint, "--stem-labels: file names as labels"]))
             out.append(f"{counted(len(self.unlabeled), 'image')} not in {LABELS_FILE} unlabeled "
@@ -479,11 +483,22 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
                            f"{SKIPPED_FILE}; label some (captcha-ocr label {folder})")
     absent = [name for name in rows if name not in present]
     by_file_name = sum(s.path.name not in rows for s in samples)
-    cut = [p for p in by_name if scheme(p.stem) != p.stem]  # names with a part that is no label
-    example = f"{cut[0].name} -> {scheme(cut[0].stem)}" if cut else ""
+    copies = [p for p in by_name if _uncopied(p.stem) != p.stem]  # "2b6c (1).png"
+    cut = [p for p in by_name if scheme(p.stem) != _uncopied(p.stem)]  # a part that is an id
     return Labeling(folder, samples, unlabeled, set_aside, len(absent), by_file_name,
-                    scheme.scheme if by_file_name else "", example, len(cut),
+                    scheme.scheme if by_file_name else "", _cut_example(cut, scheme), len(cut),
+                    _cut_example(copies, scheme), len(copies),
                     _absent_example(absent, present), tuple(_image_subfolders(folder)))
+
+
+def _uncopied(stem: str) -> str:
+    """A file stem less a second copy's " (1)" or " - Copy"."""
+    m = _COPY.fullmatch(stem)
+    return m.group(1) if m else stem
+
+
+def _cut_example(paths: list[Path], scheme: NameLabels) -> str:
+    return f"{paths[0].name} -> {scheme(paths[0].stem)}" if paths else ""
 
 
 def _absent_example(absent: list[str], present: set[str]) -> str:
