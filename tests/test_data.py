@@ -484,4 +484,9 @@ def test_labels_with_a_space_are_pointed_out(synth_dir):
     rows = [(s.path.name, s.label) for s in discover(synth_dir)]
     rows[0] = (rows[0][0], rows[0][1][:2] + " " + rows[0][1][2:])
     (synth_dir / "labels.csv").write_text("file,label\n" + "".join(f"{n},{lab}\n" for n, lab in rows))
-    assert f"a space in 1 label ('{rows[0][1]}'): the model learns to read it" in survey(synth_dir).note()
+    assert f"a space in 1 label ('{rows[0][1]}'): the model learns to read it; fix labels.csv if " \
+           "the site draws none" in survey(synth_dir).note()
+    (synth_dir / "labels.csv").unlink()
+    (synth_dir / "tab\tname.png").write_bytes(discover(synth_dir)[0].path.read_bytes())
+    assert "a tab in 1 label ('tab\\tname'): the model learns to read it; rename the files if the " \
+           "site draws none" in survey(synth_dir).note()

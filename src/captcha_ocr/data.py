@@ -373,6 +373,7 @@ class Labeling:
     copies_cut: int = 0  # names of second copies, less their " (1)" or " - Copy"
     absent_example: str = ""  # "0007.PNG, sub/0008.png": the first rows naming absent files
     subfolders: tuple[str, ...] = ()  # subfolders holding images, which are not read
+    named: frozenset[str] = frozenset()  # the samples' file names that are their labels
 
     def record(self) -> dict:
         """Where the labels came from, as ``model.json`` records it."""
@@ -404,10 +405,17 @@ class Labeling:
         if self.absent:
             out.append(f"{counted(self.absent, 'row')} of {LABELS_FILE} for files not here, "
                        f"ignored ({self.absent_example})")
-        spaced = [s.label for s in self.samples if any(c.isspace() for c in s.label)]
+        spaced = [s for s in self.samples if any(c.isspace() for c in s.label)]
         if spaced:
-            out.append(f"a space in {counted(len(spaced), 'label')} ({spaced[0]!r}): the model "
-                       f"learns to read it; fix {LABELS_FILE} if the site draws none")
+            kinds = {"space" if c == " " else "tab" if c == "\t" else "line break" if
+                     len(f"a{c}b".splitlines()) > 1 else "blank" for s in spaced for c in s.label
+                     if c.isspace()}
+            what = " or ".join(k for k in ("space", "tab", "line break", "blank") if k in kinds)
+            named = sum(s.path.name in self.named for s in spaced)
+            fix = (f"fix {LABELS_FILE}" if not named else "rename the files" if named == len(spaced)
+                   else f"fix {LABELS_FILE} or the file names")
+            out.append(f"a {what} in {counted(len(spaced), 'label')} ({spaced[0].label!r}): the model "
+                       f"learns to read it; {fix} if the site draws none")
         if self.subfolders:
             shown = ", ".join(self.subfolders[:3]) + (", ..." if len(self.subfolders) > 3 else "")
             out.append(f"the images in subfolder{'s' if len(self.subfolders) > 1 else ''} {shown} "
@@ -482,13 +490,13 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
         raise DatasetError(f"{folder}: all {len(paths):,} images are set aside in "
                            f"{SKIPPED_FILE}; label some (captcha-ocr label {folder})")
     absent = [name for name in rows if name not in present]
-    by_file_name = sum(s.path.name not in rows for s in samples)
+    named = frozenset(s.path.name for s in samples if s.path.name not in rows)
     copies = [p for p in by_name if _uncopied(p.stem) != p.stem]  # "2b6c (1).png"
     cut = [p for p in by_name if scheme(p.stem) != _uncopied(p.stem)]  # a part that is an id
-    return Labeling(folder, samples, unlabeled, set_aside, len(absent), by_file_name,
-                    scheme.scheme if by_file_name else "", _cut_example(cut, scheme), len(cut),
+    return Labeling(folder, samples, unlabeled, set_aside, len(absent), len(named),
+                    scheme.scheme if named else "", _cut_example(cut, scheme), len(cut),
                     _cut_example(copies, scheme), len(copies),
-                    _absent_example(absent, present), tuple(_image_subfolders(folder)))
+                    _absent_example(absent, present), tuple(_image_subfolders(folder)), named)
 
 
 def _uncopied(stem: str) -> str:
