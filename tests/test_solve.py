@@ -10,6 +10,7 @@ from captcha_ocr.solve import solve
 @pytest.mark.parametrize(("text", "answer"), [
     ("14+27", 41), ("3x4=?", 12), ("9-12=", -3), ("2+3*4", 14), ("2×3", 6), ("8÷2", 4),
     ("12 - 4 / 2", 10), ("-5+7", 2), ("7X3", 21), ("6−1", 5), ("0*9", 0), ("42", 42),
+    ("2+3 = ?", 5), (" 2+3 =", 5), ("2+3 =?", 5),
 ])
 def test_answers(text, answer):
     assert solve(text).answer == answer and solve(text).error is None
@@ -17,8 +18,11 @@ def test_answers(text, answer):
 
 @pytest.mark.parametrize(("text", "why"), [
     ("", "no expression"), ("=?", "no expression"), ("3+", "ends with an operator"),
-    ("3++4", "'+' where a number should be"), ("7/2", "7/2 is not a whole number"),
-    ("5/0", "division by zero"), ("3+a", "'a' is not a number or an operator"),
+    ("3++4", "is not an arithmetic expression: '+' where a number should be"),
+    ("x2", "is not an arithmetic expression: 'x' where a number should be"),
+    ("7/2", "'7/2' has no whole-number answer: 7/2 is not a whole number"),
+    ("5/0", "'5/0' has no whole-number answer: division by zero"),
+    ("3+a", "'a' is not a number or an operator"),
     ("1" * 13, "a number of 13 digits"), ("3 4", "unexpected 4"), ("-" * 500 + "1", "at most 64"),
 ])
 def test_refusals_say_why(text, why):

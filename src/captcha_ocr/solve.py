@@ -27,15 +27,19 @@ class Solved:
 
 
 class _Fail(Exception):
-    pass
+    """The text is no expression."""
+
+
+class _NoAnswer(Exception):
+    """An expression without a whole-number answer (7/2, 1/0)."""
+
+
+_TAIL = re.compile(r"\s*=\s*\??\s*$")  # "=", "=?", " = ?"
 
 
 def _tokens(text: str) -> list[str | int]:
-    body = text.strip()
-    for tail in ("=?", "="):
-        if body.endswith(tail):
-            body = body[: -len(tail)]
-            break
+    """Numbers and operators, each operator as it is written ("x", "÷")."""
+    body = _TAIL.sub("", text.strip(), count=1)
     out: list[str | int] = []
     for number, other in _TOKEN.findall(body):
         if number:
@@ -45,7 +49,7 @@ def _tokens(text: str) -> list[str | int]:
         elif other.strip():
             if other not in _OPS:
                 raise _Fail(f"{other!r} is not a number or an operator")
-            out.append(_OPS[other])
+            out.append(other)
     if not out:
         raise _Fail("no expression")
     if len(out) > 64:
@@ -63,12 +67,18 @@ def solve(text: str) -> Solved:
         return Solved(value)
     except _Fail as e:
         return Solved(None, f"{text!r} is not an arithmetic expression: {e}")
+    except _NoAnswer as e:
+        return Solved(None, f"{text!r} has no whole-number answer: {e}")
+
+
+def _op(tok: str | int) -> str | None:
+    return None if isinstance(tok, int) else _OPS[tok]
 
 
 def _sum(tokens: list[str | int], i: int) -> tuple[int, int]:
     value, i = _product(tokens, i)
-    while i < len(tokens) and tokens[i] in ("+", "-"):
-        op = tokens[i]
+    while i < len(tokens) and _op(tokens[i]) in ("+", "-"):
+        op = _op(tokens[i])
         right, i = _product(tokens, i + 1)
         value = value + right if op == "+" else value - right
     return value, i
@@ -76,15 +86,15 @@ def _sum(tokens: list[str | int], i: int) -> tuple[int, int]:
 
 def _product(tokens: list[str | int], i: int) -> tuple[int, int]:
     value, i = _operand(tokens, i)
-    while i < len(tokens) and tokens[i] in ("*", "/"):
-        op = tokens[i]
+    while i < len(tokens) and _op(tokens[i]) in ("*", "/"):
+        op = _op(tokens[i])
         right, i = _operand(tokens, i + 1)
         if op == "*":
             value *= right
         elif right == 0:
-            raise _Fail("division by zero")
+            raise _NoAnswer("division by zero")
         elif value % right:
-            raise _Fail(f"{value}/{right} is not a whole number")
+            raise _NoAnswer(f"{value}/{right} is not a whole number")
         else:
             value //= right
     return value, i
@@ -94,7 +104,7 @@ def _operand(tokens: list[str | int], i: int) -> tuple[int, int]:
     if i >= len(tokens):
         raise _Fail("it ends with an operator")
     tok = tokens[i]
-    if tok == "-":  # a leading minus
+    if _op(tok) == "-":  # a leading minus
         value, i = _operand(tokens, i + 1)
         return -value, i
     if not isinstance(tok, int):
