@@ -312,3 +312,19 @@ def test_int8_of_a_shipped_model_says_to_export_a_copy(capsys):
     assert_one_line_error(rc, err, "base (a shipped model): has no int8 network; make one for a copy: "
                                    "cp -r ")
     assert "captcha-ocr export M --int8 --data DIR" in err
+
+
+def test_predict_names_what_in_a_folder_is_called_an_image_but_is_no_file(capsys, tmp_path, synth_dir):
+    import os
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(sorted(synth_dir.glob("*.png"))[0].read_bytes())
+    (folder / "b.png").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(folder / "c.png")
+    (folder / "d.png").symlink_to(folder / "d.png")
+    rc, out, err = run(capsys, "predict", folder)
+    assert rc == 1 and out.startswith(f"{folder / 'a.png'}\t") and len(out.splitlines()) == 1
+    assert [line.split(":")[0] for line in err.splitlines()[:3]] == \
+           [f"error: {folder / n}" for n in ("b.png", "c.png", "d.png")]
+    assert err.splitlines()[3].endswith("error: 3 of 4 images could not be read")

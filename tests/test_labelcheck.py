@@ -94,6 +94,7 @@ def test_check_labels_finds_the_wrong_labels_and_little_else(mislabeled, capsys)
     # The file that is no image is named (stderr and JSON), not counted as checked.
     assert [x["file"] for x in report["unreadable"]] == [str(folder / "broken.png")]
     assert err.startswith(f"skipped {folder / 'broken.png'}: ") and len(err.splitlines()) == 1
+    assert err.count("broken.png") == 1  # the path once, not "skipped P: P: ..."
     assert report["n"] == 40 and report["threshold"] == CONFIDENT
     assert sum(f["read"] for f in report["folds"]) == 40
     assert sorted(f["trained_on"] for f in report["folds"]) == [20, 21]

@@ -243,7 +243,7 @@ def cmd_train(a: argparse.Namespace) -> None:
                           markup=False, soft_wrap=True)
             raise
     for path, reason in result.skipped:
-        console.print(f"skipped {path}: {reason}", markup=False, soft_wrap=True)
+        console.print(_skipped(path, reason), markup=False, soft_wrap=True)
     m, t = result.info.metrics, result.info.training
     kept = result.history[result.best_epoch - 1]
     best = min(result.history, key=lambda h: (h.val_loss != h.val_loss, h.val_loss))  # NaN last
@@ -300,6 +300,11 @@ def _mostly_case(acc: float, ignoring_case: float, n_val: int) -> bool:
     """At least half the validation misreadings, and two images or more, are case only."""
     wrong, case_only = (1 - acc) * n_val, (ignoring_case - acc) * n_val
     return case_only >= 1.5 and case_only >= wrong / 2
+
+
+def _skipped(path: str | Path, reason: str) -> str:
+    """"skipped PATH: why", the path once (an image's error names it already)."""
+    return f"skipped {reason}" if reason.startswith(f"{path}: ") else f"skipped {path}: {reason}"
 
 
 def _bar(*columns, console, disable: bool):
@@ -555,7 +560,7 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
                               on_start=start_and_show, on_fold=fold_and_reset, on_round=round_done,
                               recipe_overrides=dict(steps=a.steps))
     for path, why in result.unreadable:
-        console.print(f"skipped {path}: {why}", markup=False, soft_wrap=True)
+        console.print(_skipped(path, why), markup=False, soft_wrap=True)
     if result.agreement is not None and result.agreement < LOW_AGREEMENT:
         console.print(f"warning: the models read only {result.agreement:.0%} of the labels they did not "
                       "train on as labeled: too few to tell a wrong label from a misreading, so "
@@ -582,7 +587,11 @@ def _expand(paths: Sequence[str]) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += list_images(p)
+            # and what is named as an image but is no regular file (a dangling link, a FIFO):
+            # each gets its own error line rather than a silent skip
+            odd = [q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES
+                   and not q.is_file() and not q.is_dir()]
+            out += sorted(list_images(p) + odd)
         elif p.exists() or p.suffix.lower() in IMAGE_SUFFIXES:
             out.append(p)  # a missing file still gets its own error line
         else:
@@ -892,7 +901,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("paths", type=_path, nargs="+", metavar="PATH", help="image file or folder")
     r.add_argument("--model", type=_path, help=model_help)
     r.add_argument("--json", action="store_true",
-                   help='one JSON object per line: {"path", "text", "confidence"}')
+                   help='one JSON object per line: {"path", "text", "confidence", "accepted"}, plus '
+                        '"alternatives" (--beam), "answer" and "answer_error" (--solve); '
+                        '{"path", "error"} for an image that cannot be read')
     r.add_argument("--batch-size", type=POSITIVE, default=64, help="images per batch (default: 64)")
     r.add_argument("--threads", type=COUNT, default=0, help="ONNX Runtime threads (default: all cores)")
     _add_reading_options(r)
