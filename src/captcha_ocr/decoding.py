@@ -15,9 +15,8 @@ model's temperature; with a temperature fitted on held-out images at training ti
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -124,13 +123,32 @@ def temper(log_probs: np.ndarray, temperature: float) -> np.ndarray:
     return x - np.logaddexp.reduce(x, axis=-1, keepdims=True)
 
 
-def _mask(log_probs: np.ndarray, charset: Charset, allow: str) -> np.ndarray:
-    """Only the blank and ``allow``'s classes, renormalised at every step."""
-    keep = np.zeros(log_probs.shape[-1], bool)
+def _allowed(n_classes: int, charset: Charset, allow: str) -> np.ndarray:
+    """A boolean mask of the blank and ``allow``'s classes."""
+    keep = np.zeros(n_classes, bool)
     keep[BLANK] = True
     keep[charset.encode(allow)] = True
-    x = np.where(keep, log_probs, -np.inf)
-    return x - np.logaddexp.reduce(x, axis=-1, keepdims=True)
+    return keep
+
+
+def _moved(log_probs: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """What ``--allow`` reads: at every step the masked classes' probability moved onto
+    the allowed characters, in proportion to theirs, never onto the blank. The allowed
+    characters are the site's, so a masked glyph is a misreading of one of them ("O" for
+    "0"), not of nothing. Renormalised with the blank instead (until stop 18), a glyph
+    the network saw as a masked class could vanish from the reading, and the reading
+    that dropped them came out sure: "22" from a 226md image (allow "2") at 0.9999."""
+    chars = keep.copy()
+    chars[BLANK] = False
+    p = np.exp(log_probs.astype(np.float64))
+    own = p[..., chars]
+    total = own.sum(-1, keepdims=True)
+    share = np.where(total > 0, own / np.maximum(total, 1e-300), 1.0 / chars.sum())
+    out = np.zeros_like(p)
+    out[..., chars] = own + p[..., ~keep].sum(-1, keepdims=True) * share
+    out[..., BLANK] = p[..., BLANK]
+    with np.errstate(divide="ignore"):
+        return np.log(out).astype(np.float32)
 
 
 # Below this batch size the forward algorithm runs per image on Python floats: 37 us an
@@ -271,15 +289,15 @@ def decode(log_probs: np.ndarray, charset: Charset, options: DecodeOptions = Dec
     bound, short of the paths it pruned, and would make the confidence depend on the
     beam's width). The other alternatives carry the beam's scores: lower bounds of their
     probabilities, never above the reading's. A search that finds no reading of an
-    allowed length gives an empty text with confidence 0.
+    allowed length gives an empty text with confidence 0. With ``allow``, all of this
+    runs on the masked classes' probability moved onto the allowed characters (``_moved``).
     """
     if log_probs.ndim == 2:
         log_probs = log_probs[None]
     raw = log_probs.astype(np.float32)
     if options.allow is not None:
-        found = decode(_mask(raw, charset, options.allow), charset,
-                       dataclasses.replace(options, allow=None), temperature)
-        return _unmasked(found, temper(raw, temperature), charset)
+        keep = _allowed(raw.shape[-1], charset, options.allow)
+        return decode(_moved(raw, keep), charset, replace(options, allow=None), temperature)
     lp = temper(raw, temperature)
     if not options.searches:
         # The text is chosen on the network's own probabilities; the temperature only
@@ -310,27 +328,6 @@ def decode(log_probs: np.ndarray, charset: Charset, options: DecodeOptions = Dec
                         *((charset.decode(list(q)), float(np.exp(s))) for q, s in found[1:]))
         out.append(Decoded(alternatives[0][0], best_p, _char_confidences(row, best),
                            alternatives if options.beam else ()))
-    return out
-
-
-def _unmasked(found: list[Decoded], lp: np.ndarray, charset: Charset) -> list[Decoded]:
-    """``--allow``'s readings (found among the allowed classes, renormalised at each step)
-    with the confidences of the network itself (``lp``): the probability of the text, as
-    without the mask. Renormalised, the blank took the probability of every masked glyph,
-    and "22" read from a 226md image came out at 0.9999. Alternatives get their exact
-    probabilities and are ranked by them; the reading is the first."""
-    out = []
-    for d, row in zip(found, lp):
-        texts = [t for t, _ in d.alternatives] or [d.text]
-        if not d.text and not d.char_confidences and d.confidence == 0.0 and not d.alternatives:
-            out.append(d)  # no reading of an allowed length
-            continue
-        ids = [charset.encode(t) for t in texts]
-        probs = np.exp(sequence_log_probs(np.repeat(row[None], len(ids), 0), ids))
-        ranked = sorted(zip(texts, map(float, probs), ids), key=lambda x: -x[1])
-        text, p, best = ranked[0]
-        out.append(Decoded(text, p, _char_confidences(row, tuple(best)),
-                           tuple((t, q) for t, q, _ in ranked) if d.alternatives else ()))
     return out
 
 
