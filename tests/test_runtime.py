@@ -77,22 +77,30 @@ def test_read_many_takes_options_second_and_refuses_misuse_in_one_line(reader, v
     assert [r.alternatives for r in reader.read_many(files, opts)] == \
            [reader.read(f, opts).alternatives for f in files]
     for bad in (0, -1, 2.5, True):
-        with pytest.raises(ReadOptionError, match=f"batch_size must be a whole number of at least 1, "
-                                                  f"not {bad!r}$"):
-            reader.read_many(files, batch_size=bad)
+        with pytest.raises(ValueError, match=f"batch_size must be a whole number of at least 1, "
+                                             f"not {bad!r}$"):
+            reader.iter_read(files, batch_size=bad)  # on the call, before any reading
+    assert len(reader.read_many(files, batch_size=np.int64(2))) == 3
     with pytest.raises(ReadOptionError, match="options must come from reader.options"):
         reader.read_many(files, 32)
     with pytest.raises(ReadOptionError, match="options must come from reader.options"):
         reader.read(files[0], "0123")
     with pytest.raises(TypeError, match="take a list of images, not one str: read\\(x\\) reads one"):
-        reader.read_many(str(files[0]))
+        reader.iter_read(str(files[0]))
+    with open(files[0], "rb") as f, pytest.raises(TypeError, match="not one BufferedReader"):
+        reader.read_many(f)
+    with pytest.raises(TypeError, match=r"not an array of shape \(2, 32, 32\): a stack of images\? "
+                                        r"pass list\(arr\)"):
+        reader.read_many(np.zeros((2, 32, 32), np.uint8))
     out = reader.read_many([files[0], None, 7, files[1]])  # items of no image type fail alone
     assert [r.ok for r in out] == [True, False, False, True] and "NoneType is not an image" in out[1].error
 
 
-@pytest.mark.parametrize("kwargs, needle", [(dict(threads=-1), "threads must be a whole number"),
-                                            (dict(max_pixels=0), "max_pixels must be a whole number"),
-                                            (dict(max_pixels=-5), "max_pixels must be a whole number")])
+@pytest.mark.parametrize("kwargs, needle", [
+    (dict(threads=-1), "threads must be a whole number of at least 0"),
+    (dict(max_pixels=0), "max_pixels must be a whole number of at least 1"),
+    (dict(max_pixels=-5), "max_pixels must be a whole number of at least 1"),
+])
 def test_load_refuses_bad_numbers(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         Reader.load(**kwargs)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from PIL import Image
 
 from .cpus import usable_cores
 from .decoding import DecodeOptions, decode
@@ -68,6 +69,12 @@ def resolve_model(model_dir: str | Path) -> Path:
         raise ModelError(f"{given!r}: no such model directory, and no model of that name ships "
                          f"with captcha-ocr ({shipped})")
     return path
+
+
+def _check_count(name: str, value: object, low: int) -> None:
+    """A whole number (numpy's too, not a bool) of at least ``low``, or a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        raise ValueError(f"{name} must be a whole number of at least {low}, not {value!r}")
 
 
 def bundled_model_dir(name: str = BUNDLED_MODEL) -> Path:
@@ -284,12 +291,9 @@ class Reader:
         """
         if precision not in PRECISIONS:
             raise ModelError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
-            raise ValueError(f"threads must be a whole number, 0 (automatic) or more, not {threads!r}")
-        if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int)
-                                       or max_pixels < 1):
-            raise ValueError(f"max_pixels must be a whole number of at least 1 (None: no limit), "
-                             f"not {max_pixels!r}")
+        _check_count("threads", threads, 0)
+        if max_pixels is not None:
+            _check_count("max_pixels", max_pixels, 1)
         providers = _providers(provider)
         if model_dir is None:
             model_dir = bundled_model_dir()
@@ -487,17 +491,23 @@ class Reader:
         A source that cannot be read yields a ``Reading`` with ``error`` set. Options as
         for ``read``.
 
-        Raises:
-            TypeError: ``sources`` is one image (a path, bytes), not several.
-            ReadOptionError: ``batch_size`` under 1 or not a whole number; bad options.
+        Raises (on the call, not on the first reading):
+            TypeError: ``sources`` is one image (a path, bytes, a file, an array), not several.
+            ValueError: ``batch_size`` under 1 or not a whole number.
+            ReadOptionError: bad options.
         """
-        if isinstance(sources, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray)):
+        if isinstance(sources, np.ndarray):
+            raise TypeError(f"read_many and iter_read take a list of images, not an array of "
+                            f"shape {sources.shape}: a stack of images? pass list(arr)")
+        if isinstance(sources, (str, bytes, bytearray, memoryview, os.PathLike, Image.Image)) or \
+                hasattr(sources, "read"):
             raise TypeError(f"read_many and iter_read take a list of images, not one "
                             f"{type(sources).__name__}: read(x) reads one")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ReadOptionError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
-        options = self._options(options, kwargs)
-        it = iter(sources)
+        _check_count("batch_size", batch_size, 1)
+        return self._iter_read(iter(sources), batch_size, self._options(options, kwargs))
+
+    def _iter_read(self, it: Iterator[ImageSource], batch_size: int,
+                   options: ReadOptions) -> Iterator[Reading]:
         pending = self._submit(list(islice(it, batch_size)))
         while True:
             batch, errors = pending()
