@@ -22,6 +22,8 @@ def test_answers(text, answer):
     ("x2", "is not an arithmetic expression: 'x' where a number should be"),
     ("7/2", "'7/2' has no whole-number answer: 7/2 is not a whole number"),
     ("5/0", "'5/0' has no whole-number answer: division by zero"),
+    ("7/2+", "is not an arithmetic expression: it ends with an operator"),  # form before answer
+    ("1/0 3", "is not an arithmetic expression: unexpected 3"),
     ("3+a", "'a' is not a number or an operator"),
     ("1" * 13, "a number of 13 digits"), ("3 4", "unexpected 4"), ("-" * 500 + "1", "at most 64"),
 ])

@@ -2,8 +2,9 @@
 
 A small recursive-descent parser (no ``eval``): integers, ``+ - x X * /`` and the
 Unicode signs ``× ÷ −``, the usual precedence (``x * /`` before ``+ -``), an optional
-leading minus, and an optional trailing ``=`` or ``=?``. Division must come out exact:
-captcha answers are whole numbers, so "7/2" is refused rather than rounded.
+leading minus, and an optional trailing ``=`` or ``=?`` (spaces around them allowed).
+Division must come out exact: captcha answers are whole numbers, so "7/2" has no
+answer rather than a rounded one.
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ class Solved:
 
 class _Fail(Exception):
     """The text is no expression."""
-
-
-class _NoAnswer(Exception):
-    """An expression without a whole-number answer (7/2, 1/0)."""
 
 
 _TAIL = re.compile(r"\s*=\s*\??\s*$")  # "=", "=?", " = ?"
@@ -61,40 +58,40 @@ def solve(text: str) -> Solved:
     """Parse and compute ``text``; never raises."""
     try:
         tokens = _tokens(text)
-        value, end = _sum(tokens, 0)
+        no_answer: list[str] = []  # why, where a division has no whole answer (7/2, 1/0)
+        value, end = _sum(tokens, 0, no_answer)
         if end != len(tokens):
             raise _Fail(f"unexpected {tokens[end]!r}")
-        return Solved(value)
-    except _Fail as e:
+    except _Fail as e:  # parsed to the end first: "7/2+" is no expression, not 3.5 and more
         return Solved(None, f"{text!r} is not an arithmetic expression: {e}")
-    except _NoAnswer as e:
-        return Solved(None, f"{text!r} has no whole-number answer: {e}")
+    if no_answer:
+        return Solved(None, f"{text!r} has no whole-number answer: {no_answer[0]}")
+    return Solved(value)
 
 
 def _op(tok: str | int) -> str | None:
     return None if isinstance(tok, int) else _OPS[tok]
 
 
-def _sum(tokens: list[str | int], i: int) -> tuple[int, int]:
-    value, i = _product(tokens, i)
+def _sum(tokens: list[str | int], i: int, no_answer: list[str]) -> tuple[int, int]:
+    value, i = _product(tokens, i, no_answer)
     while i < len(tokens) and _op(tokens[i]) in ("+", "-"):
         op = _op(tokens[i])
-        right, i = _product(tokens, i + 1)
+        right, i = _product(tokens, i + 1, no_answer)
         value = value + right if op == "+" else value - right
     return value, i
 
 
-def _product(tokens: list[str | int], i: int) -> tuple[int, int]:
+def _product(tokens: list[str | int], i: int, no_answer: list[str]) -> tuple[int, int]:
     value, i = _operand(tokens, i)
     while i < len(tokens) and _op(tokens[i]) in ("*", "/"):
         op = _op(tokens[i])
         right, i = _operand(tokens, i + 1)
         if op == "*":
             value *= right
-        elif right == 0:
-            raise _NoAnswer("division by zero")
-        elif value % right:
-            raise _NoAnswer(f"{value}/{right} is not a whole number")
+        elif right == 0 or value % right:
+            no_answer.append("division by zero" if right == 0 else f"{value}/{right} is not a whole number")
+            value = 0  # parsing goes on: an error of form further on is what the text is
         else:
             value //= right
     return value, i
