@@ -74,7 +74,7 @@ def test_path_array_and_bytes_agree(tmp_path):
 
 def test_truncated_png_is_image_error():
     data = _png(images_in_every_mode()["RGB"])
-    with pytest.raises(ImageError, match="cannot decode"):
+    with pytest.raises(ImageError, match="a damaged PNG file"):
         preprocess(data[: len(data) // 2], CFG)
 
 
@@ -85,16 +85,23 @@ def test_not_an_image(data):
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "WEBP"])
-def test_a_damaged_header_is_named_as_a_damaged_file_of_its_format(fmt):
+@pytest.mark.parametrize("damage", ["header", "truncated"])
+def test_a_damaged_file_is_named_as_a_damaged_file_of_its_format(fmt, damage):
     buf = io.BytesIO()
     images_in_every_mode()["RGB"].save(buf, fmt)
     data = buf.getvalue()
-    damaged = data[:12] + b"\x00" * 64  # the format's first bytes, then zeros
-    with pytest.raises(ImageError, match=rf"^bytes: (a damaged {fmt} file \(it starts as one but does "
-                                         r"not decode\): fetch it again|cannot decode image)"):
+    damaged = data[:18] + b"\x00" * 64 if damage == "header" else data[: len(data) // 2]
+    with pytest.raises(ImageError, match=rf"^bytes: a damaged {fmt} file( \(.*\))?: it starts as one "
+                                         r"but does not decode; fetch it again$"):
         preprocess(damaged, CFG)
     with pytest.raises(ImageError, match=r"^bytes: not an image in a supported format \(PNG, JPEG"):
-        preprocess(b"\x00" * 12 + damaged[12:], CFG)
+        preprocess(b"\x00" * 18 + damaged[18:], CFG)
+
+
+def test_bm_alone_is_not_called_a_damaged_bmp():
+    with pytest.raises(ImageError, match=r"^bytes: cannot decode image \(") as refused:
+        preprocess(b"BMW service record" + b"\x00" * 40, CFG)
+    assert "damaged" not in str(refused.value)
 
 
 def test_an_empty_path_and_a_source_of_no_image_type_are_image_errors():

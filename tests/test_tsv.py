@@ -19,6 +19,7 @@ def test_plain_fields_are_written_as_they_are():
     for text in ("2b6c", "data/x 1.png", "é.png", "a\"b", ""):
         assert field(text) == text
     assert field('"quoted".png') == '"\\"quoted\\".png"'
+    assert field(" a.png") == '" a.png"' and field("a ") == '"a "'
 
 
 def test_predict_keeps_one_line_of_two_fields_per_image_and_the_review_list_reads_it(
@@ -26,12 +27,12 @@ def test_predict_keeps_one_line_of_two_fields_per_image_and_the_review_list_read
     source = sorted(synth_dir.glob("*.png"))[0]
     odd = tmp_path / "odd"
     odd.mkdir()
-    names = ["new\nline.png", "tab\tname.png", "plain.png"]
+    names = ["new\nline.png", "tab\tname.png", "plain.png", " lead.png"]
     for name in names:
         (odd / name).write_bytes(source.read_bytes())
     assert main(["predict", str(odd)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 3 and all(line.count("\t") == 1 for line in lines)
+    assert len(lines) == 4 and all(line.count("\t") == 1 for line in lines)
     listed = tmp_path / "review.tsv"
     listed.write_text("\n".join(lines) + "\n")
     assert sorted(read_review_list(listed)) == sorted(names)

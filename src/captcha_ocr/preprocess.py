@@ -51,12 +51,17 @@ class ImageTooLargeError(ImageError):
 
 # The first bytes of each format in FORMATS: a file that starts as one but does not decode
 # is a damaged image of that format, not one of another format.
-_MAGIC = ((b"\x89PNG", "PNG"), (b"\xff\xd8", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"))
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+          (b"GIF89a", "GIF"))
+_BMP_HEADERS = (12, 40, 52, 56, 64, 108, 124)  # the sizes of BMP's info headers
 
 
 def _looks_like(head: bytes) -> str | None:
+    """The format whose signature ``head`` (the first 18 bytes) starts with, if any."""
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADERS:
+        return "BMP"  # "BM" alone starts too much
     return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
 
 
@@ -129,14 +134,15 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             img.load()
     except ImageError:
         raise
-    except UnidentifiedImageError:
-        fmt = _looks_like(fp.getvalue()[:12])
-        if fmt:
-            raise ImageError(f"{_name(source)}: a damaged {fmt} file (it starts as one but does not "
-                             "decode): fetch it again") from None
-        raise ImageError(f"{_name(source)}: not an image in a supported format "
-                         f"({', '.join(FORMATS)})") from None
     except Exception as e:  # noqa: BLE001 - a decoder's failure, whatever its type, is this image's
+        fmt = _looks_like(fp.getvalue()[:18])
+        if fmt:  # truncated, or damaged inside: "fetch it again" is what helps
+            why = "" if isinstance(e, UnidentifiedImageError) else f" ({_one_line(e)})"
+            raise ImageError(f"{_name(source)}: a damaged {fmt} file{why}: it starts as one but "
+                             "does not decode; fetch it again") from None
+        if isinstance(e, UnidentifiedImageError):
+            raise ImageError(f"{_name(source)}: not an image in a supported format "
+                             f"({', '.join(FORMATS)})") from None
         raise ImageError(f"{_name(source)}: cannot decode image ({_one_line(e)})") from None
     return img
 
