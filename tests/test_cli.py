@@ -248,9 +248,9 @@ def test_training_on_few_labels_warns_and_says_how_few_judged_it(capsys, synth_d
     assert rc == 0 and "validation sequence accuracy" in out
     warning = [line for line in err.splitlines() if line.startswith("warning: only")]
     assert warning == ["warning: only 12 labeled images (the accuracy above is from 1 validation image: "
-                       "a rough guide); the shipped base reads most styles well from 50 labels on "
-                       "(README: Benchmarks): label more with captcha-ocr label DIR, and check the "
-                       "model with captcha-ocr eval on images it did not train on"]
+                       "a rough guide); fine-tuning the shipped base reads most styles well from 50 "
+                       "labels on (README: Benchmarks): label more with captcha-ocr label DIR, and "
+                       "check the model with captcha-ocr eval on images it did not train on"]
 
 
 def test_fifty_labels_train_without_the_few_labels_warning(capsys, tmp_path):

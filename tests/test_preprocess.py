@@ -112,9 +112,12 @@ def test_an_empty_path_and_a_source_of_no_image_type_are_image_errors():
             preprocess(source, CFG)
 
 
-def test_a_16_bit_colour_array_reads_as_its_8_bit_image():
+def test_a_16_bit_colour_array_reads_as_its_8_bit_image_and_as_16_bit_grey_is_read():
     rgb = np.random.default_rng(0).integers(0, 256, (20, 50, 3), dtype=np.uint16)
     assert np.array_equal(preprocess(rgb * 257, CFG), preprocess(rgb.astype(np.uint8), CFG))
+    grey = np.random.default_rng(1).integers(0, 65536, (20, 50), dtype=np.uint16)
+    colour = ImageConfig(height=32, width=128, channels=3)
+    assert np.array_equal(preprocess(np.stack([grey] * 3, -1), colour), preprocess(grey, colour))
 
 
 def test_missing_file_named(tmp_path):

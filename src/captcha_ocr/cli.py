@@ -39,6 +39,8 @@ from .preprocess import IMAGE_SUFFIXES, ImageError
 from .tsv import field
 
 EXIT_ERROR = 1
+# Fewer labeled images than the smallest training size the benches measure: train says so.
+FEW_LABELS = 50
 
 
 class CLIError(Exception):
@@ -269,8 +271,8 @@ def cmd_train(a: argparse.Namespace) -> None:
         held = (f" (the accuracy above is from {counted(t['n_val'], 'validation image')}: a rough "
                 "guide)") if t["n_val"] else ""
         _err_console().print(
-            f"warning: only {counted(labeled, 'labeled image')}{held}; the shipped base reads most "
-            f"styles well from {FEW_LABELS} labels on (README: Benchmarks): label more with "
+            f"warning: only {counted(labeled, 'labeled image')}{held}; fine-tuning the shipped "
+            f"base reads most styles well from {FEW_LABELS} labels on (README: Benchmarks): label more with "
             "captcha-ocr label DIR, and check the model with captcha-ocr eval on images it did "
             "not train on", markup=False, soft_wrap=True)
     al = t.get("alphabet", {})
@@ -290,10 +292,6 @@ def cmd_train(a: argparse.Namespace) -> None:
     if had_int8 and not (result.model_dir / FILES.int8).is_file():
         print(f"the earlier {FILES.int8} was the old weights' and is gone (readers now run "
               f"float32); make one for these: captcha-ocr export {a.out} --int8 --data DIR")
-
-
-# Fewer labeled images than the smallest training size the benches measure: say so.
-FEW_LABELS = 50
 
 
 def _mostly_case(acc: float, ignoring_case: float, n_val: int) -> bool:
@@ -587,11 +585,7 @@ def _expand(paths: Sequence[str]) -> list[Path]:
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            # and what is named as an image but is no regular file (a dangling link, a FIFO):
-            # each gets its own error line rather than a silent skip
-            odd = [q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES
-                   and not q.is_file() and not q.is_dir()]
-            out += sorted(list_images(p) + odd)
+            out += list_images(p, odd=True)  # a dangling link: its own error, not a silent skip
         elif p.exists() or p.suffix.lower() in IMAGE_SUFFIXES:
             out.append(p)  # a missing file still gets its own error line
         else:
@@ -648,15 +642,15 @@ def cmd_export(a: argparse.Namespace) -> None:
     for flag, given in (("--stem-labels", a.stem_labels), ("--name-labels", a.name_labels != "auto")):
         if given and not a.data:
             raise CLIError(f"{flag} is for --int8 --data DIR")
+    if not (Path(a.model_dir) / FILES.info).is_file():  # before a lock file is made beside it
+        raise CLIError(f"{a.model_dir}: not a model directory (no {FILES.info}); name one written "
+                       "by 'captcha-ocr train' (export rewrites its model.onnx)")
     samples = None
     if a.int8:  # the data's errors before anything is written
         from .quantize import check_enough
 
         samples = survey(a.data, stem_labels=a.stem_labels, names=a.name_labels).samples
         check_enough(samples, a.data)
-    if not (Path(a.model_dir) / FILES.info).is_file():  # before a lock file is made beside it
-        raise CLIError(f"{a.model_dir}: not a model directory (no {FILES.info}); name one written "
-                       "by 'captcha-ocr train' (export rewrites its model.onnx)")
     with StagedModelDir(a.model_dir):  # the directory's lock: not while a train swaps it
         model, info = load_checkpoint(a.model_dir)
         if samples is not None and _trained_on(info, samples):

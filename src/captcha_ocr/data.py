@@ -34,6 +34,7 @@ __all__ = [
     "discover",
     "subfolders_hint",
     "copy_groups",
+    "counted",
     "file_digest",
     "fingerprint",
     "list_images",
@@ -42,6 +43,7 @@ __all__ = [
     "name_labels",
     "read_labels_csv",
     "read_set_aside",
+    "require_folder",
     "split_indices",
     "survey",
 ]
@@ -250,14 +252,16 @@ def require_folder(folder: str | Path, name: str = "") -> Path:
     raise DatasetError(f"{said}: not a folder")
 
 
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name.
+def list_images(folder: str | Path, *, odd: bool = False) -> list[Path]:
+    """Image files directly inside ``folder``, sorted by name; with ``odd``, also what is
+    named like one but is no file (a dangling link, a FIFO), for its own error.
 
     Raises:
         DatasetError: ``folder`` is not a directory.
     """
     folder = require_folder(folder)
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+                  and (p.is_file() or (odd and not p.is_dir())))
 
 
 def link_labeled(samples: Iterable[Sample], dest: str | Path, with_labels: bool = True) -> Path:
@@ -365,7 +369,6 @@ class Labeling:
     unlabeled: list[Path]  # images labels.csv does not name (and stem labels were not asked)
     set_aside: set[str]  # names labels-skipped.csv sets aside: neither labeled nor unlabeled
     absent: int = 0  # rows of labels.csv naming files that are not in the folder (ignored)
-    by_file_name: int = 0  # samples labeled by their file stems (no labels.csv, or stem_labels)
     names: str = ""  # how those file names carry labels (``NameLabels.scheme``), "" for none
     name_example: str = ""  # "2b6c_1700000962.png -> 2b6c": one of them
     names_cut: int = 0  # file names of which only a part is the label (the rest an id)
@@ -374,6 +377,11 @@ class Labeling:
     absent_example: str = ""  # "0007.PNG, sub/0008.png": the first rows naming absent files
     subfolders: tuple[str, ...] = ()  # subfolders holding images, which are not read
     named: frozenset[str] = frozenset()  # the samples' file names that are their labels
+
+    @property
+    def by_file_name(self) -> int:
+        """Samples labeled by their file names (no labels.csv row, or --stem-labels)."""
+        return len(self.named)
 
     def record(self) -> dict:
         """Where the labels came from, as ``model.json`` records it."""
@@ -493,10 +501,11 @@ def survey(folder: str | Path, *, stem_labels: bool = False, names: str = "auto"
     named = frozenset(s.path.name for s in samples if s.path.name not in rows)
     copies = [p for p in by_name if _uncopied(p.stem) != p.stem]  # "2b6c (1).png"
     cut = [p for p in by_name if scheme(p.stem) != _uncopied(p.stem)]  # a part that is an id
-    return Labeling(folder, samples, unlabeled, set_aside, len(absent), len(named),
-                    scheme.scheme if named else "", _cut_example(cut, scheme), len(cut),
-                    _cut_example(copies, scheme), len(copies),
-                    _absent_example(absent, present), tuple(_image_subfolders(folder)), named)
+    return Labeling(folder, samples, unlabeled, set_aside, absent=len(absent),
+                    names=scheme.scheme if named else "", name_example=_cut_example(cut, scheme),
+                    names_cut=len(cut), copy_example=_cut_example(copies, scheme),
+                    copies_cut=len(copies), absent_example=_absent_example(absent, present),
+                    subfolders=tuple(_image_subfolders(folder)), named=named)
 
 
 def _uncopied(stem: str) -> str:

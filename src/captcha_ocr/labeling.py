@@ -34,7 +34,7 @@ from .data import DatasetError, Sample, link_labeled
 from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
 from .modeldir import FILES, ModelError
-from .runtime import BASE_MODELS, Reader, Reading, bundled_model_dir
+from .runtime import BASE_MODELS, Reader, Reading, is_shipped
 from .tsv import parse_field
 
 __all__ = ["Labeling", "create_label_app", "read_review_list", "read_review_suggestions",
@@ -172,7 +172,7 @@ class Trainer:
         cmd = [sys.executable, "-m", "captcha_ocr.cli", "train", str(data), "--out", str(self.model_dir)]
         reader = self.labeling.reader
         if reader is not None:  # a shipped model by its name, as the user would write it
-            shipped = reader.model_dir.parent == bundled_model_dir().parent
+            shipped = is_shipped(reader.model_dir)
             if not (shipped and reader.model_dir.name in BASE_MODELS):  # those: train's own pick
                 cmd += ["--init", reader.model_dir.name if shipped else str(reader.model_dir)]
         if steps:

@@ -120,8 +120,8 @@ class ModelInfo:
         path = _inside(model_dir, FILES.info)
         if not path.is_file():
             raise ModelError(f"{model_dir}: not a model directory (no {FILES.info}); name one "
-                             "written by 'captcha-ocr train', or a shipped model (base, base2, "
-                             "captcha_images_v2)")
+                             "written by 'captcha-ocr train', or a model shipped with captcha-ocr "
+                             "by its name")
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(d, dict):

@@ -97,12 +97,12 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             raise ImageError(f"array of dtype {source.dtype}: pass uint8 (0-255) or uint16 pixels")
         if source.ndim == 3 and source.shape[2] == 1:
             source = source[:, :, 0]  # (H, W, 1): grey
-        if source.ndim == 3 and source.dtype == np.uint16:
-            source = (source >> 8).astype(np.uint8)  # Pillow keeps 16 bits for grey only
         if source.ndim not in (2, 3):
             raise ImageError(f"array of shape {source.shape} is not an image: pass (H, W) or "
                              "(H, W, 1) grey, or (H, W, 3|4) colour pixels")
         _check_pixels("array", source.shape[1], source.shape[0], max_pixels)
+        if source.ndim == 3 and source.dtype == np.uint16:  # Pillow keeps 16 bits for grey only
+            source = _to_8_bits(source.astype(np.float32), 65535.0)
         try:
             return Image.fromarray(source)
         except (TypeError, ValueError) as e:
@@ -219,13 +219,18 @@ def _read_file(path: Path) -> bytes:
     return data
 
 
+def _to_8_bits(a: np.ndarray, top: float) -> np.ndarray:
+    """Float pixels from 0 to ``top`` as uint8 (floored), as every 16-bit input is read."""
+    return np.clip(a * (255.0 / top), 0, 255).astype(np.uint8)
+
+
 def to_array(img: Image.Image, cfg: ImageConfig) -> np.ndarray:
     """Steps 2-5: decoded PIL image -> ``(C, H, W)`` float32 in [0, 1]."""
     # 2. colour mode: 16-bit and float to 8 bits, transparency onto white, then L or RGB.
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(img, dtype=np.float32)
         top = 65535.0 if img.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
-        img = Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8))
+        img = Image.fromarray(_to_8_bits(a, top))
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     if img.mode in ("RGBA", "LA", "PA") and img.getchannel("A").getextrema()[0] < 255:

@@ -51,6 +51,11 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / FILES.info).is_file()) if root.is_dir() else []
 
 
+def is_shipped(model_dir: str | Path) -> bool:
+    """Whether ``model_dir`` is one of the models in the package (never to be written)."""
+    return Path(model_dir).resolve().parent == bundled_model_dir().resolve().parent
+
+
 def resolve_model(model_dir: str | Path) -> Path:
     """A model directory from what a user gave: a folder (``~`` expanded) holding a
     ``model.json``, else a shipped model of that bare name; what is neither is left to
@@ -305,7 +310,7 @@ class Reader:
         info = ModelInfo.load(model_dir)
         has_int8 = FILES.int8 in info.files and info.int8.get("onnx") == info.files.get(FILES.onnx)
         if precision == "int8" and not has_int8:
-            if model_dir.parent == bundled_model_dir(BUNDLED_MODEL).parent:  # in the package
+            if is_shipped(model_dir):
                 raise ModelError(f"{model_dir.name} (a shipped model): has no int8 network; make "
                                  f"one for a copy: cp -r {model_dir} M && captcha-ocr export M --int8 "
                                  "--data DIR (labeled images of the site)")
