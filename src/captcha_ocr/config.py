@@ -103,7 +103,10 @@ class TrainConfig:
             Fine-tuning, 6 styles, seed 1 (`bench/styles_bench.py --extra-args
             "--features-lr X"`): 0.3 lost on 8 of 12 cells at N=50 and 200; 2 gained at
             N=200 (rsce_gradient5 0.890 -> 0.928, seed 3 0.936 -> 0.956) but was mixed at
-            N=500 (-0.016 to +0.016) and lost at N=50: not the default.
+            N=500 (-0.016 to +0.016) and lost at N=50. At N=200 over 13 more cells (seed 2
+            of the six, seeds 1-2 of imagecaptcha, gradient_colour, packed_colour and one of
+            rotated_tiles) it lost 0.004 on average (better on 5, worse on 7: dots_noise
+            0.800 -> 0.772, wavy 0.954 -> 0.942): not the default at any size.
         ema: decay per step of an exponential moving average of the weights (0: none).
             Where set, validation, the best round and the result use the averaged weights.
         bf16: train the conv layers in bfloat16 (autocast; the rest, validation and the

@@ -371,7 +371,9 @@ class Reader:
         """Check reading options against this model and bundle them.
 
         Args:
-            allow: the only characters the reading may hold (others are masked).
+            allow: the characters the site draws, the only ones the reading may hold
+                (the others' probability is moved onto them, never onto the blank: a glyph
+                outside them is read as the nearest allowed one).
             length: the reading's exact length (or ``min_length`` / ``max_length``):
                 the most probable reading of an allowed length, by beam search.
             beam: K > 0: beam search, with up to K alternatives and their probabilities.
