@@ -187,7 +187,11 @@ def test_body_too_big_413_while_streaming(reader, images):
 
 
 def test_not_an_image_422(client):
-    assert_refused(post_image(client, b"GIF89a but not really"), 422, "not an image")
+    assert_refused(post_image(client, b"just some bytes, no image"), 422, "not an image")
+
+
+def test_damaged_image_of_a_known_format_422(client):
+    assert_refused(post_image(client, b"GIF89a but not really"), 422, "a damaged GIF file")
 
 
 def test_truncated_422(client, images):
