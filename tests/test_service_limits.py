@@ -97,6 +97,44 @@ def test_single_read_does_not_wait_behind_batches(reader, monkeypatch):
     assert r.ok and single < 0.5 < everything  # the batches take 8 x 0.15 s each at least
 
 
+def test_single_read_goes_ahead_of_queued_batch_images(reader, monkeypatch):
+    """A batch request's 256 images wait for four inference batches; a single read
+    queued after them goes into the next one, and the batch request still gets at least
+    a quarter of every inference batch while reads keep coming."""
+    real, sizes = reader.run, []
+
+    def run(x):
+        sizes.append(len(x))
+        time.sleep(0.3)
+        return real(x)
+
+    monkeypatch.setattr(reader, "run", run)
+    one = png(200, 50)
+
+    async def scenario():
+        b = MicroBatcher(reader, max_batch=64)
+        b.start()
+        try:
+            batch = asyncio.ensure_future(b.read_many([one] * 256))
+            while len(b._bulk) < 256 - 64 or not sizes:  # decoded, and the first batch running
+                await asyncio.sleep(0.005)
+            t0 = time.perf_counter()
+            reads = [asyncio.ensure_future(b.read(one)) for _ in range(60)]
+            first = await reads[0]
+            single = time.perf_counter() - t0
+            readings = await batch
+            return first, single, time.perf_counter() - t0, readings, await asyncio.gather(*reads)
+        finally:
+            await b.stop()
+
+    first, single, everything, readings, reads = asyncio.run(scenario())
+    assert first.ok and all(r.ok for r in reads) and len(readings) == 256
+    # the read: the rest of the running batch and the next (48 reads, 16 of the request's
+    # images): 2 x 0.3 s and the network; behind the request's images, three more batches
+    assert single < 1.0 < 1.5 < everything
+    assert sizes == [64, 64, 64, 64, 60]  # 256 + 60 images, the request's never starved
+
+
 # ---------------------------------------------------------------- the HTTP protocol, live
 
 

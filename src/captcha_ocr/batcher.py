@@ -4,8 +4,9 @@ Concurrent requests share inference batches: a batch runs as soon as it is full,
 other image is still being decoded, or its oldest image has waited ``max_wait_ms``. The
 network's outputs go back to each request, which decodes them with its own reading
 options (``Reader.readings``). No HTTP here: the service wraps it, tests drive it
-directly. Single images decode in a lane of their own, so a read never queues behind
-big batches.
+directly. Single images decode in a lane of their own and go first into the network's
+batches, so a read never queues behind big batches; batch requests keep at least a
+quarter of every inference batch, so a stream of reads does not starve them either.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import numpy as np
 
 from .runtime import DEFAULT_OPTIONS, ImageError, Reader, Reading, ReadOptions
 
-__all__ = ["DECODE_THREADS", "MAX_BATCH", "MAX_WAIT_MS", "MicroBatcher", "Unavailable", "item_error"]
+__all__ = ["BULK_SHARE", "DECODE_THREADS", "MAX_BATCH", "MAX_WAIT_MS", "MicroBatcher", "Unavailable",
+           "item_error"]
 
 log = logging.getLogger("captcha_ocr.service")
 
 MAX_BATCH = 64              # images per inference batch
 MAX_WAIT_MS = 2.0           # longest a queued image waits for others still being decoded
+BULK_SHARE = 4              # batch requests' images get at least 1/BULK_SHARE of an inference batch
 DECODE_THREADS = 2          # threads decoding and resizing images (batch requests)
 
 
@@ -43,8 +46,10 @@ class MicroBatcher:
     waits for its network output. A background task takes up to ``max_batch`` queued
     arrays and runs ``reader.run`` on them as soon as the batch is full, or no other image
     is still being decoded, or the oldest has waited ``max_wait_ms``: a lone request does
-    not wait, concurrent ones share a batch. Each request then decodes its own outputs
-    with its own reading options (``reader.readings``). ``sizes`` counts batches by size.
+    not wait, concurrent ones share a batch. Single reads' images are taken before those
+    of batch requests (``read_many``), which keep at least ``1/BULK_SHARE`` of a batch
+    while they wait. Each request then decodes its own outputs with its own reading
+    options (``reader.readings``). ``sizes`` counts batches by size.
     """
 
     def __init__(self, reader: Reader, max_batch: int = MAX_BATCH, max_wait_ms: float = MAX_WAIT_MS,
@@ -53,7 +58,9 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.sizes: Counter[int] = Counter()
-        self._queue: list[tuple[np.ndarray, asyncio.Future, float]] = []
+        # queued images, (array, future, arrival time): single reads', and batch requests'
+        self._lone: list[tuple[np.ndarray, asyncio.Future, float]] = []
+        self._bulk: list[tuple[np.ndarray, asyncio.Future, float]] = []
         self._decoding = 0               # images in the decode pool: they will queue soon
         self._arrived = asyncio.Event()  # something is queued
         self._ready = asyncio.Event()    # a batch is full, or nothing else is coming
@@ -83,10 +90,11 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        for _, fut, _ in self._queue:
+        for _, fut, _ in self._lone + self._bulk:
             if not fut.done():
                 fut.set_exception(Unavailable("the server is shutting down"))
-        self._queue.clear()
+        self._lone.clear()
+        self._bulk.clear()
         self._decode.shutdown(wait=True)
         self._decode_one.shutdown(wait=True)
         self._search.shutdown(wait=True)
@@ -97,13 +105,13 @@ class MicroBatcher:
         xs = await self._decoded([data], self._decode_one)
         if isinstance(xs[0], ImageError):
             raise xs[0]
-        return (await self._readings([await self._enqueue(xs)[0]], options))[0]
+        return (await self._readings([await self._enqueue(xs, self._lone)[0]], options))[0]
 
     async def read_many(self, items: list[bytes | str],
                         options: ReadOptions = DEFAULT_OPTIONS) -> list[Reading | str]:
         """Read several encoded images; a str item, or one that cannot be decoded, gives a str error."""
         xs = await self._decoded(items, self._decode)
-        outs = await asyncio.gather(*self._enqueue([x for x in xs if isinstance(x, np.ndarray)]))
+        outs = await asyncio.gather(*self._enqueue([x for x in xs if isinstance(x, np.ndarray)], self._bulk))
         good = iter(await self._readings(outs, options) if outs else [])
         return [next(good) if isinstance(x, np.ndarray) else x if isinstance(x, str) else item_error(x)
                 for x in xs]
@@ -140,31 +148,37 @@ class MicroBatcher:
                 out.append(e)
         return out
 
-    def _enqueue(self, xs: list[np.ndarray]) -> list[asyncio.Future]:
+    def _enqueue(self, xs: list[np.ndarray], queue: list) -> list[asyncio.Future]:
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in xs]
         now = loop.time()
-        self._queue += [(x, fut, now) for x, fut in zip(xs, futures)]
+        queue += [(x, fut, now) for x, fut in zip(xs, futures)]
         self._poke()
         return futures
 
     def _poke(self) -> None:
-        if self._queue:
+        queued = len(self._lone) + len(self._bulk)
+        if queued:
             self._arrived.set()
-            if len(self._queue) >= self.max_batch or self._decoding == 0:
+            if queued >= self.max_batch or self._decoding == 0:
                 self._ready.set()
 
     async def _take(self) -> list[tuple[np.ndarray, asyncio.Future, float]]:
         """Wait for a batch: full, nothing else coming, or its oldest item has waited ``max_wait``."""
         loop = asyncio.get_running_loop()
         await self._arrived.wait()
-        left = self._queue[0][2] + self.max_wait - loop.time()
+        oldest = min(q[0][2] for q in (self._lone, self._bulk) if q)
+        left = oldest + self.max_wait - loop.time()
         if not self._ready.is_set() and left > 0:
             try:
                 await asyncio.wait_for(self._ready.wait(), left)
             except asyncio.TimeoutError:
                 pass
-        batch, self._queue = self._queue[:self.max_batch], self._queue[self.max_batch:]
+        bulk = min(len(self._bulk), -(-self.max_batch // BULK_SHARE))  # their share, if they wait
+        n_lone = min(len(self._lone), self.max_batch - bulk)
+        n_bulk = min(len(self._bulk), self.max_batch - n_lone)
+        batch = self._lone[:n_lone] + self._bulk[:n_bulk]
+        del self._lone[:n_lone], self._bulk[:n_bulk]
         self._arrived.clear()
         self._ready.clear()
         self._poke()
