@@ -298,6 +298,18 @@ def test_the_shipped_bases_share_architecture_and_input():
         assert b.info.training["zoo_version"] > first.info.training["zoo_version"]
 
 
+def test_train_says_why_it_kept_base_when_base2_fits_no_clearly_better(tmp_path, capsys):
+    folder = tmp_path / "data"
+    write_style("digits_strike", folder, 40, seed=7)  # both bases saw it: base2 no clear gain
+    assert main(["train", str(folder), "--out", str(tmp_path / "m"), "--steps", "2", "--threads", "1"]) == 0
+    out = capsys.readouterr()
+    said = " ".join((out.out + out.err).split())
+    picked = json.loads((tmp_path / "m" / FILES.info).read_text())["training"]["init"]["picked"]
+    assert picked["chosen"] == "base" and picked["t_against_first"]["base2"] <= 2
+    assert "training deep from base (picked by the labels' mean loss per image: base " in said
+    assert "; base2 not lower by over 2 standard errors)" in said
+
+
 def test_train_says_and_records_the_base_it_picked_and_resumes_only_from_it(tmp_path, packed, capsys):
     from captcha_ocr.finetune import load_init, load_inits
     from captcha_ocr.modeldir import ModelError

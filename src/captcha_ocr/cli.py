@@ -208,8 +208,13 @@ def cmd_train(a: argparse.Namespace) -> None:
                       else f"{cfg.epochs} epochs")
             start_from = f" from {start_model.source}" if start_model else ""
             if picked and picked.get("loss"):  # --init auto: say why
+                from .train import PICK_T
+
                 losses = ", ".join(f"{k} {v:.3f}" for k, v in picked["loss"].items())
-                start_from += f" (picked by the labels' mean loss per image: {losses})"
+                others = [k for k in picked.get("t_against_first", {}) if k != picked["chosen"]]
+                unclear = (f"; {' or '.join(others)} not lower by over {PICK_T:g} standard errors"
+                           if others and picked["chosen"] == next(iter(picked["loss"])) else "")
+                start_from += f" (picked by the labels' mean loss per image: {losses}{unclear})"
             progress.console.print(
                 f"training [bold]{a.arch}[/]{start_from} on {data} -> {a.out}: input {im.width}x{im.height} "
                 f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "
