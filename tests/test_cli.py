@@ -88,9 +88,19 @@ def test_eval_of_a_partly_labeled_folder_reads_the_labeled_images_and_says_so(ca
 def test_long_error_lines_do_not_wrap_when_piped(capsys, tmp_path):
     bad = tmp_path / ("a-rather-long-file-name-" * 4 + ".png")
     bad.write_bytes(b"not an image")
-    rc, _, err = run(capsys, "predict", bad)
+    rc, _, err = run(capsys, "predict", bad, "--model", "captcha_images_v2")
     lines = err.strip().splitlines()
     assert rc == 1 and len(lines) == 2 and lines[0].startswith("error: ") and len(lines[0]) > 80
+
+
+def test_predict_without_model_says_it_reads_with_the_shipped_one(capsys, subset):
+    image = sorted(subset.glob("*.png"))[0]
+    rc, out, err = run(capsys, "predict", image)
+    assert rc == 0 and out.startswith(str(image))
+    assert err.strip() == ("reading with the shipped captcha_images_v2 model (that set's style only); "
+                           "for your site's captchas pass --model MODEL_DIR")
+    rc, out_named, err = run(capsys, "predict", image, "--model", "captcha_images_v2")
+    assert rc == 0 and out_named == out and err == ""
 
 
 def test_predict_bad_image_fails_alone(capsys, trained, subset, tmp_path):
@@ -323,7 +333,7 @@ def test_predict_names_what_in_a_folder_is_called_an_image_but_is_no_file(capsys
     (folder / "b.png").symlink_to(tmp_path / "nowhere")
     os.mkfifo(folder / "c.png")
     (folder / "d.png").symlink_to(folder / "d.png")
-    rc, out, err = run(capsys, "predict", folder)
+    rc, out, err = run(capsys, "predict", folder, "--model", "captcha_images_v2")
     assert rc == 1 and out.startswith(f"{folder / 'a.png'}\t") and len(out.splitlines()) == 1
     assert [line.rsplit(": ", 1)[0].split(".png")[0] + ".png" for line in err.splitlines()[:3]] == \
            [f"error: {folder / n}" for n in ("b.png", "c.png", "d.png")]

@@ -610,6 +610,9 @@ def cmd_predict(a: argparse.Namespace) -> None:
     options = _reading_options(reader, a)
     failed = 0
     console = _err_console()
+    if a.model is None:  # the shipped model reads one site's captchas only: say which
+        console.print("reading with the shipped captcha_images_v2 model (that set's style only); "
+                      "for your site's captchas pass --model MODEL_DIR", markup=False, soft_wrap=True)
     with _bar(*Progress.get_default_columns(), console=console, disable=not console.is_terminal) as bar:
         task = bar.add_task("reading", total=len(paths))
         for path, r in zip(paths, reader.iter_read(paths, options, batch_size=a.batch_size)):
