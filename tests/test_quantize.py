@@ -136,3 +136,26 @@ def test_export_int8_on_the_training_images_warns(trained, subset, tmp_path, cap
     main(["export", str(copy), "--int8", "--data", str(subset)])  # kept or not: the warning comes first
     assert "holds the images the model was trained on" in capsys.readouterr().err
 
+
+
+def test_int8_check_on_another_sites_images_is_refused(tmp_path, caps, capsys):
+    """Capitals for a model of captcha_images_v2's 19 symbols, or labels float32 never
+    matches: the comparison would be 0 against 0, so no int8 is written."""
+    model = tmp_path / "civ2"
+    shutil.copytree(bundled_model_dir("captcha_images_v2"), model)
+    assert main(["export", str(model), "--int8", "--data", str(caps)]) == 1
+    out, err = capsys.readouterr()
+    assert err.strip().endswith("give --data labeled images of the site this model reads")
+    assert "labels hold characters" in err and len(err.strip().splitlines()) == 1
+    assert not (model / FILES.int8).exists() and "readers use it" not in out
+    wrong = tmp_path / "wrong"
+    shutil.copytree(caps, wrong)
+    rows = (wrong / "labels.csv").read_text().splitlines()
+    pairs = [r.split(",") for r in rows[1:]]  # every first character changed
+    (wrong / "labels.csv").write_text("\n".join(
+        [rows[0]] + [f"{name},{'Q' if label[0] != 'Q' else 'X'}{label[1:]}" for name, label in pairs]))
+    base = tmp_path / "base"
+    shutil.copytree(bundled_model_dir("base"), base)
+    assert main(["export", str(base), "--int8", "--data", str(wrong)]) == 1
+    err = capsys.readouterr().err
+    assert "float32 reads none of 40 images right" in err and not (base / FILES.int8).exists()

@@ -43,6 +43,22 @@ def _arrays(reader, samples: list[Sample]) -> tuple[np.ndarray, list[str]]:
 MIN_IMAGES = 20  # half to calibrate, half to check
 
 
+def _check_site(model_dir: Path, data_dir: str | Path, labels: list[str], fp32: list[str],
+                alphabet: str) -> None:
+    """Refuse a check that cannot tell int8 from float32: images of another site (most
+    labels hold characters the model cannot read) or ones float32 reads none of."""
+    unknown = sorted({c for label in labels for c in label} - set(alphabet))
+    foreign = sum(any(c not in alphabet for c in label) for label in labels)
+    if foreign * 2 >= len(labels):
+        raise ModelError(f"{data_dir}: {foreign} of {len(labels)} labels hold characters "
+                         f"{model_dir} cannot read ({''.join(unknown)[:20]}): give --data labeled "
+                         "images of the site this model reads")
+    if not any(a == b for a, b in zip(labels, fp32)):
+        raise ModelError(f"{data_dir}: float32 reads none of {len(labels)} images right, so "
+                         "the check cannot tell whether int8 reads as well: give --data labeled "
+                         "images of the site this model reads")
+
+
 def check_enough(samples: list[Sample], data_dir: str | Path) -> None:
     """Raises ``ModelError`` where ``samples`` are too few to calibrate and check int8."""
     if len(samples) < MIN_IMAGES:
@@ -83,6 +99,8 @@ def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0
     check, labels = _arrays(reader, [samples[i] for i in order[n_cal:n_cal + CHECK_IMAGES]])
     if len(calib) == 0 or len(check) == 0:
         raise ModelError(f"{data_dir}: no readable images to calibrate or check int8 with")
+    fp32 = [r.text for r in reader.readings(reader.run(check))]
+    _check_site(model_dir, data_dir, labels, fp32, ModelInfo.load(model_dir).alphabet)
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
@@ -101,7 +119,6 @@ def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        fp32 = [r.text for r in reader.readings(reader.run(check))]
         int8 = [r.text for r in reader.readings(sess.run(None, {"image": check})[0])]
     result = dict(calibration_images=len(calib), checked_images=len(check),
                   fp32_accuracy=round(sequence_accuracy(labels, fp32), 4),
