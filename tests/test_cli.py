@@ -28,7 +28,7 @@ def test_help_lists_subcommands(capsys):
 
 def assert_one_line_error(rc, err, *needles):
     assert rc == 1
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err  # no blank line either
     for n in needles:
         assert n in err
 

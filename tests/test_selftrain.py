@@ -122,6 +122,15 @@ def test_train_unlabeled_errors_are_one_line(capsys, tmp_path, unlabeled, args, 
     assert not (tmp_path / "m").exists()
 
 
+def test_train_error_piped_is_its_line_alone(capsys, tmp_path):
+    """No -q, stderr not a terminal: no progress bar, so no empty line before the error."""
+    data = tmp_path / "data"
+    zoo.write_style(STYLE, data, 10, seed=33)
+    rc = main(["train", str(data), "--out", str(tmp_path / "m"), "--unlabeled", str(tmp_path / "nope")])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("captcha-ocr train: error: --unlabeled ") and len(err.splitlines()) == 1
+
+
 def test_nothing_to_pseudo_label_keeps_the_first_model(capsys, tmp_path):
     data, other = tmp_path / "data", tmp_path / "other"
     zoo.write_style(STYLE, data, 20, seed=34)

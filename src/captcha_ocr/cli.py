@@ -313,11 +313,13 @@ def _skipped(path: str | Path, reason: str) -> str:
 def _bar(*columns, console, disable: bool):
     """A transient rich progress bar on ``console`` (stderr). What the command prints to
     stdout meanwhile is drawn above the bar only where stdout is that terminal too: where
-    it is a file or a pipe, it goes there (rich's default sends it to the bar's console)."""
+    it is a file or a pipe, it goes there (rich's default sends it to the bar's console).
+    Off where the console is no terminal (a log file, a pipe): rich then printed an empty
+    line where the bar had been, before any error line."""
     from rich.progress import Progress
 
-    return Progress(*columns, console=console, transient=True, disable=disable,
-                    redirect_stdout=sys.stdout.isatty())
+    return Progress(*columns, console=console, transient=True,
+                    disable=disable or not console.is_terminal, redirect_stdout=sys.stdout.isatty())
 
 
 class _EpochProgress:
@@ -539,7 +541,7 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
     # a transient bar while each part trains (minutes each): rounds done of the budget's
     bar = _bar(TextColumn("part {task.fields[part]} of " + str(a.folds) + ": training, round"),
                MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), console=console,
-               disable=a.quiet or not console.is_terminal)
+               disable=a.quiet)
     with bar:
         task = []  # added once the folder and the start are checked
 
@@ -613,7 +615,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
     if a.model is None:  # the shipped model reads one site's captchas only: say which
         console.print("reading with the shipped captcha_images_v2 model (that set's style only); "
                       "for your site's captchas pass --model MODEL_DIR", markup=False, soft_wrap=True)
-    with _bar(*Progress.get_default_columns(), console=console, disable=not console.is_terminal) as bar:
+    with _bar(*Progress.get_default_columns(), console=console, disable=False) as bar:
         task = bar.add_task("reading", total=len(paths))
         for path, r in zip(paths, reader.iter_read(paths, options, batch_size=a.batch_size)):
             failed += not r.ok
