@@ -15,6 +15,7 @@ from captcha_ocr.data import (
     split_indices,
     survey,
 )
+from conftest import make_captchas
 
 SHARED_936_FINGERPRINT = "a5200f63640986630b368a1ba41b791e2521ef44611b433a080f5f49fb923a25"
 
@@ -490,3 +491,19 @@ def test_labels_with_a_space_are_pointed_out(synth_dir):
     (synth_dir / "tab\tname.png").write_bytes(discover(synth_dir)[0].path.read_bytes())
     assert "a tab in 1 label ('tab\\tname'): the model learns to read it; rename the files if the " \
            "site draws none" in survey(synth_dir).note()
+
+
+def test_a_sample_of_a_numbered_set_is_named_in_the_note(tmp_path):
+    """Digit names of several lengths (ids 7, 164, 1001 of a numbered set, not counting up
+    one by one) are labels only by default: the note says so and how to label them."""
+    numbered = tmp_path / "numbered"
+    make_captchas(tmp_path / "src", 6, "0123456789", (4, 4), seed=3)
+    numbered.mkdir()
+    for f, n in zip(sorted((tmp_path / "src").glob("*.png")), (7, 164, 1001, 2698, 30, 555)):
+        f.rename(numbered / f"{n}.png")
+    note = survey(numbered).note()
+    assert "6 labels are whole file names, numbers of 1 to 4 digits (" in note
+    assert "label them (captcha-ocr label DIR)" in note
+    same = tmp_path / "same_length"  # a site of 4-digit captchas named by their text: no note
+    make_captchas(same, 6, "0123456789", (4, 4), seed=3)
+    assert "numbers of" not in survey(same).note()

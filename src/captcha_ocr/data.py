@@ -401,6 +401,10 @@ class Labeling:
             out.append(f"{counted(self.names_cut, 'label')} read from file names as "
                        f"{NameLabels(self.names).describe()}: {self.name_example} (--name-labels "
                        "whole: the whole names)")
+        numbered = _numbered_note([s for s in self.samples if s.path.name in self.named]) \
+            if self.names in ("", "whole") else ""
+        if numbered:
+            out.append(numbered)
         if self.copies_cut:
             out.append(f"{counted(self.copies_cut, 'label')} read from the names of second copies, "
                        f"less their ' (1)' or ' - Copy': {self.copy_example}")
@@ -431,6 +435,19 @@ class Labeling:
         if not out:
             return ""
         return f"{self.folder}: {counted(len(self.samples), 'labeled image')}; " + "; ".join(out)
+
+
+def _numbered_note(by_name: list[Sample]) -> str:
+    """Whole file names as labels that look like a numbering (only digits, of several
+    lengths: 7.png, 164.png, 1001.png), which the consecutive-number check misses in a
+    sample of a numbered set; "" otherwise."""
+    lengths = sorted({len(s.label) for s in by_name})
+    if len(by_name) < 2 or len(lengths) < 2 or not all(s.label.isdigit() for s in by_name):
+        return ""
+    ex = by_name[0]
+    return (f"{counted(len(by_name), 'label')} are whole file names, numbers of {lengths[0]} to "
+            f"{lengths[-1]} digits ({ex.path.name} -> {ex.label}): if the names number the "
+            "images instead of spelling their text, label them (captcha-ocr label DIR)")
 
 
 def counted(n: int, noun: str) -> str:
