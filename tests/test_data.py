@@ -507,3 +507,13 @@ def test_a_sample_of_a_numbered_set_is_named_in_the_note(tmp_path):
     same = tmp_path / "same_length"  # a site of 4-digit captchas named by their text: no note
     make_captchas(same, 6, "0123456789", (4, 4), seed=3)
     assert "numbers of" not in survey(same).note()
+
+
+def test_a_minority_of_label_id_names_read_whole_is_named_in_the_note(synth_dir):
+    first = sorted(synth_dir.glob("*.png"))[0]
+    (synth_dir / "7400_4743.png").write_bytes(first.read_bytes())  # another site's LABEL_ID
+    labeling = survey(synth_dir)
+    assert "7400_4743" in {s.label for s in labeling.samples}  # most names are whole labels
+    assert ("1 label with a '_' read as whole file names (7400_4743.png -> 7400_4743), beside "
+            "names without one: the model learns to read '_'; if the part before the last '_' "
+            "is their label, give those files' labels in labels.csv or rename them") in labeling.note()
