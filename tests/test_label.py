@@ -379,3 +379,18 @@ def test_the_page_starts_from_the_model_it_last_trained(tmp_path):
     with pytest.raises(ModelError):  # named: its error stands
         label_reader(tmp_path, str(tmp_path / LABEL_MODEL))
 
+
+
+def test_label_says_when_file_names_read_as_labels(synth_dir, tmp_path, caplog):
+    from captcha_ocr.labeling import _stems_hint
+
+    with caplog.at_level("INFO", logger="captcha_ocr"):
+        _stems_hint(synth_dir)
+        numbered = tmp_path / "numbered"
+        numbered.mkdir()
+        for i, f in enumerate(sorted(synth_dir.glob("*.png"))):
+            (numbered / f"{i:04d}.png").write_bytes(f.read_bytes())
+        _stems_hint(numbered)  # a numbering: no labels, nothing said
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["12 of these file names read as labels (as train reads them): --trust-stems "
+                    "counts them as labeled and shows only the rest"]

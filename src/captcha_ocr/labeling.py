@@ -30,7 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from .data import DatasetError, Sample, link_labeled
+from .data import DatasetError, Sample, link_labeled, survey
 from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
 from .modeldir import FILES, ModelError
@@ -350,6 +350,18 @@ def label_reader(folder: str | Path, model: str | None) -> Reader | None:
     return reader
 
 
+def _stems_hint(folder: Path) -> None:
+    """Where ``train`` would read the file names as labels, say so: the page shows every
+    image as unlabeled until ``--trust-stems``."""
+    try:
+        named = survey(folder).by_file_name
+    except DatasetError:  # names that are no labels (a numbering, ids): nothing to say
+        return
+    if named:
+        log.info("%d of these file names read as labels (as train reads them): --trust-stems "
+                 "counts them as labeled and shows only the rest", named)
+
+
 def serve_labeling(folder: str | Path, model: str | None = None, host: str = "127.0.0.1",
                    port: int = 8000, order: str = "confidence", trust_stems: bool = False,
                    open_browser: bool = True, review: list[str] | None = None,
@@ -367,6 +379,8 @@ def serve_labeling(folder: str | Path, model: str | None = None, host: str = "12
         url = f"http://{host}:{port}/"
         log.info("%s: %d images, %d labeled; open %s", store.folder, len(store.images),
                  len(store.labels), url)
+        if not store.labels and not trust_stems:
+            _stems_hint(store.folder)
         if open_browser:
             import webbrowser
 
