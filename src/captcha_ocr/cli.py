@@ -310,7 +310,7 @@ def _skipped(path: str | Path, reason: str) -> str:
     return f"skipped {reason}" if reason.startswith(f"{path}: ") else f"skipped {path}: {reason}"
 
 
-def _bar(*columns, console, disable: bool):
+def _bar(*columns, console, disable: bool = False):
     """A transient rich progress bar on ``console`` (stderr). What the command prints to
     stdout meanwhile is drawn above the bar only where stdout is that terminal too: where
     it is a file or a pipe, it goes there (rich's default sends it to the bar's console).
@@ -615,7 +615,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
     if a.model is None:  # the shipped model reads one site's captchas only: say which
         console.print("reading with the shipped captcha_images_v2 model (that set's style only); "
                       "for your site's captchas pass --model MODEL_DIR", markup=False, soft_wrap=True)
-    with _bar(*Progress.get_default_columns(), console=console, disable=False) as bar:
+    with _bar(*Progress.get_default_columns(), console=console) as bar:
         task = bar.add_task("reading", total=len(paths))
         for path, r in zip(paths, reader.iter_read(paths, options, batch_size=a.batch_size)):
             failed += not r.ok

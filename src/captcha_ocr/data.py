@@ -401,16 +401,16 @@ class Labeling:
             out.append(f"{counted(self.names_cut, 'label')} read from file names as "
                        f"{NameLabels(self.names).describe()}: {self.name_example} (--name-labels "
                        "whole: the whole names)")
-        underscored = [s for s in self.samples if s.path.name in self.named and "_" in s.label] \
-            if self.names in ("", "whole") else []
+        whole = [s for s in self.samples if s.path.name in self.named] \
+            if self.names in ("", "whole") else []  # labels that are whole file names
+        underscored = [s for s in whole if "_" in s.label]
         if underscored and len(underscored) < len(self.samples):  # beside names without one
             ex = underscored[0]
             out.append(f"{counted(len(underscored), 'label')} with a '_' read as whole file names "
                        f"({ex.path.name} -> {ex.label}), beside names without one: the model "
                        "learns to read '_'; if the part before the last '_' is their label, "
                        f"give those files' labels in {LABELS_FILE} or rename them")
-        numbered = _numbered_note([s for s in self.samples if s.path.name in self.named]) \
-            if self.names in ("", "whole") else ""
+        numbered = _numbered_note(whole)
         if numbered:
             out.append(numbered)
         if self.copies_cut:

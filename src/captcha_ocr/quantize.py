@@ -100,7 +100,7 @@ def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0
     if len(calib) == 0 or len(check) == 0:
         raise ModelError(f"{data_dir}: no readable images to calibrate or check int8 with")
     fp32 = [r.text for r in reader.readings(reader.run(check))]
-    _check_site(model_dir, data_dir, labels, fp32, ModelInfo.load(model_dir).alphabet)
+    _check_site(model_dir, data_dir, labels, fp32, reader.info.alphabet)
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
