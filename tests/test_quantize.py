@@ -159,3 +159,19 @@ def test_int8_check_on_another_sites_images_is_refused(tmp_path, caps, capsys):
     assert main(["export", str(base), "--int8", "--data", str(wrong)]) == 1
     err = capsys.readouterr().err
     assert "float32 reads none of 40 images right" in err and not (base / FILES.int8).exists()
+
+
+def test_int8_of_a_one_case_model_compares_in_one_case(tmp_path, caps, capsys):
+    """A model trained with --ignore-case is checked as eval checks it: the labels'
+    case (here lower, for capitals the model reads) does not count."""
+    lower = tmp_path / "lower"
+    shutil.copytree(caps, lower)
+    rows = (lower / "labels.csv").read_text().splitlines()
+    (lower / "labels.csv").write_text("\n".join([rows[0]] + [r.lower() for r in rows[1:]]))
+    base = tmp_path / "base"
+    shutil.copytree(bundled_model_dir("base"), base)
+    info = json.loads((base / FILES.info).read_text())
+    info["training"]["ignore_case"] = True
+    (base / FILES.info).write_text(json.dumps(info))
+    assert main(["export", str(base), "--int8", "--data", str(lower)]) == 0, capsys.readouterr().err
+    assert json.loads((base / FILES.info).read_text())["int8"]["fp32_accuracy"] > 0.8

@@ -99,7 +99,10 @@ def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0
     check, labels = _arrays(reader, [samples[i] for i in order[n_cal:n_cal + CHECK_IMAGES]])
     if len(calib) == 0 or len(check) == 0:
         raise ModelError(f"{data_dir}: no readable images to calibrate or check int8 with")
-    fp32 = [r.text for r in reader.readings(reader.run(check))]
+    # A model trained with --ignore-case reads one case: compare that way, as eval does.
+    norm = str.lower if reader.info.training.get("ignore_case") else str
+    labels = [norm(y) for y in labels]
+    fp32 = [norm(r.text) for r in reader.readings(reader.run(check))]
     _check_site(model_dir, data_dir, labels, fp32, reader.info.alphabet)
 
     class Batches(CalibrationDataReader):
@@ -119,7 +122,7 @@ def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        int8 = [r.text for r in reader.readings(sess.run(None, {"image": check})[0])]
+        int8 = [norm(r.text) for r in reader.readings(sess.run(None, {"image": check})[0])]
     result = dict(calibration_images=len(calib), checked_images=len(check),
                   fp32_accuracy=round(sequence_accuracy(labels, fp32), 4),
                   int8_accuracy=round(sequence_accuracy(labels, int8), 4),
