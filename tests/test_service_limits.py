@@ -97,42 +97,56 @@ def test_single_read_does_not_wait_behind_batches(reader, monkeypatch):
     assert r.ok and single < 0.5 < everything  # the batches take 8 x 0.15 s each at least
 
 
-def test_single_read_goes_ahead_of_queued_batch_images(reader, monkeypatch):
-    """A batch request's 256 images wait for four inference batches; a single read
-    queued after them goes into the next one, and the batch request still gets at least
-    a quarter of every inference batch while reads keep coming."""
-    real, sizes = reader.run, []
+def _batches_seen(reader, monkeypatch, read_image: bytes) -> list[tuple[int, int]]:
+    """Slow the network down and record each batch as (single reads, batch images), the
+    reads told apart by their image."""
+    real, seen = reader.run, []
+    mark = reader.preprocess(read_image)
 
     def run(x):
-        sizes.append(len(x))
-        time.sleep(0.3)
+        reads = sum(bool(np.array_equal(row, mark)) for row in x)
+        seen.append((reads, len(x) - reads))
+        time.sleep(0.2)  # time for the reads to decode and queue while the first batch runs
         return real(x)
 
     monkeypatch.setattr(reader, "run", run)
-    one = png(200, 50)
+    return seen
+
+
+def _reads_beside_a_batch(reader, max_batch: int, n_bulk: int, n_reads: int, seen: list) -> None:
+    """A batch request of ``n_bulk`` images, then ``n_reads`` single reads once its images
+    wait for the network (its first batch running); every image is read."""
+    bulk_image, read_image = png(200, 50), png(201, 50)
 
     async def scenario():
-        b = MicroBatcher(reader, max_batch=64)
+        b = MicroBatcher(reader, max_batch=max_batch)
         b.start()
         try:
-            batch = asyncio.ensure_future(b.read_many([one] * 256))
-            while len(b._bulk) < 256 - 64 or not sizes:  # decoded, and the first batch running
+            batch = asyncio.ensure_future(b.read_many([bulk_image] * n_bulk))
+            while len(b._bulk) < n_bulk - max_batch or not seen:
                 await asyncio.sleep(0.005)
-            t0 = time.perf_counter()
-            reads = [asyncio.ensure_future(b.read(one)) for _ in range(60)]
-            first = await reads[0]
-            single = time.perf_counter() - t0
-            readings = await batch
-            return first, single, time.perf_counter() - t0, readings, await asyncio.gather(*reads)
+            reads = await asyncio.gather(*[b.read(read_image) for _ in range(n_reads)])
+            return await batch, reads
         finally:
             await b.stop()
 
-    first, single, everything, readings, reads = asyncio.run(scenario())
-    assert first.ok and all(r.ok for r in reads) and len(readings) == 256
-    # the read: the rest of the running batch and the next (48 reads, 16 of the request's
-    # images): 2 x 0.3 s and the network; behind the request's images, three more batches
-    assert single < 1.0 < 1.5 < everything
-    assert sizes == [64, 64, 64, 64, 60]  # 256 + 60 images, the request's never starved
+    readings, reads = asyncio.run(scenario())
+    assert len(readings) == n_bulk and all(r.ok for r in readings) and all(r.ok for r in reads)
+
+
+def test_single_reads_go_ahead_of_queued_batch_images(reader, monkeypatch):
+    """A batch request's 256 images wait for four inference batches; 60 single reads
+    queued after them go into the next ones, beside a quarter of a batch of the request's
+    images (48 + 16, then the other 12): the request is never starved."""
+    seen = _batches_seen(reader, monkeypatch, png(201, 50))
+    _reads_beside_a_batch(reader, 64, 256, 60, seen)
+    assert seen == [(0, 64), (48, 16), (12, 52), (0, 64), (0, 60)]
+
+
+def test_one_image_batches_take_reads_and_batch_images_by_turns(reader, monkeypatch):
+    seen = _batches_seen(reader, monkeypatch, png(201, 50))
+    _reads_beside_a_batch(reader, 1, 6, 3, seen)
+    assert seen == [(0, 1), (1, 0), (0, 1), (1, 0), (0, 1), (1, 0), (0, 1), (0, 1), (0, 1)]
 
 
 # ---------------------------------------------------------------- the HTTP protocol, live

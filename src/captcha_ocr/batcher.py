@@ -72,6 +72,7 @@ class MicroBatcher:
         self._search = ThreadPoolExecutor(1, thread_name_prefix="captcha-search")
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="captcha-infer")
         self._task: asyncio.Task[None] | None = None
+        self._bulk_turn = False          # --max-batch 1: a batch image's turn after a read
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
@@ -174,11 +175,15 @@ class MicroBatcher:
                 await asyncio.wait_for(self._ready.wait(), left)
             except asyncio.TimeoutError:
                 pass
-        bulk = min(len(self._bulk), -(-self.max_batch // BULK_SHARE))  # their share, if they wait
+        share = -(-self.max_batch // BULK_SHARE)  # batch requests' share, if they wait
+        if self.max_batch == 1:  # no room for both: a read, then a batch image, by turns
+            share = int(self._bulk_turn or not self._lone)
+        bulk = min(len(self._bulk), share)
         n_lone = min(len(self._lone), self.max_batch - bulk)
         n_bulk = min(len(self._bulk), self.max_batch - n_lone)
         batch = self._lone[:n_lone] + self._bulk[:n_bulk]
         del self._lone[:n_lone], self._bulk[:n_bulk]
+        self._bulk_turn = n_lone > 0
         self._arrived.clear()
         self._ready.clear()
         self._poke()
