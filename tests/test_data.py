@@ -507,6 +507,10 @@ def test_a_sample_of_a_numbered_set_is_named_in_the_note(tmp_path):
     same = tmp_path / "same_length"  # a site of 4-digit captchas named by their text: no note
     make_captchas(same, 6, "0123456789", (4, 4), seed=3)
     assert "numbers of" not in survey(same).note()
+    captchas = tmp_path / "digit_captchas"  # several lengths, but a leading 0: the text
+    numbered.rename(captchas)
+    (captchas / "164.png").rename(captchas / "0412.png")
+    assert "numbers of" not in survey(captchas).note()
 
 
 def test_a_minority_of_label_id_names_read_whole_is_named_in_the_note(synth_dir):
@@ -517,3 +521,11 @@ def test_a_minority_of_label_id_names_read_whole_is_named_in_the_note(synth_dir)
     assert ("1 label with a '_' read as whole file names (7400_4743.png -> 7400_4743), beside "
             "names without one: the model learns to read '_'; if the part before the last '_' "
             "is their label, give those files' labels in labels.csv or rename them") in labeling.note()
+
+
+def test_label_id_names_read_whole_by_choice_get_no_underscore_note(synth_dir):
+    for f in sorted(synth_dir.glob("*.png"))[:8]:  # 8 of 12 with a '_': a majority
+        f.rename(synth_dir / f"{f.stem}_x{f.suffix}")
+    labeling = survey(synth_dir, names="whole")
+    assert sum("_" in s.label for s in labeling.samples) == 8
+    assert "with a '_' read as whole file names" not in labeling.note()

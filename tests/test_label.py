@@ -391,6 +391,8 @@ def test_label_says_when_file_names_read_as_labels(synth_dir, tmp_path, caplog):
         for i, f in enumerate(sorted(synth_dir.glob("*.png"))):
             (numbered / f"{i:04d}.png").write_bytes(f.read_bytes())
         _stems_hint(numbered)  # a numbering: no labels, nothing said
+        (synth_dir / "labels.csv").write_text("file,label\n")  # labeling begun, none yet
+        _stems_hint(synth_dir)
     said = [r.getMessage() for r in caplog.records]
-    assert said == ["12 of these file names read as labels (as train reads them): --trust-stems "
+    assert said == 2 * ["12 of these file names read as labels (as train reads them): --trust-stems "
                     "counts them as labeled and shows only the rest"]

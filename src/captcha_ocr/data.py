@@ -404,7 +404,8 @@ class Labeling:
         whole = [s for s in self.samples if s.path.name in self.named] \
             if self.names in ("", "whole") else []  # labels that are whole file names
         underscored = [s for s in whole if "_" in s.label]
-        if underscored and len(underscored) < len(self.samples):  # beside names without one
+        if underscored and 2 * len(underscored) < len(self.samples):  # a minority (--name-labels
+            # whole, or most names with one that auto read whole: the user's or the rule's word)
             ex = underscored[0]
             out.append(f"{counted(len(underscored), 'label')} with a '_' read as whole file names "
                        f"({ex.path.name} -> {ex.label}), beside names without one: the model "
@@ -447,10 +448,12 @@ class Labeling:
 
 def _numbered_note(by_name: list[Sample]) -> str:
     """Whole file names as labels that look like a numbering (only digits, of several
-    lengths: 7.png, 164.png, 1001.png), which the consecutive-number check misses in a
-    sample of a numbered set; "" otherwise."""
+    lengths, none with a leading zero: 7.png, 164.png, 1001.png), which the
+    consecutive-number check misses in a sample of a numbered set; "" otherwise. Digit
+    captchas of several lengths draw a leading 0 in about one label of ten."""
     lengths = sorted({len(s.label) for s in by_name})
-    if len(by_name) < 2 or len(lengths) < 2 or not all(s.label.isdigit() for s in by_name):
+    if len(by_name) < 2 or len(lengths) < 2 or \
+            not all(s.label.isdigit() and s.label[0] != "0" for s in by_name):
         return ""
     ex = by_name[0]
     return (f"{counted(len(by_name), 'label')} are whole file names, numbers of {lengths[0]} to "

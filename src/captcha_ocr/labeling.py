@@ -354,7 +354,7 @@ def _stems_hint(folder: Path) -> None:
     """Where ``train`` would read the file names as labels, say so: the page shows every
     image as unlabeled until ``--trust-stems``."""
     try:
-        named = survey(folder).by_file_name
+        named = survey(folder, stem_labels=True).by_file_name  # as --trust-stems would
     except DatasetError:  # names that are no labels (a numbering, ids): nothing to say
         return
     if named:

@@ -114,7 +114,7 @@ class StagedModelDir:
 
     def __exit__(self, *exc) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock; the empty lock file stays
+            os.close(self._lock_fd)  # releases the flock; the lock file (last pid) stays
             self._lock_fd = None
 
     # ------------------------------------------------------------ state on disk
