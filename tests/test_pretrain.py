@@ -150,11 +150,23 @@ def test_two_processes_end_with_identical_weights(tmp_path):
     assert len(digests) == 2 and digests[0] == digests[1]
 
 
+def test_the_wide_font_pool_draws_other_typefaces_from_the_same_stream():
+    styles = ["bold_caps"]
+    zoo = _take(iter(ZooStream(styles, 0, 0, 0, 1)), 12)
+    wide = _take(iter(ZooStream(styles, 0, 0, 0, 1, fonts="wide")), 12)
+    again = _take(iter(ZooStream(styles, 0, 0, 0, 1, fonts="wide")), 12)
+    assert [y for _, y in zoo] == [y for _, y in wide]  # the same labels, other glyphs
+    assert sum(not np.array_equal(a[0], b[0]) for a, b in zip(zoo, wide)) >= 6
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(wide, again))
+
+
 def test_no_evaluation_images_still_writes_the_model(tmp_path):
     out = tmp_path / "noeval"
-    assert main(["pretrain", "--out", str(out), "--steps", "1", *ARGS, "--eval-images", "0"]) == 0
+    assert main(["pretrain", "--out", str(out), "--steps", "1", *ARGS, "--eval-images", "0",
+                 "--fonts", "wide"]) == 0
     info = json.loads((out / FILES.info).read_text())
     assert info["metrics"]["zoo"] == {} and info["metrics"]["zoo_median_accuracy"] is None
+    assert info["training"]["config"]["fonts"] == "wide"
     assert Reader.load(out).info.alphabet == ALPHABET
 
 

@@ -12,8 +12,9 @@ import pytest
 from captcha_ocr.cli import main
 from captcha_ocr.data import discover
 from captcha_ocr.zoo import STYLES, ZooError, font_paths, get_style, render, sample, write_style
+from captcha_ocr.zoo import fonts as zoo_fonts
 from captcha_ocr.zoo.draw import fit, set_line, widen
-from captcha_ocr.zoo.fonts import fonts_for
+from captcha_ocr.zoo.fonts import WIDE_PACKAGES, fonts_for, pool
 
 NAMES = list(STYLES)
 
@@ -41,6 +42,36 @@ def test_styles_use_package_fonts_only():
 def test_every_font_of_a_style_draws_its_whole_alphabet(name):
     style = STYLES[name]
     assert fonts_for(style.fonts, style.alphabet) == tuple(dict.fromkeys(style.fonts))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_wide_pool_adds_package_faces_that_draw_the_whole_alphabet(name):
+    style = STYLES[name]
+    wide = pool(style.fonts, "wide")
+    assert pool(style.fonts, "zoo") == style.fonts and wide[: len(style.fonts)] == style.fonts
+    extra = set(wide) - set(style.fonts)
+    assert len(extra) >= 14
+    homes = {p.parent.parent.name for p in (font_paths()[stem] for stem in extra)}
+    assert homes <= set(WIDE_PACKAGES)  # font packages, never the OS's fonts
+    assert fonts_for(wide, style.alphabet) == tuple(dict.fromkeys(wide))
+
+
+def test_wide_renders_keep_the_label_and_size_and_change_the_glyphs():
+    for name in ("gradient_colour", "line_mesh", "bold_caps"):
+        pairs = [(render(name, 2, i), render(name, 2, i, "wide")) for i in range(10)]
+        assert all(la == lb and a.size == b.size for (a, la), (b, lb) in pairs)
+        assert sum(digest(a) != digest(b) for (a, _), (b, _) in pairs) >= 5
+        assert digest(render(name, 2, 3, "wide")[0]) == digest(pairs[3][1][0])
+
+
+def test_an_unknown_pool_or_a_missing_font_package_is_one_line(monkeypatch):
+    with pytest.raises(ZooError, match="unknown font pool 'huge'"):
+        render("wavy", 0, 0, "huge")
+    fake = {k: v for k, v in font_paths().items() if not k.startswith("Lato")}
+    monkeypatch.setattr(zoo_fonts, "_font_paths", lambda system: fake)
+    monkeypatch.setattr(zoo_fonts, "pool", zoo_fonts.pool.__wrapped__)
+    with pytest.raises(ZooError, match=r"fonts Lato-.* not found: .*pip install 'captcha-ocr\[train\]'"):
+        zoo_fonts.pool(STYLES["wavy"].fonts, "wide")
 
 
 def test_a_font_without_the_glyphs_is_dropped():

@@ -760,15 +760,17 @@ def cmd_zoo(a: argparse.Namespace) -> None:
 
 def cmd_pretrain(a: argparse.Namespace) -> None:
     from .pretrain import PretrainConfig, pretrain
-    from .zoo import ZooError, get_style
+    from .zoo import STYLES, ZooError, get_style, pool
 
     out = Path(a.out)
     try:
         styles = tuple(get_style(s).name for s in a.styles.split(",")) if a.styles else ()
+        for name in styles or STYLES:  # a missing font package: one line now, not in a worker
+            pool(get_style(name).fonts, a.fonts)
         cfg = PretrainConfig(steps=a.steps, batch_size=a.batch_size, lr=a.lr, seed=a.seed,
                              styles=styles, workers=a.workers, device=a.device,
                              checkpoint_minutes=a.checkpoint_minutes, eval_images=a.eval_images,
-                             threads=a.threads, widen=a.widen)
+                             threads=a.threads, widen=a.widen, fonts=a.fonts)
         done = pretrain(out, cfg, resume=a.resume, command=shlex.join(["captcha-ocr", *a.argv]),
                         on_log=lambda line: print(line, file=sys.stderr, flush=True))
     except (ZooError, ValueError) as e:
@@ -1028,6 +1030,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 1 on CUDA, else the cores over the processes less the workers)")
     q.add_argument("--widen", type=_fraction_closed, default=0.2, help="share of images placed in a "
                    "wider strip, short text in a long box (default: 0.2)")
+    q.add_argument("--fonts", choices=("zoo", "wide"), default="zoo",
+                   help="typefaces: zoo, each style's own (matplotlib's and captcha's); wide, "
+                        "those and 37 faces of the font packages of the train extra, of the "
+                        "same looks (default: zoo)")
     q.set_defaults(func=cmd_pretrain)
     return p
 

@@ -77,6 +77,8 @@ class PretrainConfig:
         threads: torch intra-op threads per process (0: ``default_threads``).
         widen: share of images placed in a wider strip (``zoo.draw.widen``: 1.3-2.5x, at
             the left, the right or anywhere), for sites that draw short text in a long box.
+        fonts: the zoo's font pool (``zoo.render``): "zoo", each style's own fonts, or
+            "wide", those and the font packages' faces of the same looks.
     """
 
     steps: int = 20000
@@ -90,6 +92,7 @@ class PretrainConfig:
     device: str = "auto"
     threads: int = 0
     widen: float = 0.2
+    fonts: str = "zoo"
 
 
 class ZooStream(IterableDataset):
@@ -103,9 +106,9 @@ class ZooStream(IterableDataset):
     """
 
     def __init__(self, styles: list[str], seed: int, start: int, rank: int, world: int,
-                 widen: float = 0.0, batch_size: int = 1) -> None:
+                 widen: float = 0.0, batch_size: int = 1, fonts: str = "zoo") -> None:
         self.styles, self.seed, self.start, self.rank, self.world = styles, seed, start, rank, world
-        self.widen, self.batch_size = widen, batch_size
+        self.widen, self.batch_size, self.fonts = widen, batch_size, fonts
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str]]]:
         info = get_worker_info()
@@ -118,7 +121,7 @@ class ZooStream(IterableDataset):
 
     def _image(self, k: int) -> tuple[np.ndarray, str]:
         n = len(self.styles)
-        img, label = render(self.styles[k % n], self.seed, k // n)
+        img, label = render(self.styles[k % n], self.seed, k // n, self.fonts)
         if self.widen:
             img = self._layout(img, k)
         return to_array(img, IMAGE), label
@@ -282,7 +285,7 @@ def _pretrain_into(out: Path, cfg: PretrainConfig, resume: bool, command: str,
             on_log(f"resumed at step {step} ({seen} images)")
     rate = FlatCos(cfg.steps)  # flat, then cosine to zero over the second half
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
-    stream = ZooStream(styles, cfg.seed, seen, rank, world, cfg.widen, cfg.batch_size)
+    stream = ZooStream(styles, cfg.seed, seen, rank, world, cfg.widen, cfg.batch_size, cfg.fonts)
     loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers,
                         persistent_workers=cfg.workers > 0)
     loss_fn = nn.CTCLoss(blank=0, zero_infinity=True)

@@ -33,14 +33,14 @@ from PIL import Image
 from ..data import LABELS_FILE, Sample
 from ..modeldir import atomic_write
 from ..preprocess import IMAGE_SUFFIXES
-from .fonts import ZooError, font_paths, fonts_for
+from .fonts import FONT_POOLS, ZooError, font_paths, fonts_for, pool
 from .styles import STYLES, Style
 
 # Bumped whenever a style draws differently for the same (seed, index): models record it.
 ZOO_VERSION = 2
 
-__all__ = ["STYLES", "ZOO_VERSION", "Style", "ZooError", "font_paths", "get_style", "render",
-           "sample", "write_style"]
+__all__ = ["FONT_POOLS", "STYLES", "ZOO_VERSION", "Style", "ZooError", "font_paths", "get_style", "pool",
+           "render", "sample", "write_style"]
 
 
 def get_style(style: str | Style) -> Style:
@@ -66,24 +66,27 @@ def _rng(style: Style, seed: int, index: int) -> random.Random:
     return seeded_rng(f"{style.name}:{seed}:{index}")
 
 
-def render(style: str | Style, seed: int, index: int) -> tuple[Image.Image, str]:
+def render(style: str | Style, seed: int, index: int, fonts: str = "zoo") -> tuple[Image.Image, str]:
     """Draw image number ``index`` of a style's seeded stream.
 
     Args:
         style: a style name (see ``STYLES``) or a ``Style``.
         seed: the stream.
         index: the image's place in the stream.
+        fonts: ``"zoo"``, the style's own fonts; ``"wide"``, those and the font packages'
+            faces of the same looks (``fonts.pool``: pretraining sees more typefaces than
+            the zoo's images show).
 
     Returns:
         ``(RGB image of the style's size, label)``: the same for the same arguments, always.
 
     Raises:
-        ZooError: unknown style, or its fonts are not installed.
+        ZooError: unknown style or font pool, or its fonts are not installed.
     """
     style = get_style(style)
     rng = _rng(style, seed, index)
     text = style.label(rng)
-    return style.draw(rng, text, style.size, fonts_for(style.fonts, style.alphabet)), text
+    return style.draw(rng, text, style.size, fonts_for(pool(style.fonts, fonts), style.alphabet)), text
 
 
 def sample(style: str | Style, seed: int, n: int, start: int = 0) -> Iterator[tuple[Image.Image, str]]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-__all__ = ["BOLD", "MONO", "SANS", "SERIF", "ZooError", "font", "font_paths", "fonts_for", "glyph", "scale"]
+__all__ = ["BOLD", "FONT_POOLS", "MONO", "SANS", "SERIF", "WIDE_PACKAGES", "ZooError", "font", "font_paths",
+           "fonts_for", "glyph", "pool", "scale"]
 
 # Font files by stem, grouped by look. All ship with matplotlib, except DroidSansMono (captcha).
 SANS = ("DejaVuSans", "DejaVuSans-Oblique", "DejaVuSansMono", "DroidSansMono", "cmss10")
@@ -29,7 +30,36 @@ BOLD = (
 )
 MONO = ("DejaVuSansMono", "DejaVuSansMono-Oblique", "DroidSansMono", "cmtt10")
 
-_PACKAGE_FONTS = (("matplotlib", "mpl-data/fonts/ttf"), ("captcha", "data"))
+# The wide pool (``pool(..., "wide")``): faces of font packages on PyPI (the ``train``
+# extra), added to a style's own fonts of the same look when pretraining asks for them.
+# Styles draw from their own fonts only, so zoo images stay what they were. Amatic SC is
+# left out: it draws lower case as small capitals.
+WIDE = {
+    SANS: (
+        "Lato-Regular", "Lato-Italic", "Lato-Light", "SourceSansPro-Regular", "SourceSansPro-It",
+        "SourceSansPro-Light", "HankenGrotesk-Regular", "HankenGrotesk-Italic", "HankenGrotesk-Medium",
+        "Manrope-Regular", "Manrope-Medium", "Manrope-Light", "RedHatDisplay-Regular",
+        "RedHatDisplay-Italic", "RedHatDisplay-Medium", "FjallaOne-Regular", "Intuitive",
+    ),
+    SERIF: (
+        "Caladea-Regular", "Caladea-Italic", "SourceSerifPro-Regular", "SourceSerifPro-It",
+        "SourceSerifPro-Light", "SourceSerifPro-Semibold",
+    ),
+    BOLD: (
+        "Lato-Bold", "Lato-BoldItalic", "Lato-Black", "SourceSansPro-Bold", "SourceSansPro-Black",
+        "HankenGrotesk-Bold", "Manrope-Bold", "Manrope-ExtraBold", "RedHatDisplay-Bold",
+        "RedHatDisplay-Black", "Caladea-Bold", "SourceSerifPro-Bold", "SourceSerifPro-Black",
+        "FredokaOne-Regular",
+    ),
+    MONO: (),
+}
+WIDE_PACKAGES = ("font_lato", "font_source_sans_pro", "font_source_serif_pro", "font_hanken_grotesk",
+                 "font_manrope", "font_rhd", "font_fjallaone", "font_intuitive", "font_caladea",
+                 "font_fredoka_one")
+FONT_POOLS = ("zoo", "wide")
+
+_PACKAGE_FONTS = (("matplotlib", "mpl-data/fonts/ttf"), ("captcha", "data"),
+                  *((name, "files") for name in WIDE_PACKAGES))
 _SYSTEM_FONTS = Path("/usr/share/fonts/truetype")
 
 
@@ -65,8 +95,29 @@ def _font_paths(system: bool) -> dict[str, Path]:
     for package, sub in _PACKAGE_FONTS:
         root = _package_dir(package)
         if root is not None and (root / sub).is_dir():
-            found |= {p.stem: p for p in sorted((root / sub).glob("*.ttf"))}
+            files = sorted((root / sub).glob("*.otf")) + sorted((root / sub).glob("*.ttf"))
+            found |= {p.stem: p for p in files}  # a TrueType file wins over an OpenType one
     return found
+
+
+@lru_cache(maxsize=64)
+def pool(stems: tuple[str, ...], which: str = "zoo") -> tuple[str, ...]:
+    """A style's fonts (``"zoo"``), or those and the font packages' faces of the same
+    looks (``"wide"``: sans, serif, bold or mono, as ``stems`` holds them).
+
+    Raises:
+        ZooError: an unknown pool, or a wide face whose package is not installed.
+    """
+    if which == "zoo":
+        return stems
+    if which != "wide":
+        raise ZooError(f"unknown font pool {which!r}; use one of {', '.join(FONT_POOLS)}")
+    extra = tuple(f for look, faces in WIDE.items() if set(look) & set(stems) for f in faces)
+    missing = sorted({f for f in extra if f not in _font_paths(False)})
+    if missing:
+        raise ZooError(f"fonts {', '.join(missing[:3])} not found: the wide font pool needs "
+                       f"the font packages of the train extra (pip install 'captcha-ocr[train]')")
+    return stems + extra
 
 
 @lru_cache(maxsize=128)  # a face costs ~120 kB and ~15 us to load
