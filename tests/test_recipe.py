@@ -9,7 +9,7 @@ import torch
 
 from captcha_ocr.augment import NOISE_MIN
 from captcha_ocr.charset import Charset
-from captcha_ocr.cli import main
+from captcha_ocr.cli import main, pick_note
 from captcha_ocr.config import MAX_STEPS, MIN_STEPS, TrainConfig, steps_budget
 from captcha_ocr.modeldir import FILES
 from captcha_ocr.runtime import Reader
@@ -307,7 +307,18 @@ def test_train_says_why_it_kept_base_when_base2_fits_no_clearly_better(tmp_path,
     picked = json.loads((tmp_path / "m" / FILES.info).read_text())["training"]["init"]["picked"]
     assert picked["chosen"] == "base" and picked["t_against_first"]["base2"] <= 2
     assert "training deep from base (picked by the labels' mean loss per image: base " in said
-    assert "; base2 not lower by over 2 standard errors)" in said
+    assert f"({pick_note(picked)})" in said
+
+
+@pytest.mark.parametrize("t, chosen, note", [
+    (1.5, "base", "; base2 lower, but not by over 2 standard errors"),
+    (-3.0, "base", ""),  # base2's loss is higher: nothing to explain
+    (0.0, "base", ""),
+    (4.0, "base2", ""),
+])
+def test_the_pick_note_explains_a_kept_base_only_where_the_other_was_lower(t, chosen, note):
+    picked = dict(chosen=chosen, loss={"base": 1.0, "base2": 0.9}, t_against_first={"base2": t})
+    assert pick_note(picked) == f"picked by the labels' mean loss per image: base 1.000, base2 0.900{note}"
 
 
 def test_train_says_and_records_the_base_it_picked_and_resumes_only_from_it(tmp_path, packed, capsys):

@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from captcha_ocr.batcher import Unavailable
 from captcha_ocr.cpus import default_workers
 from captcha_ocr.runtime import Reader, bundled_model_dir
 from captcha_ocr.service import MicroBatcher, create_app
@@ -95,6 +96,29 @@ def test_single_read_does_not_wait_behind_batches(reader, monkeypatch):
 
     r, single, everything = asyncio.run(scenario())
     assert r.ok and single < 0.5 < everything  # the batches take 8 x 0.15 s each at least
+
+
+def test_stop_during_an_inference_fails_its_reads_with_503(reader, monkeypatch):
+    """stop() while a batch is in the network: its requests get Unavailable, none waits forever."""
+    real = reader.run
+
+    def run(x):
+        time.sleep(0.3)
+        return real(x)
+
+    monkeypatch.setattr(reader, "run", run)
+
+    async def scenario():
+        b = MicroBatcher(reader, max_batch=64)
+        b.start()
+        read = asyncio.ensure_future(b.read(png(200, 50)))
+        while not b.sizes:  # its batch is in the network
+            await asyncio.sleep(0.005)
+        await b.stop()
+        return await asyncio.wait_for(asyncio.gather(read, return_exceptions=True), 2)
+
+    (result,) = asyncio.run(scenario())
+    assert isinstance(result, Unavailable) and "shutting down" in str(result)
 
 
 def _batches_seen(reader, monkeypatch, read_image: bytes) -> list[tuple[int, int]]:

@@ -204,6 +204,11 @@ class MicroBatcher:
             self.sizes[len(batch)] += 1
             try:
                 outputs = await loop.run_in_executor(self._thread, self._infer, [x for x, _, _ in batch])
+            except asyncio.CancelledError:  # stop() during this batch: its requests get a 503
+                for _, fut, _ in batch:
+                    if not fut.done():
+                        fut.set_exception(Unavailable("the server is shutting down"))
+                raise
             except Exception as e:  # an inference failure fails this batch, not the server
                 log.exception("inference failed on a batch of %d", len(batch))
                 for _, fut, _ in batch:

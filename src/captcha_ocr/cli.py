@@ -138,6 +138,21 @@ NAME_LABELS_HELP = ("how file names carry labels: auto (the whole name, or the l
 # ---------------------------------------------------------------- train
 
 
+def pick_note(picked: dict) -> str:
+    """Why ``--init auto`` started where it did, from ``training.init.picked``: the mean
+    losses, and where the first candidate was kept although another's loss was lower, that
+    it was not lower by enough (``train.PICK_T``)."""
+    from .train import PICK_T
+
+    losses = ", ".join(f"{k} {v:.3f}" for k, v in picked["loss"].items())
+    first = next(iter(picked["loss"]))
+    ts = picked.get("t_against_first", {})
+    close = [k for k, t in ts.items() if 0 < t <= PICK_T and k != picked["chosen"]]
+    unclear = (f"; {' or '.join(close)} lower, but not by over {PICK_T:g} standard errors"
+               if close and picked["chosen"] == first else "")
+    return f"picked by the labels' mean loss per image: {losses}{unclear}"
+
+
 def cmd_train(a: argparse.Namespace) -> None:
     from .download import resolve_data
     from .train import recipe, train
@@ -208,13 +223,7 @@ def cmd_train(a: argparse.Namespace) -> None:
                       else f"{cfg.epochs} epochs")
             start_from = f" from {start_model.source}" if start_model else ""
             if picked and picked.get("loss"):  # --init auto: say why
-                from .train import PICK_T
-
-                losses = ", ".join(f"{k} {v:.3f}" for k, v in picked["loss"].items())
-                others = [k for k in picked.get("t_against_first", {}) if k != picked["chosen"]]
-                unclear = (f"; {' or '.join(others)} not lower by over {PICK_T:g} standard errors"
-                           if others and picked["chosen"] == next(iter(picked["loss"])) else "")
-                start_from += f" (picked by the labels' mean loss per image: {losses}{unclear})"
+                start_from += f" ({pick_note(picked)})"
             progress.console.print(
                 f"training [bold]{a.arch}[/]{start_from} on {data} -> {a.out}: input {im.width}x{im.height} "
                 f"{'colour' if im.channels == 3 else 'grey'}{crop}; up to {budget}, patience "

@@ -56,7 +56,8 @@ def _check_site(model_dir: Path, data_dir: str | Path, labels: list[str], fp32: 
     if not any(a == b for a, b in zip(labels, fp32)):
         raise ModelError(f"{data_dir}: float32 reads none of {len(labels)} images right, so "
                          "the check cannot tell whether int8 reads as well: give --data labeled "
-                         "images of the site this model reads")
+                         "images of the site this model reads (if they are, the model reads "
+                         "nothing yet: train it on more labels first)")
 
 
 def check_enough(samples: list[Sample], data_dir: str | Path) -> None:
