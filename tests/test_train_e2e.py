@@ -65,3 +65,16 @@ def test_train_colour_variable_length_any_size(tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(made[0][0]), "--model", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["path"] == str(made[0][0])
+
+
+def test_train_names_unreadable_images_before_training_once(tmp_path, capsys):
+    from captcha_ocr.zoo import write_style
+
+    folder = tmp_path / "data"
+    write_style("pastel_digits", folder, 30, seed=4)
+    (folder / "000001.png").write_bytes(b"not a png")  # still named in labels.csv
+    assert main(["train", str(folder), "--out", str(tmp_path / "m"), "--steps", "2", "--threads", "1"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    named = [i for i, line in enumerate(err) if line.startswith(f"skipped {folder / '000001.png'}: ")]
+    first_round = next(i for i, line in enumerate(err) if line.startswith("epoch "))
+    assert len(named) == 1 and named[0] < first_round

@@ -212,10 +212,18 @@ def cmd_train(a: argparse.Namespace) -> None:
     had_int8 = (Path(a.out) / FILES.int8).is_file()  # replaced with the old weights, if any
     replaces = (Path(a.out) / FILES.info).is_file()
     with _EpochProgress(console, cfg.epochs, quiet=a.quiet) as progress:
-        def start(cfg, im, start_model, picked) -> None:
+        told: set[Path] = set()  # unreadable images named (self-training starts twice)
+
+        def start(cfg, im, start_model, picked, skipped) -> None:
             progress.epochs = cfg.epochs
-            if a.quiet:
-                return
+            if not a.quiet:
+                say_start(cfg, im, start_model, picked)
+            for path, reason in skipped:  # named before training, not after
+                if path not in told:
+                    told.add(path)
+                    progress.console.print(_skipped(path, reason), markup=False, soft_wrap=True)
+
+        def say_start(cfg, im, start_model, picked) -> None:
             crop = "" if im.crop == (0.0, 0.0, 1.0, 1.0) else \
                 " crop " + ",".join(f"{v:.3f}" for v in im.crop)
             budget = (f"{cfg.steps} steps, rounded up to {cfg.epochs} whole "
@@ -258,8 +266,6 @@ def cmd_train(a: argparse.Namespace) -> None:
             console.print(_resume_hint(a.out, f"{CHECKPOINT_SECONDS:g} s, at the end of a round"),
                           markup=False, soft_wrap=True)
             raise
-    for path, reason in result.skipped:
-        console.print(_skipped(path, reason), markup=False, soft_wrap=True)
     m, t = result.info.metrics, result.info.training
     kept = result.history[result.best_epoch - 1]
     best = min(result.history, key=lambda h: (h.val_loss != h.val_loss, h.val_loss))  # NaN last

@@ -745,7 +745,8 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
           ignore_case: bool = False, checkpoint_seconds: float = CHECKPOINT_SECONDS,
           extra: list[Sample] | None = None, extra_record: dict | None = None,
           alphabet: str = "auto", stem_labels: bool = False, names: str = "auto",
-          on_start: Callable[[TrainConfig, ImageConfig, InitModel | None, dict | None], None]
+          on_start: Callable[[TrainConfig, ImageConfig, InitModel | None, dict | None,
+                              list[tuple[Path, str]]], None]
           | None = None,
           on_epoch: Callable[[EpochStats], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None) -> TrainResult:
@@ -789,7 +790,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
         names: how file names carry labels (``data.name_labels``: auto, whole, label_id,
             id_label).
         on_start: called once the input, the budget and the starting model (and how it
-            was picked) are known.
+            was picked) are known, with the images that could not be read (path, why).
         on_epoch, on_batch: progress callbacks.
 
     Raises:
@@ -847,7 +848,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     if cfg.augment:
         cfg = dataclasses.replace(cfg, aug_noise=aug_noise(split.data.images[split.train]))
     if on_start:
-        on_start(cfg, image, init, picked)
+        on_start(cfg, image, init, picked, split.data.skipped)
     torch.manual_seed(cfg.seed)
     model_cfg = ModelConfig(arch, split.charset.n_classes, {**ARCHS[arch], **(params or {})})
     model = transfer(init, image, split.charset) if init is not None else build_model(image, model_cfg)
