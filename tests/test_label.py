@@ -15,7 +15,13 @@ from fastapi.testclient import TestClient
 
 from captcha_ocr.cli import main
 from captcha_ocr.data import DatasetError, discover
-from captcha_ocr.labeling import Labeling, create_label_app, read_review_list, read_review_suggestions
+from captcha_ocr.labeling import (
+    Labeling,
+    create_label_app,
+    folder_summary,
+    read_review_list,
+    read_review_suggestions,
+)
 from captcha_ocr.labels import SKIPPED_FILE, LabelStore
 from captcha_ocr.modeldir import ModelError
 from captcha_ocr.runtime import Reader, bundled_model_dir
@@ -396,3 +402,17 @@ def test_label_says_when_file_names_read_as_labels(synth_dir, tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records]
     assert said == 2 * ["12 of these file names read as labels (as train reads them): --trust-stems "
                     "counts them as labeled and shows only the rest"]
+
+
+def test_the_start_line_counts_labels_as_the_page_does(folder, base):
+    made, truth = folder
+    names = sorted(truth)
+    rows = "".join(f"{n},{truth[n]}\n" for n in names[:3])
+    (made / "labels.csv").write_text("file,label\n" + rows + "gone.png,ABCD\n")
+    store = LabelStore(made)
+    try:
+        assert Labeling(store, base).state()["labeled"] == 3
+        assert folder_summary(store) == (f"{made}: 12 images, 3 labeled (labels.csv also names "
+                                         "1 file not in the folder)")
+    finally:
+        store.close()

@@ -30,7 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from .data import DatasetError, Sample, link_labeled, survey
+from .data import DatasetError, Sample, counted, link_labeled, survey
 from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
 from .modeldir import FILES, ModelError
@@ -362,6 +362,15 @@ def _stems_hint(folder: Path) -> None:
                  "counts them as labeled and shows only the rest", named)
 
 
+def folder_summary(store: LabelStore) -> str:
+    """"FOLDER: N images, M labeled" as the page counts them, and the rows of labels.csv
+    that name files no longer in the folder (kept, not counted)."""
+    labeled = store.counts()["labeled"]
+    gone = len(store.labels) - labeled
+    return (f"{store.folder}: {len(store.images)} images, {labeled} labeled"
+            + (f" (labels.csv also names {counted(gone, 'file')} not in the folder)" if gone else ""))
+
+
 def serve_labeling(folder: str | Path, model: str | None = None, host: str = "127.0.0.1",
                    port: int = 8000, order: str = "confidence", trust_stems: bool = False,
                    open_browser: bool = True, review: list[str] | None = None,
@@ -377,8 +386,7 @@ def serve_labeling(folder: str | Path, model: str | None = None, host: str = "12
         labeling = Labeling(store, reader, order, review, suggestions)
         app = create_label_app(labeling)
         url = f"http://{host}:{port}/"
-        log.info("%s: %d images, %d labeled; open %s", store.folder, len(store.images),
-                 len(store.labels), url)
+        log.info("%s; open %s", folder_summary(store), url)
         if not store.labels and not trust_stems:
             _stems_hint(store.folder)
         if open_browser:
