@@ -117,6 +117,27 @@ def test_predict_bad_image_fails_alone(capsys, trained, subset, tmp_path):
     assert rc == 1 and "1 of 3 images could not be read" in err
 
 
+def _predict_stdin(args: list[str], data: bytes | None) -> subprocess.CompletedProcess:
+    code = f"import sys; from captcha_ocr.cli import main; sys.exit(main({['predict', *args]!r}))"
+    return subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=120,
+                          stdin=None if data is not None else subprocess.DEVNULL)
+
+
+def test_predict_reads_an_image_piped_to_standard_input(subset):
+    f = sorted(subset.glob("*.png"))[0]
+    piped = _predict_stdin(["-", str(f), "--model", "captcha_images_v2"], f.read_bytes())
+    rows = piped.stdout.decode().splitlines()
+    assert piped.returncode == 0 and rows[0].split("\t")[0] == "-"
+    assert rows[0].split("\t")[1] == rows[1].split("\t")[1]  # the same reading as from its file
+    bad = _predict_stdin(["-", "--model", "captcha_images_v2"], b"not an image")
+    assert bad.returncode == 1 and bad.stderr.decode().splitlines() == [
+        "error: <stdin>: not an image in a supported format (PNG, JPEG, GIF, BMP, WEBP)",
+        "captcha-ocr predict: error: 1 of 1 images could not be read"]
+    twice = _predict_stdin(["-", "-", "--model", "captcha_images_v2"], f.read_bytes())
+    assert twice.returncode == 1 and twice.stderr.decode().strip() == \
+        "captcha-ocr predict: error: '-' (an image on standard input) can be given once"
+
+
 def test_predict_text_output(capsys, trained, subset):
     f = sorted(subset.glob("*.png"))[0]
     rc, out, _ = run(capsys, "predict", f, "--model", trained.model_dir)

@@ -603,10 +603,20 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
                   markup=False, soft_wrap=True)
 
 
+STDIN = "-"  # predict's path for an image piped in
+
+
 def _expand(paths: Sequence[str]) -> list[Path]:
     out = []
+    if list(paths).count(STDIN) > 1:
+        raise CLIError("'-' (an image on standard input) can be given once")
     for p in map(Path, paths):
-        if p.is_dir():
+        if str(p) == STDIN:
+            if sys.stdin is None or sys.stdin.isatty():
+                raise CLIError("'-' reads one image from standard input: pipe one in "
+                               "(captcha-ocr predict - < x.png)")
+            out.append(p)
+        elif p.is_dir():
             out += list_images(p, odd=True)  # a dangling link: its own error, not a silent skip
         elif p.exists() or p.suffix.lower() in IMAGE_SUFFIXES:
             out.append(p)  # a missing file still gets its own error line
@@ -632,7 +642,8 @@ def cmd_predict(a: argparse.Namespace) -> None:
                       "for your site's captchas pass --model MODEL_DIR", markup=False, soft_wrap=True)
     with _bar(*Progress.get_default_columns(), console=console) as bar:
         task = bar.add_task("reading", total=len(paths))
-        for path, r in zip(paths, reader.iter_read(paths, options, batch_size=a.batch_size)):
+        sources = [sys.stdin.buffer if str(p) == STDIN else p for p in paths]
+        for path, r in zip(paths, reader.iter_read(sources, options, batch_size=a.batch_size)):
             failed += not r.ok
             if a.json:
                 row = {"path": str(path)} | (_reading_json(r) if r.ok else {"error": r.error})
@@ -919,7 +930,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="read images or folders of images",
                        description="Print PATH<TAB>TEXT per image (or JSON lines with --json).")
-    r.add_argument("paths", type=_path, nargs="+", metavar="PATH", help="image file or folder")
+    r.add_argument("paths", type=_path, nargs="+", metavar="PATH",
+                   help="image file or folder; - : one image piped to standard input")
     r.add_argument("--model", type=_path, help=model_help)
     r.add_argument("--json", action="store_true",
                    help='one JSON object per line: {"path", "text", "confidence", "accepted"}, plus '

@@ -108,8 +108,11 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         except (TypeError, ValueError) as e:
             raise ImageError(f"array of shape {source.shape} and dtype {source.dtype} "
                              f"is not an image: {e}") from None
+    name = _name(source)
     if hasattr(source, "read") and not isinstance(source, (str, os.PathLike)):
+        named = getattr(source, "name", None)  # an open file's path, or "<stdin>"
         source = _read_file_object(source)
+        name = named if isinstance(named, str) else "bytes"
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError("empty image data")
@@ -129,8 +132,8 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             warnings.simplefilter("ignore")  # PIL warns on odd chunks; we report failures ourselves
             img = Image.open(fp, formats=FORMATS)
             if img.width == 0 or img.height == 0:
-                raise ImageError(f"{_name(source)}: image is {img.width}x{img.height} pixels (empty)")
-            _check_pixels(_name(source), img.width, img.height, max_pixels)
+                raise ImageError(f"{name}: image is {img.width}x{img.height} pixels (empty)")
+            _check_pixels(name, img.width, img.height, max_pixels)
             img.load()
     except ImageError:
         raise
@@ -138,12 +141,12 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         fmt = _looks_like(fp.getvalue()[:18])
         if fmt:  # truncated, or damaged inside: "fetch it again" is what helps
             why = "" if isinstance(e, UnidentifiedImageError) else f" ({_one_line(e)})"
-            raise ImageError(f"{_name(source)}: a damaged {fmt} file{why}: it starts as one but "
+            raise ImageError(f"{name}: a damaged {fmt} file{why}: it starts as one but "
                              "does not decode; fetch it again") from None
         if isinstance(e, UnidentifiedImageError):
-            raise ImageError(f"{_name(source)}: not an image in a supported format "
+            raise ImageError(f"{name}: not an image in a supported format "
                              f"({', '.join(FORMATS)})") from None
-        raise ImageError(f"{_name(source)}: cannot decode image ({_one_line(e)})") from None
+        raise ImageError(f"{name}: cannot decode image ({_one_line(e)})") from None
     return img
 
 
