@@ -1,6 +1,7 @@
 """The command line in-process: exit codes, one-line errors, output formats."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -118,9 +119,18 @@ def test_predict_bad_image_fails_alone(capsys, trained, subset, tmp_path):
 
 
 def _predict_stdin(args: list[str], data: bytes | None) -> subprocess.CompletedProcess:
+    """predict in a fresh process, ``data`` piped to its standard input (None: a terminal)."""
     code = f"import sys; from captcha_ocr.cli import main; sys.exit(main({['predict', *args]!r}))"
-    return subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=120,
-                          stdin=None if data is not None else subprocess.DEVNULL)
+    if data is not None:
+        return subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=120)
+    import pty
+
+    parent, child = pty.openpty()
+    try:
+        return subprocess.run([sys.executable, "-c", code], stdin=child, capture_output=True, timeout=120)
+    finally:
+        os.close(parent)
+        os.close(child)
 
 
 def test_predict_reads_an_image_piped_to_standard_input(subset):
@@ -133,9 +143,15 @@ def test_predict_reads_an_image_piped_to_standard_input(subset):
     assert bad.returncode == 1 and bad.stderr.decode().splitlines() == [
         "error: <stdin>: not an image in a supported format (PNG, JPEG, GIF, BMP, WEBP)",
         "captcha-ocr predict: error: 1 of 1 images could not be read"]
+    empty = _predict_stdin(["-", "--model", "captcha_images_v2"], b"")
+    assert empty.returncode == 1 and "error: <stdin>: no data: pipe an image in" in empty.stderr.decode()
     twice = _predict_stdin(["-", "-", "--model", "captcha_images_v2"], f.read_bytes())
     assert twice.returncode == 1 and twice.stderr.decode().strip() == \
         "captcha-ocr predict: error: '-' (an image on standard input) can be given once"
+    terminal = _predict_stdin(["-", "--model", "captcha_images_v2"], None)
+    assert terminal.returncode == 1 and terminal.stderr.decode().strip() == (
+        "captcha-ocr predict: error: '-' reads one image from standard input: pipe one in "
+        "(captcha-ocr predict - < x.png)")
 
 
 def test_predict_text_output(capsys, trained, subset):

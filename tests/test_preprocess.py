@@ -68,6 +68,12 @@ def test_path_array_and_bytes_agree(tmp_path):
         assert np.array_equal(a, preprocess(f, CFG))
     with open(tmp_path / "x.png") as f, pytest.raises(ImageError, match="open it in binary mode"):
         preprocess(f, CFG)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with open(tmp_path / "bad.png", "rb") as f, pytest.raises(
+            ImageError, match=rf"^{tmp_path / 'bad.png'}: not an image in a supported format"):
+        preprocess(f, CFG)  # the open file's path, not "bytes"
+    with pytest.raises(ImageError, match=r"^file object: not an image in a supported format"):
+        preprocess(io.BytesIO(b"not a png"), CFG)
     with pytest.raises(ImageError, match=r"array of shape \(10,\) is not an image"):
         preprocess(np.zeros(10, np.uint8), CFG)  # was read as a 10x1 image
 

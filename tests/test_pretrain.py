@@ -117,6 +117,11 @@ def test_pretrain_killed_after_a_checkpoint_resumes_and_swaps_in_a_readable_mode
     # A second run into the same folder must say how to go on, not start over.
     assert main(["pretrain", "--out", str(out), "--steps", "3", *ARGS]) != 0
     assert "--resume" in capsys.readouterr().err
+    # Resuming with other images (another font pool) is refused, and the checkpoint stays.
+    assert main(["pretrain", "--out", str(out), "--steps", "3", "--resume", *ARGS, "--fonts", "wide"]) != 0
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--resume: the interrupted run drew its images with --fonts zoo; resume with the same "
+        "options, or start afresh without --resume")
     assert main(["pretrain", "--out", str(out), "--steps", "3", "--resume", *ARGS]) == 0
     assert "resumed at step 1 (4 images)" in capsys.readouterr().err
     assert not (tmp_path / "base.partial").exists() and not (out / "checkpoint").exists()
@@ -158,6 +163,29 @@ def test_the_wide_font_pool_draws_other_typefaces_from_the_same_stream():
     assert [y for _, y in zoo] == [y for _, y in wide]  # the same labels, other glyphs
     assert sum(not np.array_equal(a[0], b[0]) for a, b in zip(zoo, wide)) >= 6
     assert all(np.array_equal(a[0], b[0]) for a, b in zip(wide, again))
+
+
+def test_the_fonts_option_offers_the_zoo_pools(capsys):
+    from captcha_ocr.zoo import FONT_POOLS
+
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    assert "--fonts {" + ",".join(FONT_POOLS) + "}" in capsys.readouterr().out
+
+
+def test_a_missing_font_package_stops_pretrain_with_one_line_before_training(tmp_path, capsys, monkeypatch):
+    from captcha_ocr.zoo import fonts as zoo_fonts
+
+    fake = {k: v for k, v in zoo_fonts.font_paths().items() if not k.startswith("Caladea")}
+    monkeypatch.setattr(zoo_fonts, "_font_paths", lambda system: fake)
+    zoo_fonts.pool.cache_clear()
+    try:
+        assert main(["pretrain", "--out", str(tmp_path / "b"), "--steps", "1", *ARGS, "--fonts", "wide"]) == 1
+    finally:
+        zoo_fonts.pool.cache_clear()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fonts Caladea-Bold" in err[0] and "pip install 'captcha-ocr[train]'" in err[0]
+    assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
 
 
 def test_no_evaluation_images_still_writes_the_model(tmp_path):

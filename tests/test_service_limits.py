@@ -112,8 +112,12 @@ def test_stop_during_an_inference_fails_its_reads_with_503(reader, monkeypatch):
         b = MicroBatcher(reader, max_batch=64)
         b.start()
         read = asyncio.ensure_future(b.read(png(200, 50)))
-        while not b.sizes:  # its batch is in the network
-            await asyncio.sleep(0.005)
+
+        async def in_the_network():
+            while not b.sizes:
+                await asyncio.sleep(0.005)
+
+        await asyncio.wait_for(in_the_network(), 5)
         await b.stop()
         return await asyncio.wait_for(asyncio.gather(read, return_exceptions=True), 2)
 

@@ -39,6 +39,13 @@ def item_error(e: ImageError) -> str:
     return str(e).removeprefix("bytes: ")
 
 
+def _fail(items: list[tuple[np.ndarray, asyncio.Future, float]], why: str) -> None:
+    """Answer queued images' requests with ``Unavailable`` (a 503), where not answered yet."""
+    for _, fut, _ in items:
+        if not fut.done():
+            fut.set_exception(Unavailable(why))
+
+
 class MicroBatcher:
     """Decodes images in a small thread pool and reads them in batches in one inference thread.
 
@@ -91,9 +98,7 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        for _, fut, _ in self._lone + self._bulk:
-            if not fut.done():
-                fut.set_exception(Unavailable("the server is shutting down"))
+        _fail(self._lone + self._bulk, "the server is shutting down")
         self._lone.clear()
         self._bulk.clear()
         self._decode.shutdown(wait=True)
@@ -205,15 +210,11 @@ class MicroBatcher:
             try:
                 outputs = await loop.run_in_executor(self._thread, self._infer, [x for x, _, _ in batch])
             except asyncio.CancelledError:  # stop() during this batch: its requests get a 503
-                for _, fut, _ in batch:
-                    if not fut.done():
-                        fut.set_exception(Unavailable("the server is shutting down"))
+                _fail(batch, "the server is shutting down")
                 raise
             except Exception as e:  # an inference failure fails this batch, not the server
                 log.exception("inference failed on a batch of %d", len(batch))
-                for _, fut, _ in batch:
-                    if not fut.done():
-                        fut.set_exception(Unavailable(f"inference failed: {type(e).__name__}"))
+                _fail(batch, f"inference failed: {type(e).__name__}")
                 continue
             for (_, fut, _), out in zip(batch, outputs):
                 if not fut.done():

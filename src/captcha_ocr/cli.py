@@ -612,7 +612,7 @@ def _expand(paths: Sequence[str]) -> list[Path]:
         raise CLIError("'-' (an image on standard input) can be given once")
     for p in map(Path, paths):
         if str(p) == STDIN:
-            if sys.stdin is None or sys.stdin.isatty():
+            if getattr(sys.stdin, "buffer", None) is None or sys.stdin.isatty():
                 raise CLIError("'-' reads one image from standard input: pipe one in "
                                "(captcha-ocr predict - < x.png)")
             out.append(p)
@@ -642,7 +642,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
                       "for your site's captchas pass --model MODEL_DIR", markup=False, soft_wrap=True)
     with _bar(*Progress.get_default_columns(), console=console) as bar:
         task = bar.add_task("reading", total=len(paths))
-        sources = [sys.stdin.buffer if str(p) == STDIN else p for p in paths]
+        sources = [sys.stdin.buffer if p == Path(STDIN) else p for p in paths]
         for path, r in zip(paths, reader.iter_read(sources, options, batch_size=a.batch_size)):
             failed += not r.ok
             if a.json:
@@ -1057,7 +1057,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: 1 on CUDA, else the cores over the processes less the workers)")
     q.add_argument("--widen", type=_fraction_closed, default=0.2, help="share of images placed in a "
                    "wider strip, short text in a long box (default: 0.2)")
-    q.add_argument("--fonts", choices=("zoo", "wide"), default="zoo",
+    q.add_argument("--fonts", choices=("zoo", "wide"), default="zoo",  # zoo.FONT_POOLS (a test
+                   # checks; importing the zoo here would cost every command 35 ms)
                    help="typefaces: zoo, each style's own (matplotlib's and captcha's); wide, "
                         "those and 37 faces of the font packages of the train extra, of the "
                         "same looks (default: zoo)")

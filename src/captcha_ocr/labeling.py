@@ -387,7 +387,7 @@ def serve_labeling(folder: str | Path, model: str | None = None, host: str = "12
         app = create_label_app(labeling)
         url = f"http://{host}:{port}/"
         log.info("%s; open %s", folder_summary(store), url)
-        if not store.labels and not trust_stems:
+        if not store.counts()["labeled"] and not trust_stems:
             _stems_hint(store.folder)
         if open_browser:
             import webbrowser

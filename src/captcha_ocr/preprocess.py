@@ -110,14 +110,13 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
                              f"is not an image: {e}") from None
     name = _name(source)
     if hasattr(source, "read") and not isinstance(source, (str, os.PathLike)):
-        named = getattr(source, "name", None)  # an open file's path, or "<stdin>"
+        name = _file_name(source)
         source = _read_file_object(source)
-        name = named if isinstance(named, str) else "bytes"
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageError("empty image data")
         if len(source) > MAX_FILE_BYTES:
-            raise ImageError(f"{type(source).__name__}: {len(source):,} bytes, over the limit of "
+            raise ImageError(f"{name}: {len(source):,} bytes, over the limit of "
                              f"{MAX_FILE_BYTES:,} for one image")
         fp = io.BytesIO(source)
     elif not isinstance(source, (str, os.PathLike)):
@@ -158,10 +157,16 @@ def _check_pixels(name: str, width: int, height: int, max_pixels: int | None) ->
                                  "set the limit)")
 
 
+def _file_name(f) -> str:
+    """An open file's name in messages: its path, "<stdin>", else "file object" (a ``BytesIO``)."""
+    name = getattr(f, "name", None)
+    return name if isinstance(name, str) else "file object"
+
+
 def _read_file_object(f) -> bytes:
     """The bytes of an open binary file (or ``BytesIO``), at most one over the size
     limit (the check that follows refuses more), as one-line ``ImageError``s."""
-    name = str(getattr(f, "name", "file object"))
+    name = _file_name(f)
     try:
         data = f.read(MAX_FILE_BYTES + 1)
     except UnicodeDecodeError:
@@ -174,6 +179,8 @@ def _read_file_object(f) -> bytes:
         raise ImageError(f"{name}: read() gave {type(data).__name__}, not bytes (an async file? "
                          "read its bytes first)")
     if len(data) == 0:
+        if name == "<stdin>":
+            raise ImageError("<stdin>: no data: pipe an image in")
         raise ImageError(f"{name}: nothing left to read (at its end? seek(0) first)")
     return bytes(data)
 

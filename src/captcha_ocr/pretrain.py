@@ -178,6 +178,23 @@ def _save_state(path: Path, model: CRNN, opt: torch.optim.Optimizer, rng: torch.
                                rng=rng.get_state(), torch_rng=torch.get_rng_state(), meta=meta))
 
 
+STREAM_KEYS = ("seed", "styles", "batch_size", "widen", "fonts")  # what the images drawn depend on
+
+
+def _check_same_stream(saved: dict, cfg: PretrainConfig) -> None:
+    """Raises ``ValueError`` where a resumed run would draw other images than the run it
+    goes on from (another seed, styles, batch size, --widen or --fonts)."""
+    def plain(v):
+        return list(v) if isinstance(v, (list, tuple)) else v
+
+    now = dataclasses.asdict(cfg)
+    differ = [k for k in STREAM_KEYS if k in saved and plain(saved[k]) != plain(now[k])]
+    if differ:
+        was = ", ".join(f"--{k.replace('_', '-')} {saved[k]}" for k in differ)
+        raise ValueError(f"--resume: the interrupted run drew its images with {was}; resume "
+                         "with the same options, or start afresh without --resume")
+
+
 def _load_state(path: Path, model: CRNN, opt: torch.optim.Optimizer, rng: torch.Generator,
                 rank: int) -> dict:
     """Weights and optimizer state into ``model`` and ``opt``, rank 0's augmentation state
@@ -280,6 +297,7 @@ def _pretrain_into(out: Path, cfg: PretrainConfig, resume: bool, command: str,
     step, seen, seconds, meta = 0, 0, 0.0, {}
     if resume and checkpoint.exists(out / CHECKPOINT):
         meta = _load_state(out / CHECKPOINT, model, opt, g, rank)
+        _check_same_stream(meta.get("config", {}), cfg)
         step, seen, seconds = meta["step"], meta["images"], meta["seconds"]
         if rank == 0:
             on_log(f"resumed at step {step} ({seen} images)")

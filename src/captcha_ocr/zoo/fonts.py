@@ -58,8 +58,10 @@ WIDE_PACKAGES = ("font_lato", "font_source_sans_pro", "font_source_serif_pro", "
                  "font_fredoka_one")
 FONT_POOLS = ("zoo", "wide")
 
-_PACKAGE_FONTS = (("matplotlib", "mpl-data/fonts/ttf"), ("captcha", "data"),
-                  *((name, "files") for name in WIDE_PACKAGES))
+# Later entries win a stem: matplotlib's and captcha's fonts, which the zoo's images are
+# drawn with, come last, so that no font package can change them.
+_PACKAGE_FONTS = (*((name, "files") for name in WIDE_PACKAGES),
+                  ("matplotlib", "mpl-data/fonts/ttf"), ("captcha", "data"))
 _SYSTEM_FONTS = Path("/usr/share/fonts/truetype")
 
 
@@ -75,14 +77,16 @@ def _package_dir(name: str) -> Path | None:
 
 
 def font_paths(system: bool = False) -> dict[str, Path]:
-    """TrueType fonts of the installed packages (matplotlib, captcha), by file stem.
+    """Fonts of the installed packages (matplotlib, captcha and the font packages of
+    ``WIDE_PACKAGES``; TrueType, or OpenType where a face has no TrueType file), by file stem.
 
     Args:
         system: also list the OS fonts under /usr/share/fonts/truetype when present. The
             styles never use them, so that their output does not depend on the OS.
 
     Returns:
-        ``{stem: path}``; a package's font wins over an OS font of the same stem.
+        ``{stem: path}``; a package's font wins over an OS font of the same stem, and
+        matplotlib's and captcha's over a font package's.
     """
     return dict(_font_paths(system))
 
@@ -102,8 +106,15 @@ def _font_paths(system: bool) -> dict[str, Path]:
 
 @lru_cache(maxsize=64)
 def pool(stems: tuple[str, ...], which: str = "zoo") -> tuple[str, ...]:
-    """A style's fonts (``"zoo"``), or those and the font packages' faces of the same
-    looks (``"wide"``: sans, serif, bold or mono, as ``stems`` holds them).
+    """The fonts a style draws from.
+
+    Args:
+        stems: the style's own fonts (``Style.fonts``).
+        which: ``"zoo"``, those alone; ``"wide"``, those and the font packages' faces of
+            each look (``WIDE``: sans, serif, bold) that ``stems`` shares a font with.
+
+    Returns:
+        The stems, the style's own first.
 
     Raises:
         ZooError: an unknown pool, or a wide face whose package is not installed.
@@ -120,7 +131,7 @@ def pool(stems: tuple[str, ...], which: str = "zoo") -> tuple[str, ...]:
     return stems + extra
 
 
-@lru_cache(maxsize=128)  # a face costs ~120 kB and ~15 us to load
+@lru_cache(maxsize=512)  # a face costs ~120 kB and ~15 us to load (the wide pool: ~60 faces)
 def font(stem: str, size: int) -> ImageFont.FreeTypeFont:
     """The package font of that stem at ``size`` pixels, loaded once.
 
@@ -130,8 +141,8 @@ def font(stem: str, size: int) -> ImageFont.FreeTypeFont:
     path = _font_paths(False).get(stem)
     if path is None:
         raise ZooError(
-            f"font {stem!r} not found: the zoo needs the matplotlib and captcha packages "
-            "(pip install 'captcha-ocr[train]')"
+            f"font {stem!r} not found: the zoo needs the matplotlib and captcha packages, "
+            "and its wide pool the font packages (pip install 'captcha-ocr[train]')"
         )
     return ImageFont.truetype(str(path), size)
 
@@ -167,7 +178,7 @@ def scale(stem: str) -> float:
     return _cap_height("DejaVuSans") / _cap_height(stem)
 
 
-@lru_cache(maxsize=8192)  # a glyph costs ~3 kB and ~40 us to draw
+@lru_cache(maxsize=16384)  # a glyph costs ~3 kB and ~40 us to draw
 def glyph(stem: str, size: int, ch: str, stroke: int = 0) -> tuple[Image.Image, int]:
     """One character, drawn once and cached.
 
