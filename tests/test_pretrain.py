@@ -184,7 +184,8 @@ def test_a_missing_font_package_stops_pretrain_with_one_line_before_training(tmp
     finally:
         zoo_fonts.pool.cache_clear()
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "fonts Caladea-Bold" in err[0] and "pip install 'captcha-ocr[train]'" in err[0]
+    assert len(err) == 1 and "fonts Caladea-Bold" in err[0]
+    assert "pip install 'captcha-ocr[train,fonts]'" in err[0]
     assert not (tmp_path / "b").exists() and not (tmp_path / "b.partial").exists()
 
 

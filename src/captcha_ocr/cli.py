@@ -1060,7 +1060,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--fonts", choices=("zoo", "wide"), default="zoo",  # zoo.FONT_POOLS (a test
                    # checks; importing the zoo here would cost every command 35 ms)
                    help="typefaces: zoo, each style's own (matplotlib's and captcha's); wide, "
-                        "those and 37 faces of the font packages of the train extra, of the "
+                        "those and 37 faces of the font packages of the fonts extra, of the "
                         "same looks (default: zoo)")
     q.set_defaults(func=cmd_pretrain)
     return p

@@ -16,8 +16,8 @@ Used by tests, benches and pretraining alike::
 Modules: ``fonts`` (finding, loading and caching fonts and glyphs), ``draw`` (colours,
 backgrounds, noise, glyph layout), ``styles`` (one function per style, and ``STYLES``).
 Only Pillow and numpy are imported; the fonts need matplotlib and ``captcha`` installed,
-and the wide pool (``render(..., fonts="wide")``, for pretraining) ten font packages of
-PyPI: the ``train`` extra.
+the ``train`` extra, and the wide pool (``render(..., fonts="wide")``, for pretraining)
+ten font packages of PyPI: the ``fonts`` extra.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ BOLD = (
 )
 MONO = ("DejaVuSansMono", "DejaVuSansMono-Oblique", "DroidSansMono", "cmtt10")
 
-# The wide pool (``pool(..., "wide")``): faces of font packages on PyPI (the ``train``
+# The wide pool (``pool(..., "wide")``): faces of font packages on PyPI (the ``fonts``
 # extra), added to a style's own fonts of the same look when pretraining asks for them.
 # Styles draw from their own fonts only, so zoo images stay what they were. Amatic SC is
 # left out: it draws lower case as small capitals.
@@ -127,7 +127,7 @@ def pool(stems: tuple[str, ...], which: str = "zoo") -> tuple[str, ...]:
     missing = sorted({f for f in extra if f not in _font_paths(False)})
     if missing:
         raise ZooError(f"fonts {', '.join(missing[:3])} not found: the wide font pool needs "
-                       f"the font packages of the train extra (pip install 'captcha-ocr[train]')")
+                       f"the font packages of the fonts extra (pip install 'captcha-ocr[train,fonts]')")
     return stems + extra
 
 
@@ -142,7 +142,7 @@ def font(stem: str, size: int) -> ImageFont.FreeTypeFont:
     if path is None:
         raise ZooError(
             f"font {stem!r} not found: the zoo needs the matplotlib and captcha packages, "
-            "and its wide pool the font packages (pip install 'captcha-ocr[train]')"
+            "and its wide pool the font packages (pip install 'captcha-ocr[train,fonts]')"
         )
     return ImageFont.truetype(str(path), size)
 
