@@ -298,9 +298,9 @@ def cmd_train(a: argparse.Namespace) -> None:
     al = t.get("alphabet", {})
     if al.get("added"):
         print(f"alphabet: {len(result.info.alphabet)} characters: the labels' {al['labels']} and "
-              f"{al['added']} from the starting model ({al['seen_once']} characters appear only "
-              "once in the labels: they likely miss some of the site's; --alphabet labels to "
-              "keep to theirs)")
+              f"{al['added']} from the starting model ({counted(al['seen_once'], 'character')} "
+              f"{'appears' if al['seen_once'] == 1 else 'appear'} only once in the labels: they "
+              "likely miss some of the site's; --alphabet labels to keep to theirs)")
     if a.unlabeled is None:
         print(f"time: {result.seconds:.1f} s")
     elif "pseudo_labels" not in result.info.training:  # nothing read confidently enough
@@ -457,8 +457,9 @@ def cmd_eval(a: argparse.Namespace) -> None:
     if labeling.note():
         _err_console().print(labeling.note(), markup=False, soft_wrap=True)
     if _trained_on(reader.info, samples):
-        _err_console().print(f"warning: these {len(samples):,} images are the ones the model was "
-                             "trained on (model.json's data fingerprint): their accuracy says "
+        _err_console().print(f"warning: these {len(samples):,} images are the folder the model "
+                             "was trained on, its validation images included (model.json's data "
+                             "fingerprint): their accuracy says "
                              "little about new captchas; evaluate on images kept out of "
                              "training", markup=False, soft_wrap=True)
     # A model trained with --ignore-case reads one case: compare that way by default.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DatasetError, copy_groups, file_digest, link_labeled, survey
+from .data import DatasetError, copy_groups, counted, file_digest, link_labeled, survey
 from .labelcheck import CONFIDENT, LabelToCheck, labels_to_check, suspect
 from .runtime import Reader
 
@@ -122,7 +122,7 @@ def check_labels(data_dir: str | Path, *, folds: int = DEFAULT_FOLDS, seed: int 
                          "on the others)")
     samples = survey(data_dir, stem_labels=stem_labels, names=names).samples
     if len(samples) < folds * MIN_PER_FOLD:
-        raise DatasetError(f"{data_dir}: {len(samples)} labeled images: at least "
+        raise DatasetError(f"{data_dir}: {counted(len(samples), 'labeled image')}: at least "
                            f"{folds * MIN_PER_FOLD} are needed for {folds} parts of "
                            f"{MIN_PER_FOLD} or more")
     digests = [file_digest(s.path) for s in samples]
