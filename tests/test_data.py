@@ -529,3 +529,20 @@ def test_label_id_names_read_whole_by_choice_get_no_underscore_note(synth_dir):
     labeling = survey(synth_dir, names="whole")
     assert sum("_" in s.label for s in labeling.samples) == 8
     assert "with a '_' read as whole file names" not in labeling.note()
+
+
+def test_invisible_characters_and_far_longer_labels_are_noted(synth_dir):
+    names = sorted(p.name for p in synth_dir.glob("*.png"))
+    rows = [f"{n},abcd\n" for n in names]
+    rows[3] = f"{names[3]},ab\u200bcd\n"  # a zero-width space, pasted
+    rows[5] = f"{names[5]},{'x' * 62}\n"  # a key held down
+    (synth_dir / "labels.csv").write_text("file,label\n" + "".join(rows), encoding="utf-8")
+    note = survey(synth_dir).note()
+    assert f"an invisible character (U+200B) in 1 label ({names[3]}: 'ab\\u200bcd')" in note
+    assert (f"1 label far longer than the others (mostly 4 characters): {names[5]}: "
+            f"'{'x' * 24}'... (62); the model's input widens") in note
+    rows[5] = f"{names[5]},abcdefgh\n"  # twice the median, but only 4 more: a long captcha
+    rows[3] = f"{names[3]},ab\tcd\n"  # a tab is noted as a tab, not as invisible
+    (synth_dir / "labels.csv").write_text("file,label\n" + "".join(rows), encoding="utf-8")
+    note = survey(synth_dir).note().removeprefix(f"{synth_dir}: ")  # the test's folder name has both words
+    assert "far longer" not in note and "invisible" not in note and "a tab in 1 label" in note

@@ -416,3 +416,16 @@ def test_the_start_line_counts_labels_as_the_page_does(folder, base):
                                          "1 file not in the folder)")
     finally:
         store.close()
+
+
+def test_a_label_with_an_invisible_character_is_refused(folder):
+    made, truth = folder
+    store = LabelStore(made)
+    try:
+        name = sorted(truth)[0]
+        with pytest.raises(ValueError, match=r"invisible character \(U\+200B\): type only what"):
+            store.set_label(name, "AB\u200bC")
+        store.set_label(name, "ABC")
+        assert store.labels[name] == "ABC"
+    finally:
+        store.close()

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import os
 import re
+import unicodedata
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -437,6 +438,20 @@ class Labeling:
                    else f"fix {LABELS_FILE} or the file names")
             out.append(f"a {what} in {counted(len(spaced), 'label')} ({spaced[0].label!r}): the model "
                        f"learns to read it; {fix} if the site draws none")
+        hidden = [s for s in self.samples if any(invisible(c) for c in s.label)]
+        if hidden:
+            c = next(c for c in hidden[0].label if invisible(c))
+            out.append(f"an invisible character (U+{ord(c):04X}) in {counted(len(hidden), 'label')} "
+                       f"({hidden[0].path.name}: {hidden[0].label!r}): the model learns to read "
+                       "it; retype those labels")
+        long = long_labels([s.label for s in self.samples])
+        if long:
+            ex = next(s for s in self.samples if len(s.label) == max(long))
+            typical = int(np.median([len(s.label) for s in self.samples]))
+            out.append(f"{counted(len(long), 'label')} far longer than the others (mostly "
+                       f"{typical} characters): {ex.path.name}: {ex.label[:24]!r}"
+                       f"{'...' if len(ex.label) > 24 else ''} ({len(ex.label)}); the model's input "
+                       "widens for the longest label (16 pixels a character): fix it if a typo")
         if self.subfolders:
             shown = ", ".join(self.subfolders[:3]) + (", ..." if len(self.subfolders) > 3 else "")
             out.append(f"the images in subfolder{'s' if len(self.subfolders) > 1 else ''} {shown} "
@@ -444,6 +459,22 @@ class Labeling:
         if not out:
             return ""
         return f"{self.folder}: {counted(len(self.samples), 'labeled image')}; " + "; ".join(out)
+
+
+def invisible(c: str) -> bool:
+    """A character that draws nothing and is no blank: control, format (zero-width spaces,
+    joiners, direction marks), private or unassigned (tabs and line breaks are said apart)."""
+    return unicodedata.category(c) in ("Cf", "Co", "Cn") or \
+        (unicodedata.category(c) == "Cc" and not c.isspace())
+
+
+def long_labels(labels: list[str]) -> list[int]:
+    """The lengths of labels far longer than the rest: over twice the median length and
+    over it by more than 4 (a slip of the keyboard, a pasted line)."""
+    if len(labels) < 5:
+        return []
+    typical = float(np.median([len(x) for x in labels]))
+    return [len(x) for x in labels if len(x) > max(2 * typical, typical + 4)]
 
 
 def _numbered_note(by_name: list[Sample]) -> str:

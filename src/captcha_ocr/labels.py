@@ -25,6 +25,7 @@ from .data import (
     SET_ASIDE_STATUSES,
     SKIPPED_FILE,
     DatasetError,
+    invisible,
     list_images,
     name_labels,
     read_labels_csv,
@@ -136,6 +137,10 @@ class LabelStore:
             raise ValueError("an empty label: type the text, or skip the image")
         if "\n" in label or "\r" in label:
             raise ValueError("a label is one line")
+        hidden = next((c for c in label if invisible(c)), None)
+        if hidden is not None:
+            raise ValueError(f"the label holds an invisible character (U+{ord(hidden):04X}): "
+                             "type only what the image shows")
         def change() -> None:
             self.labels[name] = label
             self.set_aside.pop(name, None)
