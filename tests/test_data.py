@@ -546,3 +546,14 @@ def test_invisible_characters_and_far_longer_labels_are_noted(synth_dir):
     (synth_dir / "labels.csv").write_text("file,label\n" + "".join(rows), encoding="utf-8")
     note = survey(synth_dir).note().removeprefix(f"{synth_dir}: ")  # the test's folder name has both words
     assert "far longer" not in note and "invisible" not in note and "a tab in 1 label" in note
+
+
+def test_short_hex_ids_are_not_labels_where_many_of_one_length():
+    rng = random.Random(3)
+    ids = [f"{rng.getrandbits(40):010x}" for _ in range(30)]  # 005c33dd48: a short hash
+    with pytest.raises(DatasetError, match=r"timestamps, hashes or UUIDs\) are not labels"):
+        name_labels(ids, "site")
+    assert name_labels(ids[:19], "site").scheme == "whole"  # too few to tell
+    assert name_labels([i[:-1] if k % 2 else i for k, i in enumerate(ids)], "s").scheme == "whole"
+    caps = ["".join(rng.choice("ABCDEF") for _ in range(8)) for _ in range(30)]
+    assert name_labels(caps, "s").scheme == "whole"  # capitals a-f only: maybe a site's text

@@ -211,10 +211,23 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
         if _one_word_before(labels):  # "img_2b6c_17", "captcha_2b6c-1700000962"
             return NameLabels(f"word+{found}")
         return NameLabels(found)
-    if _ids(stems):
+    if _ids(stems) or _hex_names(stems):
         what = "numbers counting up" if _counts_up(stems) else "timestamps, hashes or UUIDs"
         return _not_labels(stems, where, what, strict)
     return NameLabels()
+
+
+_HEX = re.compile(r"[0-9a-f]{8,}|[0-9A-F]{8,}")
+
+
+def _hex_names(names: list[str]) -> bool:
+    """Twenty or more names of one length, 8 or more hex digits each, most of them mixing
+    digits and letters: random ids (a short hash, a token), not a captcha's text, which
+    draws from more letters than a-f."""
+    return (len(names) >= 20 and len({len(x) for x in names}) == 1
+            and all(_HEX.fullmatch(x) for x in names)
+            and 2 * sum(any(c.isdigit() for c in x) and any(c.isalpha() for c in x)
+                        for x in names) > len(names))
 
 
 def _one_word_before(labels: list[str]) -> bool:
