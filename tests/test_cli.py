@@ -375,3 +375,20 @@ def test_predict_names_what_in_a_folder_is_called_an_image_but_is_no_file(capsys
     assert [line.rsplit(": ", 1)[0].split(".png")[0] + ".png" for line in err.splitlines()[:3]] == \
            [f"error: {folder / n}" for n in ("b.png", "c.png", "d.png")]
     assert err.splitlines()[3].endswith("error: 3 of 4 images could not be read")
+
+
+@pytest.mark.parametrize("command", [["serve"], ["label", "."]])
+def test_a_port_in_use_is_one_line_before_anything_starts(capsys, command, monkeypatch):
+    import socket
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", opened.append)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rc, _, err = run(capsys, *command, "--port", port)
+    assert rc == 1 and opened == []
+    assert err.strip() == (f"captcha-ocr {command[0]}: error: port {port} on 127.0.0.1 is in use "
+                           "(another server?): stop it, or pass --port with a free one")

@@ -722,8 +722,34 @@ def cmd_download(a: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- serve
 
 
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another server listens on, in one line, before a model loads or a
+    browser opens (uvicorn would log the error and exit 3 after both)."""
+    import errno
+    import socket
+
+    if port == 0:  # any free port
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError):
+        raise CLIError(f"--host {host}: not an address of this machine (or not resolvable); "
+                       "use 127.0.0.1, 0.0.0.0 or one of its addresses") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise CLIError(f"port {port} on {host} is in use (another server?): stop it, or "
+                               "pass --port with a free one") from None
+            raise CLIError(f"cannot listen on {host}:{port} ({e.strerror})") from None
+
+
 def cmd_serve(a: argparse.Namespace) -> None:
     from .service import serve
+
+    _check_port(a.host, a.port)
 
     serve(a.model, a.host, a.port, max_body=int(a.max_body_mb * 1024 * 1024), max_batch=a.max_batch,
           max_wait_ms=a.max_wait_ms, max_pixels=a.max_pixels, threads=a.threads,
@@ -735,6 +761,7 @@ def cmd_serve(a: argparse.Namespace) -> None:
 def cmd_label(a: argparse.Namespace) -> None:
     from .labeling import read_review_list, read_review_suggestions, serve_labeling
 
+    _check_port(a.host, a.port)
     review = read_review_list(a.review) if a.review else None
     suggestions = read_review_suggestions(a.review) if a.review else None
     trust_stems = a.trust_stems
