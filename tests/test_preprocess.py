@@ -76,6 +76,13 @@ def test_path_array_and_bytes_agree(tmp_path):
         preprocess(io.BytesIO(b"not a png"), CFG)
     with pytest.raises(ImageError, match=r"array of shape \(10,\) is not an image"):
         preprocess(np.zeros(10, np.uint8), CFG)  # was read as a 10x1 image
+    rgb = np.asarray(images_in_every_mode()["RGB"])
+    with pytest.raises(ImageError, match=r"\(3, 50, 200\) is not an image: .*channels first\? "
+                                         r"pass arr.transpose\(1, 2, 0\)$"):
+        preprocess(np.zeros((3, 50, 200), np.uint8), CFG)
+    assert np.array_equal(preprocess(rgb.transpose(2, 0, 1).transpose(1, 2, 0), CFG), preprocess(rgb, CFG))
+    grey_alpha = np.stack([np.asarray(img), np.full_like(np.asarray(img), 255)], axis=2)
+    assert np.array_equal(preprocess(grey_alpha, CFG), a)  # (H, W, 2): grey and alpha
 
 
 def test_truncated_png_is_image_error():

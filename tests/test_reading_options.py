@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from captcha_ocr.cli import main
 from captcha_ocr.data import discover
 from captcha_ocr.modeldir import FILES
-from captcha_ocr.runtime import Reader, ReadOptionError
+from captcha_ocr.runtime import Reader, ReadOptionError, bundled_model_dir
 from captcha_ocr.service import create_app
 from captcha_ocr.solve import solve
 from captcha_ocr.zoo import render, write_style
@@ -197,3 +197,17 @@ def test_training_fits_a_temperature_and_draws_the_reliability_diagram(tmp_path)
     assert cal["n"] == 6 and 1 <= cal["temperature"] <= 8 and 0 <= cal["ece_after"] <= 1
     assert (out / FILES.calibration).stat().st_size > 1000
     assert Reader.load(out).info.temperature == cal["temperature"]
+
+
+def test_options_of_another_model_or_a_misspelt_one_are_read_option_errors(base):
+    small = Reader.load(bundled_model_dir())  # 19 symbols, no capitals
+    image = np.zeros((50, 200), np.uint8)
+    theirs = base.options(allow="HPW3")
+    with pytest.raises(ReadOptionError, match=r"^these options do not fit this model \(allowed "
+                       r"characters 'HPW' are not in .*: were they made by another Reader\?"):
+        small.read(image, theirs)
+    fits = base.options(allow="23")  # another Reader's, but they fit: read as asked
+    assert set(small.read(image, fits).text) <= set("23")
+    assert base.read(image, theirs).text.strip("HPW3") == ""
+    with pytest.raises(ReadOptionError, match=r"^unknown reading option 'lenght'; the options: allow, "):
+        small.read(image, lenght=4)

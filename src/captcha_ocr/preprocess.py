@@ -97,9 +97,11 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             raise ImageError(f"array of dtype {source.dtype}: pass uint8 (0-255) or uint16 pixels")
         if source.ndim == 3 and source.shape[2] == 1:
             source = source[:, :, 0]  # (H, W, 1): grey
-        if source.ndim not in (2, 3):
+        if source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (2, 3, 4)):
+            hint = (": channels first? pass arr.transpose(1, 2, 0)" if source.ndim == 3
+                    and source.shape[0] in (1, 3, 4) else "")
             raise ImageError(f"array of shape {source.shape} is not an image: pass (H, W) or "
-                             "(H, W, 1) grey, or (H, W, 3|4) colour pixels")
+                             f"(H, W, 1) grey, or (H, W, 3|4) colour pixels{hint}")
         _check_pixels("array", source.shape[1], source.shape[0], max_pixels)
         if source.ndim == 3 and source.dtype == np.uint16:  # Pillow keeps 16 bits for grey only
             source = _to_8_bits(source.astype(np.float32), 65535.0)

@@ -266,6 +266,7 @@ class Reader:
         self.info = info
         self.model_dir = model_dir
         self.charset = info.charset
+        self._fitted: set[ReadOptions] = set()  # options checked against this model
         self.max_pixels = max_pixels
         self._input = session.get_inputs()[0].name
         self.steps = self._time_steps()  # at most this many characters can be read
@@ -440,8 +441,23 @@ class Reader:
         if kwargs:
             if options is not None:
                 raise ReadOptionError("pass options=... or keyword options, not both")
+            unknown = sorted(set(kwargs) - set(_OPTION_TYPES))
+            if unknown:
+                raise ReadOptionError(f"unknown reading option {unknown[0]!r}; the options: "
+                                      f"{', '.join(_OPTION_TYPES)}")
             return self.options(**kwargs)
-        return options or DEFAULT_OPTIONS
+        if options is None or options == DEFAULT_OPTIONS:
+            return DEFAULT_OPTIONS
+        if options not in self._fitted:  # made by another model's Reader?
+            d = options.decode
+            try:
+                self.options(allow=d.allow, min_length=d.min_length, max_length=d.max_length,
+                             beam=d.beam, solve=options.solve, min_confidence=options.min_confidence)
+            except ReadOptionError as e:
+                raise ReadOptionError(f"these options do not fit this model ({e}): were they made "
+                                      "by another Reader? make them with this one's options()") from None
+            self._fitted.add(options)
+        return options
 
     def read(self, source: ImageSource, options: ReadOptions | None = None, **kwargs) -> Reading:
         """Read one image (path, encoded bytes, PIL image or uint8 array).
