@@ -116,6 +116,14 @@ def test_read_batch_json_base64(client, reader, images):
 def test_healthz(client):
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
+    head = client.head("/healthz")  # some load balancers' checks
+    assert head.status_code == 200 and head.content == b""
+
+
+def test_two_files_to_read_one_is_a_400(client, images):
+    files = [("image", ("a.png", images[0], "image/png")), ("image", ("b.png", images[1], "image/png"))]
+    assert_refused(client.post("/v1/read", files=files), 400,
+                   "2 files in the field 'image': /v1/read reads one; send several as 'images'")
 
 
 def test_model_info(client, reader):

@@ -53,6 +53,7 @@ def _refused(r, status: int, words: str) -> None:
     (b'{"images": [NaN]}', "NaN is not JSON"),
     (b'{"images": [1e999999]}', "images[0] is float"),
     (b'{"images": [], "x": 1}', "unknown field 'x'"),
+    (b'{"image": "iVBOR"}', 'unknown field \'image\', and no "images"'),
 ])
 def test_hostile_json_is_a_400(client, body, words):
     r = client.post("/v1/read-batch", content=body, headers={"content-type": "application/json"})
@@ -405,5 +406,6 @@ def test_healthz_answers_503_while_draining(reader):
         app.state.drain.draining = True
         r = c.get("/healthz")
         assert r.status_code == 503 and r.json() == {"status": "draining"}
+        assert c.head("/healthz").status_code == 503
         assert c.post("/v1/read", content=png(), headers={"content-type": "image/png"}).status_code == 200
         assert "503" in c.get("/openapi.json").json()["paths"]["/healthz"]["get"]["responses"]

@@ -135,6 +135,10 @@ def _json_images(body: bytes) -> list[Any]:
         raise Refused(400, f"body is not valid JSON ({e})") from None
     images = doc.get("images") if isinstance(doc, dict) else None
     if not isinstance(images, list):
+        if isinstance(doc, dict) and "images" not in doc and doc:
+            other = next(iter(doc))
+            raise Refused(400, f'unknown field {other!r}, and no "images": expected a JSON object '
+                               '{"images": [base64, ...]}')
         raise Refused(400, 'expected a JSON object {"images": [base64, ...]}')
     if len(doc) > 1:
         other = next(k for k in doc if k != "images")

@@ -175,6 +175,9 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
             files = await multipart_files(request, body, "image", max_files=4)
             if not files:
                 raise Refused(400, "multipart body has no file field 'image'")
+            if len(files) > 1:
+                raise Refused(400, f"{len(files)} files in the field 'image': /v1/read reads one; "
+                                   "send several as 'images' to /v1/read-batch")
             body = files[0]
             if not body:
                 raise Refused(400, "the 'image' file is empty")
@@ -214,6 +217,10 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         readings = await batcher().read_many(items, options)
         return JSONResponse([{"error": r} if isinstance(r, str) else reading_json(r, model)
                              for r in readings])
+
+    @app.head("/healthz", include_in_schema=False)  # load balancers that check with HEAD
+    async def healthz_head() -> Response:
+        return Response(status_code=503 if app.state.drain.draining else 200)
 
     @app.get("/healthz", summary="Readiness: 200 while serving, 503 while draining",
              responses={200: {"description": "serving",
