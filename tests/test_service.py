@@ -314,10 +314,12 @@ def test_one_log_line_per_request(client, images, caplog):
         post_image(client, images[0])
         post_image(client, b"", "image/png")
         client.get("/healthz")
+        client.get("/static/app.js")
     lines = [r.getMessage() for r in caplog.records if r.name == "captcha_ocr.service"]
-    assert len(lines) == 3
+    assert len(lines) == 4
     assert lines[0].startswith("POST /v1/read 200 ") and lines[0].endswith(" ms")
     assert lines[1].startswith("POST /v1/read 400 ") and lines[2].startswith("GET /healthz 200 ")
+    assert lines[3].startswith("GET /static/app.js 200 ")  # the whole path, not the mount's rest
 
 
 def test_service_does_not_import_torch():

@@ -98,10 +98,10 @@ class AccessLog:
                 status = message["status"]
             await send(message)
 
+        path, root = scope["path"], scope.get("root_path", "")  # before a mount (/static) changes them
         try:
             await self.app(scope, receive, send_logged)
         finally:
-            path, root = scope["path"], scope.get("root_path", "")
             if root and path.startswith(root):  # uvicorn puts --root-path in front
                 path = path[len(root):] or "/"
             log.info("%s %s %d %.1f ms", scope["method"], path, status,
