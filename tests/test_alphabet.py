@@ -84,7 +84,7 @@ def test_eval_on_the_training_images_says_so(tmp_path, capsys):
     assert main(["train", str(data), "--out", str(tmp_path / "m"), *TINY]) == 0
     capsys.readouterr()
     assert main(["eval", str(data), "--model", str(tmp_path / "m")]) == 0
-    assert "warning: these 12 images are the folder the model was trained on" in capsys.readouterr().err
+    assert "warning: these 12 images are from the folder the model was trained on" in capsys.readouterr().err
     other = relabeled(tmp_path / "other", SPARSE[:-1])  # 11 of the 12: not the training set
     assert main(["eval", str(other), "--model", str(tmp_path / "m")]) == 0
     assert "trained on" not in capsys.readouterr().err

@@ -11,6 +11,7 @@ from captcha_ocr.data import (
     fingerprint,
     list_images,
     load_images,
+    long_labels,
     name_labels,
     split_indices,
     survey,
@@ -546,6 +547,12 @@ def test_invisible_characters_and_far_longer_labels_are_noted(synth_dir):
     (synth_dir / "labels.csv").write_text("file,label\n" + "".join(rows), encoding="utf-8")
     note = survey(synth_dir).note().removeprefix(f"{synth_dir}: ")  # the test's folder name has both words
     assert "far longer" not in note and "invisible" not in note and "a tab in 1 label" in note
+
+
+def test_many_long_labels_are_a_sites_own_not_typos():
+    assert long_labels(["3+4"] * 70 + ["12*34-56"] * 30) == []  # sums of two lengths
+    assert long_labels(["abcd"] * 99 + ["x" * 40]) == [40]
+    assert long_labels(["ab"] * 4) == []  # too few to tell
 
 
 def test_short_hex_ids_are_not_labels_where_many_of_one_length():

@@ -425,6 +425,11 @@ def test_a_label_with_an_invisible_character_is_refused(folder):
         name = sorted(truth)[0]
         with pytest.raises(ValueError, match=r"invisible character \(U\+200B\): type only what"):
             store.set_label(name, "AB\u200bC")
+        for breaking in ("\u2028", "\x0c", "\x85", "\n"):  # each would split labels.csv's line
+            with pytest.raises(ValueError, match="a label is one line"):
+                store.set_label(name, f"AB{breaking}C")
+        store.set_label(name, "\u0645\u06cc\u200c\u0634\u0648\u062f")  # a joiner Persian needs
+        assert store.labels[name].count("\u200c") == 1
         store.set_label(name, "ABC")
         assert store.labels[name] == "ABC"
     finally:

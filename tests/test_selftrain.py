@@ -99,7 +99,7 @@ def test_train_unlabeled_end_to_end(capsys, tmp_path, unlabeled):
     # model.json knows the labeled folder as its training data: eval on it warns
     assert info["training"]["n_images"] == 30
     assert main(["eval", str(data), "--model", str(out)]) == 0
-    assert "the folder the model was trained on" in capsys.readouterr().err
+    assert "from the folder the model was trained on" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args, needle", [

@@ -457,7 +457,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     if labeling.note():
         _err_console().print(labeling.note(), markup=False, soft_wrap=True)
     if _trained_on(reader.info, samples):
-        _err_console().print(f"warning: these {len(samples):,} images are the folder the model "
+        _err_console().print(f"warning: these {len(samples):,} images are from the folder the model "
                              "was trained on, its validation images included (model.json's data "
                              "fingerprint): their accuracy says "
                              "little about new captchas; evaluate on images kept out of "
@@ -724,26 +724,31 @@ def cmd_download(a: argparse.Namespace) -> None:
 
 def _check_port(host: str, port: int) -> None:
     """Refuse a port another server listens on, in one line, before a model loads or a
-    browser opens (uvicorn would log the error and exit 3 after both)."""
+    browser opens (uvicorn would log the error and exit 3 after both). Each address the
+    host names is tried as uvicorn binds it (SO_REUSEADDR; IPv6 apart from IPv4); other
+    failures are left to uvicorn."""
     import errno
     import socket
 
     if port == 0:  # any free port
         return
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError):
         raise CLIError(f"--host {host}: not an address of this machine (or not resolvable); "
                        "use 127.0.0.1, 0.0.0.0 or one of its addresses") from None
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            sock.bind(address)
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise CLIError(f"port {port} on {host} is in use (another server?): stop it, or "
-                               "pass --port with a free one") from None
-            raise CLIError(f"cannot listen on {host}:{port} ({e.strerror})") from None
+    for family, kind, proto, _, address in dict.fromkeys(found):
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise CLIError(f"port {port} on {host or 'every address'} is in use (another "
+                                   "server?): stop it, "
+                                   "or pass --port with a free one") from None
 
 
 def cmd_serve(a: argparse.Namespace) -> None:

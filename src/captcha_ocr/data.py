@@ -154,8 +154,10 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
 
     Raises:
         DatasetError (``strict``; else None is returned): the names are no labels (a
-            numbering, ids, or a word and a number: "img_0001"), or LABEL_ID and ID_LABEL
-            both fit and nothing tells them apart; an unknown ``scheme``.
+            numbering, ids, 20+ names of 8+ hex digits of one length (short hashes; a site
+            that draws hex text says ``--name-labels whole``), or a word and a number:
+            "img_0001"), or LABEL_ID and ID_LABEL both fit and nothing tells them apart; an
+            unknown ``scheme``.
     """
     stems = [NameLabels()(s) for s in stems]
     n = len(stems)
@@ -454,9 +456,12 @@ class Labeling:
         hidden = [s for s in self.samples if any(invisible(c) for c in s.label)]
         if hidden:
             c = next(c for c in hidden[0].label if invisible(c))
+            named = sum(s.path.name in self.named for s in hidden)
+            fix = (f"fix {LABELS_FILE}" if not named else "rename the files" if named == len(hidden)
+                   else f"fix {LABELS_FILE} or the file names")
             out.append(f"an invisible character (U+{ord(c):04X}) in {counted(len(hidden), 'label')} "
                        f"({hidden[0].path.name}: {hidden[0].label!r}): the model learns to read "
-                       "it; retype those labels")
+                       f"it; {fix}")
         long = long_labels([s.label for s in self.samples])
         if long:
             ex = next(s for s in self.samples if len(s.label) == max(long))
@@ -476,18 +481,23 @@ class Labeling:
 
 def invisible(c: str) -> bool:
     """A character that draws nothing and is no blank: control, format (zero-width spaces,
-    joiners, direction marks), private or unassigned (tabs and line breaks are said apart)."""
+    direction marks), private or unassigned (tabs and line breaks are said apart). The
+    zero-width (non-)joiners U+200C and U+200D are kept: Persian and Indic text needs them."""
+    if c in "\u200c\u200d":
+        return False
     return unicodedata.category(c) in ("Cf", "Co", "Cn") or \
         (unicodedata.category(c) == "Cc" and not c.isspace())
 
 
 def long_labels(labels: list[str]) -> list[int]:
     """The lengths of labels far longer than the rest: over twice the median length and
-    over it by more than 4 (a slip of the keyboard, a pasted line)."""
+    over it by more than 4 (a slip of the keyboard, a pasted line), where they are a few
+    (at most 3, or 2%): many such labels are a site's long captchas."""
     if len(labels) < 5:
         return []
     typical = float(np.median([len(x) for x in labels]))
-    return [len(x) for x in labels if len(x) > max(2 * typical, typical + 4)]
+    long = [len(x) for x in labels if len(x) > max(2 * typical, typical + 4)]
+    return long if len(long) <= max(3, len(labels) // 50) else []  # many: the site's own
 
 
 def _numbered_note(by_name: list[Sample]) -> str:

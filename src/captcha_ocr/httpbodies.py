@@ -66,8 +66,10 @@ def is_image_type(media: str) -> bool:
     return media.startswith("image/") or media == "application/octet-stream"
 
 
-async def multipart_files(request: Request, body: bytes, field: str, max_files: int) -> list[bytes]:
-    """The files sent as ``field`` in a multipart body (a text value there: 400)."""
+async def multipart_files(request: Request, body: bytes, field: str, max_files: int,
+                          too_many: Refused | None = None) -> list[bytes]:
+    """The files sent as ``field`` in a multipart body (a text value there: 400; more
+    than ``max_files``: ``too_many``, by default a 413 naming the batch limit)."""
     async def once() -> AsyncIterator[bytes]:
         yield body
 
@@ -77,7 +79,8 @@ async def multipart_files(request: Request, body: bytes, field: str, max_files: 
         form = await parser.parse()
     except MultiPartException as e:
         if e.message.startswith("Too many files"):
-            raise Refused(413, f"more than {max_files} files, over the batch limit of {max_files}") from None
+            raise too_many or Refused(413, f"more than {max_files} files, over the batch limit "
+                                           f"of {max_files}") from None
         raise Refused(400, f"malformed multipart body: {e.message}") from None
     try:
         values = form.getlist(field)

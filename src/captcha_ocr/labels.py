@@ -135,7 +135,7 @@ class LabelStore:
         label = label.strip()
         if not label:
             raise ValueError("an empty label: type the text, or skip the image")
-        if "\n" in label or "\r" in label:
+        if len(f"a{label}b".splitlines()) > 1:  # \n, \r, and form feeds, U+2028...
             raise ValueError("a label is one line")
         hidden = next((c for c in label if invisible(c)), None)
         if hidden is not None:

@@ -99,9 +99,10 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             source = source[:, :, 0]  # (H, W, 1): grey
         if source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (2, 3, 4)):
             hint = (": channels first? pass arr.transpose(1, 2, 0)" if source.ndim == 3
-                    and source.shape[0] in (1, 3, 4) else "")
+                    and source.shape[0] in (1, 2, 3, 4) else "")
             raise ImageError(f"array of shape {source.shape} is not an image: pass (H, W) or "
-                             f"(H, W, 1) grey, or (H, W, 3|4) colour pixels{hint}")
+                             f"(H, W, 1) grey, (H, W, 2) grey and alpha, or (H, W, 3|4) colour "
+                             f"pixels{hint}")
         _check_pixels("array", source.shape[1], source.shape[0], max_pixels)
         if source.ndim == 3 and source.dtype == np.uint16:  # Pillow keeps 16 bits for grey only
             source = _to_8_bits(source.astype(np.float32), 65535.0)

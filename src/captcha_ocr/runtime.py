@@ -410,7 +410,16 @@ class Reader:
                                   f"steps), not {min_length}")
         if min_confidence is not None and not 0 <= min_confidence <= 1:
             raise ReadOptionError(f"min confidence must be in [0, 1], not {min_confidence}")
-        return ReadOptions(d, solve, min_confidence)
+        out = ReadOptions(d, solve, min_confidence)
+        self._remember(out)
+        return out
+
+    def _remember(self, options: ReadOptions) -> None:
+        """Note options as checked against this model (a bounded set: options made per
+        call are checked again, not kept forever)."""
+        if len(self._fitted) >= 256:
+            self._fitted.clear()
+        self._fitted.add(options)
 
     def read_arrays(self, batch: np.ndarray, options: ReadOptions = DEFAULT_OPTIONS) -> list[Reading]:
         """Read a preprocessed batch ``(N, C, H, W)``."""
@@ -448,7 +457,11 @@ class Reader:
             return self.options(**kwargs)
         if options is None or options == DEFAULT_OPTIONS:
             return DEFAULT_OPTIONS
-        if options not in self._fitted:  # made by another model's Reader?
+        try:
+            known = options in self._fitted
+        except TypeError:  # built by hand, with a list for a string
+            raise ReadOptionError("options must come from reader.options(...)") from None
+        if not known:  # made by another model's Reader?
             d = options.decode
             try:
                 self.options(allow=d.allow, min_length=d.min_length, max_length=d.max_length,
@@ -456,7 +469,6 @@ class Reader:
             except ReadOptionError as e:
                 raise ReadOptionError(f"these options do not fit this model ({e}): were they made "
                                       "by another Reader? make them with this one's options()") from None
-            self._fitted.add(options)
         return options
 
     def read(self, source: ImageSource, options: ReadOptions | None = None, **kwargs) -> Reading:

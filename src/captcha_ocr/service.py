@@ -172,12 +172,13 @@ def create_app(reader: Reader, *, max_body: int = MAX_BODY, max_batch: int = MAX
         if not media:
             raise Refused(415, "no content type: send image/* bytes or multipart/form-data")
         if media == "multipart/form-data":
-            files = await multipart_files(request, body, "image", max_files=4)
+            several = Refused(400, "several files in the field 'image': /v1/read reads one; "
+                                   "send several as 'images' to /v1/read-batch")
+            files = await multipart_files(request, body, "image", max_files=4, too_many=several)
             if not files:
                 raise Refused(400, "multipart body has no file field 'image'")
             if len(files) > 1:
-                raise Refused(400, f"{len(files)} files in the field 'image': /v1/read reads one; "
-                                   "send several as 'images' to /v1/read-batch")
+                raise several
             body = files[0]
             if not body:
                 raise Refused(400, "the 'image' file is empty")
