@@ -32,6 +32,7 @@ def test_int8_is_written_recorded_and_read_by_default(base_copy, caps, capsys):
     assert main(["export", str(base_copy), "--int8", "--data", str(caps)]) == 0
     out = capsys.readouterr().out
     assert "40 images calibrated the int8 ranges; 40 others: float32 reads" in out and FILES.int8 in out
+    assert "(a check on 40 images sees a difference of one image in 40 at best: more labeled " in out
     info = json.loads((base_copy / FILES.info).read_text())
     assert FILES.int8 in info["files"]
     q = info["int8"]

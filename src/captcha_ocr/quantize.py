@@ -41,6 +41,7 @@ def _arrays(reader, samples: list[Sample]) -> tuple[np.ndarray, list[str]]:
 
 
 MIN_IMAGES = 20  # half to calibrate, half to check
+FINE_CHECK = 200  # checked images under which export says how coarse its check is
 
 
 def _check_site(model_dir: Path, data_dir: str | Path, labels: list[str], fp32: list[str],
@@ -128,9 +129,12 @@ def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0
                   fp32_accuracy=round(sequence_accuracy(labels, fp32), 4),
                   int8_accuracy=round(sequence_accuracy(labels, int8), 4),
                   agreement=round(float(np.mean([a == b for a, b in zip(fp32, int8)])), 4))
+    coarse = (f" (a check on {len(check)} images sees a difference of one image in "
+              f"{len(check)} at best: more labeled images in --data check finer)"
+              if len(check) < FINE_CHECK else "")
     on_log(f"{len(calib)} images calibrated the int8 ranges; {len(check)} others: float32 reads "
            f"{result['fp32_accuracy']:.4f}, int8 {result['int8_accuracy']:.4f}; the same reading "
-           f"for {result['agreement']:.4f}")
+           f"for {result['agreement']:.4f}{coarse}")
     if result["int8_accuracy"] < result["fp32_accuracy"]:
         raise ModelError(f"{model_dir}: int8 reads {result['int8_accuracy']:.4f} of {len(check)} "
                          f"images of {data_dir} (not used to calibrate) against "
