@@ -175,7 +175,8 @@ def test_review_page_prefills_the_label_under_review_and_saves_the_correction(fo
     with (made / "labels.csv").open("w", newline="") as f:
         csv.writer(f).writerows([("file", "label")] + [(n, "WRONG" if n == names[2] else truth[n])
                                                        for n in names])
-    (tmp_path / "list.tsv").write_text(f"{made / names[2]}\tWRONG\t{truth[names[2]]}\t0.990\n")
+    (tmp_path / "list.tsv").write_text(f"{made / names[2]}\tWRONG\t{truth[names[2]]}\t0.990\n"
+                                       f"{made / names[4]}\t{truth[names[4]]}\tZZZZ\t0.600\n")
     server = Server("base", tmp_path / "label.log", "--no-browser", "--review",
                     str(tmp_path / "list.tsv"), command=("label", str(made)), ready="/api/state")
     try:
@@ -185,8 +186,14 @@ def test_review_page_prefills_the_label_under_review_and_saves_the_correction(fo
         assert f"check-labels read it as “{truth[names[2]]}” (confidence 0.99)" in page.inner_text("#message")
         page.fill("#label", truth[names[2]])
         page.press("#label", "Enter")
+        # The second one's label is right: kept as shown, it counts as accepted unchanged
+        page.wait_for_function(f"document.querySelector('#label').value === {truth[names[4]]!r}",
+                               timeout=15_000)
+        page.press("#label", "Enter")
         page.wait_for_selector("#done:not([hidden])", timeout=15_000)
         assert "Every listed image is reviewed" in page.inner_text("#done")
+        state = httpx.get(server.url + "/api/state", timeout=10).json()
+        assert state["session_labels"] == 2 and state["accepted_unchanged"] == 1
     finally:
         server.stop()
     assert _labels(made) == truth and problems == []

@@ -57,7 +57,7 @@ async function show(name) {
             "correct the label, or keep it if the image shows it"
       : r && r.error ? `the model could not read it: ${r.error}` : "");
   input.value = prefill;
-  input.dataset.prefill = r && !r.error ? r.text : "";
+  input.dataset.prefill = prefill;  // what the box showed: kept as is, it counts as accepted unchanged
   input.focus();
   input.select();
 }
