@@ -168,12 +168,13 @@ def run_one(style: str, n: int, seed: int, train_dir: Path, test: list[Sample], 
     return row
 
 
-def print_pick(style: str, n: int, seed: int, folder: Path) -> None:
-    """The base ``train --init auto`` would start this cell from, and why (``train.pick_init``)."""
-    from captcha_ocr.finetune import load_inits
+def print_pick(style: str, n: int, seed: int, folder: Path, also: str | None = None) -> None:
+    """The base ``train --init auto`` would start this cell from, and why (``train.pick_init``);
+    with ``also``, that model a third candidate beside the shipped bases."""
+    from captcha_ocr.finetune import load_init, load_inits
     from captcha_ocr.train import pick_init, training_input
 
-    bases, samples = load_inits("auto"), discover(folder)
+    bases, samples = load_inits("auto") + ([load_init(also)] if also else []), discover(folder)
     image = training_input(samples, "deep", bases)[0]
     t0 = time.perf_counter()  # what the pick adds to a training run (decoding included)
     _, r = pick_init(bases, samples, image, "auto")
@@ -304,7 +305,8 @@ def main() -> None:
                          "its row's start column reads '+Uu'")
     ap.add_argument("--picks", action="store_true",
                     help="print which shipped base train's default (--init auto) starts each "
-                         "cell from, with both bases' losses and the t-statistic; no training")
+                         "cell from, with both bases' losses and the t-statistic; no training "
+                         "(with --base M: M a candidate beside them)")
     ap.add_argument("--scratch", action="store_true",
                     help="also train each cell from random weights (--init none)")
     a = ap.parse_args()
@@ -322,9 +324,9 @@ def main() -> None:
         ap.error(f"unknown or missing style(s) {unknown}; see --list")
     if a.test < MIN_TEST:
         ap.error(f"--test must be at least {MIN_TEST}")
-    if a.picks and (a.base or a.extra_args or a.unlabeled or a.scratch):
-        ap.error("--picks shows the default's choice: leave out --base, --extra-args, "
-                 "--unlabeled and --scratch")
+    if a.picks and (a.extra_args or a.unlabeled or a.scratch):
+        ap.error("--picks shows the default's choice: leave out --extra-args, --unlabeled and "
+                 "--scratch")
     ns = a.ns or DEFAULT_NS + [BIG_N]
     extra = shlex.split(a.extra_args)
     if a.base:
@@ -354,7 +356,7 @@ def main() -> None:
                               flush=True)
                         break
                     if a.picks:
-                        print_pick(name, n, seed, folder)
+                        print_pick(name, n, seed, folder, a.base)
                         continue
                     if a.unlabeled:  # self-training instead of the labels alone
                         u = unlabeled_dir(n, seed, a.unlabeled)

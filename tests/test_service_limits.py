@@ -68,18 +68,23 @@ def test_batch_over_its_pixel_budget_is_413_before_decoding(client):
              "over the limit of 100,000 for one batch request")
 
 
+def _slowed(monkeypatch, reader, method: str, seconds: float, when=lambda arg: True) -> None:
+    """The reader's ``method`` (preprocess, run) sleeps ``seconds`` first where ``when(arg)``."""
+    real = getattr(reader, method)
+
+    def slowed(arg):
+        if when(arg):
+            time.sleep(seconds)
+        return real(arg)
+
+    monkeypatch.setattr(reader, method, slowed)
+
+
 def test_single_read_does_not_wait_behind_batches(reader, monkeypatch):
     """Batches whose images decode slowly keep the batch lane busy; a single read goes
     through its own lane and finishes first."""
     slow, fast = png(201, 50), png(200, 50)
-    real = reader.preprocess
-
-    def preprocess(data):
-        if data == slow:
-            time.sleep(0.15)
-        return real(data)
-
-    monkeypatch.setattr(reader, "preprocess", preprocess)
+    _slowed(monkeypatch, reader, "preprocess", 0.15, when=lambda data: data == slow)
 
     async def scenario():
         b = MicroBatcher(reader, max_batch=64)
@@ -101,13 +106,7 @@ def test_single_read_does_not_wait_behind_batches(reader, monkeypatch):
 
 def test_stop_during_an_inference_fails_its_reads_with_503(reader, monkeypatch):
     """stop() while a batch is in the network: its requests get Unavailable, none waits forever."""
-    real = reader.run
-
-    def run(x):
-        time.sleep(0.3)
-        return real(x)
-
-    monkeypatch.setattr(reader, "run", run)
+    _slowed(monkeypatch, reader, "run", 0.3)
 
     async def scenario():
         b = MicroBatcher(reader, max_batch=64)

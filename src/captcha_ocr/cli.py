@@ -643,7 +643,7 @@ def cmd_predict(a: argparse.Namespace) -> None:
                       "for your site's captchas pass --model MODEL_DIR", markup=False, soft_wrap=True)
     with _bar(*Progress.get_default_columns(), console=console) as bar:
         task = bar.add_task("reading", total=len(paths))
-        sources = [sys.stdin.buffer if p == Path(STDIN) else p for p in paths]
+        sources = [sys.stdin.buffer if str(p) == STDIN else p for p in paths]
         for path, r in zip(paths, reader.iter_read(sources, options, batch_size=a.batch_size)):
             failed += not r.ok
             if a.json:
@@ -747,8 +747,7 @@ def _check_port(host: str, port: int) -> None:
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
                     raise CLIError(f"port {port} on {host or 'every address'} is in use (another "
-                                   "server?): stop it, "
-                                   "or pass --port with a free one") from None
+                                   "server?): stop it, or pass --port with a free one") from None
 
 
 def cmd_serve(a: argparse.Namespace) -> None:

@@ -406,6 +406,12 @@ class Labeling:
             out["names"] = self.names  # LABEL_ID, PREFIX_LABEL...: the part that was read
         return out
 
+    def _fix(self, samples: list[Sample]) -> str:
+        """Where these samples' labels are mended: labels.csv, their file names, or both."""
+        named = sum(s.path.name in self.named for s in samples)
+        return (f"fix {LABELS_FILE}" if not named else "rename the files" if named == len(samples)
+                else f"fix {LABELS_FILE} or the file names")
+
     def note(self, unlabeled_hint: str = "") -> str:
         """One line on how file names became labels (where not whole) and what was left
         out of the labeled set, "" when neither applies.
@@ -448,20 +454,14 @@ class Labeling:
                      len(f"a{c}b".splitlines()) > 1 else "blank" for s in spaced for c in s.label
                      if c.isspace()}
             what = " or ".join(k for k in ("space", "tab", "line break", "blank") if k in kinds)
-            named = sum(s.path.name in self.named for s in spaced)
-            fix = (f"fix {LABELS_FILE}" if not named else "rename the files" if named == len(spaced)
-                   else f"fix {LABELS_FILE} or the file names")
             out.append(f"a {what} in {counted(len(spaced), 'label')} ({spaced[0].label!r}): the model "
-                       f"learns to read it; {fix} if the site draws none")
+                       f"learns to read it; {self._fix(spaced)} if the site draws none")
         hidden = [s for s in self.samples if any(invisible(c) for c in s.label)]
         if hidden:
             c = next(c for c in hidden[0].label if invisible(c))
-            named = sum(s.path.name in self.named for s in hidden)
-            fix = (f"fix {LABELS_FILE}" if not named else "rename the files" if named == len(hidden)
-                   else f"fix {LABELS_FILE} or the file names")
             out.append(f"an invisible character (U+{ord(c):04X}) in {counted(len(hidden), 'label')} "
                        f"({hidden[0].path.name}: {hidden[0].label!r}): the model learns to read "
-                       f"it; {fix}")
+                       f"it; {self._fix(hidden)}")
         long = long_labels([s.label for s in self.samples])
         if long:
             ex = next(s for s in self.samples if len(s.label) == max(long))

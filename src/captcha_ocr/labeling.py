@@ -362,10 +362,9 @@ def _stems_hint(folder: Path) -> None:
                  "counts them as labeled and shows only the rest", named)
 
 
-def folder_summary(store: LabelStore) -> str:
-    """"FOLDER: N images, M labeled" as the page counts them, and the rows of labels.csv
-    that name files no longer in the folder (kept, not counted)."""
-    labeled = store.counts()["labeled"]
+def folder_summary(store: LabelStore, labeled: int) -> str:
+    """"FOLDER: N images, M labeled" (``labeled``: as the page counts them), and the rows
+    of labels.csv that name files no longer in the folder (kept, not counted)."""
     gone = len(store.labels) - labeled
     return (f"{store.folder}: {len(store.images)} images, {labeled} labeled"
             + (f" (labels.csv also names {counted(gone, 'file')} not in the folder)" if gone else ""))
@@ -386,8 +385,9 @@ def serve_labeling(folder: str | Path, model: str | None = None, host: str = "12
         labeling = Labeling(store, reader, order, review, suggestions)
         app = create_label_app(labeling)
         url = f"http://{host}:{port}/"
-        log.info("%s; open %s", folder_summary(store), url)
-        if not store.counts()["labeled"] and not trust_stems:
+        labeled = store.counts()["labeled"]
+        log.info("%s; open %s", folder_summary(store, labeled), url)
+        if not labeled and not trust_stems:
             _stems_hint(store.folder)
         if open_browser:
             import webbrowser
