@@ -294,3 +294,35 @@ def test_out_that_is_a_file_is_refused_leaving_no_lock(data, tmp_path, capsys):
     assert main(["export", str(tmp_path / "m" / "notes.csv")]) == 1
     assert "--out" not in capsys.readouterr().err  # export has none
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["notes.csv"]  # no lock files
+
+
+def test_an_interrupt_never_lands_inside_an_import(tmp_path, monkeypatch):
+    """SIGTERM (or Ctrl-C) during a long run waits for an import to finish: raised inside
+    one it left the module half made (a RuntimeError traceback on Python 3.11, from
+    torch's lazy imports at the first optimizer step) or ended the process by SIGINT."""
+    import signal
+    import time
+
+    from captcha_ocr.cli import _interrupt
+
+    (tmp_path / "interrupted_module.py").write_text(
+        "import dataclasses, signal\n"
+        "signal.raise_signal(signal.SIGTERM)\n"
+        "@dataclasses.dataclass(frozen=True)\n"  # methods exec'd from strings, as torch's
+        "class Point:\n"
+        "    x: int = 0\n"
+        "DONE = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    reached = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            import interrupted_module  # noqa: F401
+
+            reached.append("imported")
+            time.sleep(10)  # the signal comes again here, outside the import
+            reached.append("slept")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sys.modules.pop("interrupted_module", None)
+    assert reached == ["imported"]

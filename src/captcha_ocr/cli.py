@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import signal
 import string
@@ -192,7 +193,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     cfg = recipe(a.arch, finetune=init is not None, epochs=a.epochs, patience=a.patience,
                  batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction, seed=a.seed,
                  threads=a.threads, augment=a.augment,
-                 steps=a.steps, ema=a.ema, bf16=a.bf16, features_lr=a.features_lr,
+                 steps=a.steps, ema=a.ema, bf16=a.bf16, features_lr=a.features_lr, elastic=a.elastic,
                  keep_best=None if a.keep is None else a.keep == "best")
     if a.keep == "last" and cfg.patience:
         raise CLIError(f"--keep last: the {a.arch} recipe stops early (patience {cfg.patience}) and "
@@ -887,6 +888,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "native bfloat16, AVX-512 BF16 or AMX; the model is saved in float32)")
     t.add_argument("--features-lr", type=_at_least(0.0, float), metavar="X",
                    help="the conv layers' learning rate as a multiple of the rest's (default: 1)")
+    t.add_argument("--elastic", type=_at_least(0.0, float), metavar="PX",
+                   help="augmentation: local warps moving glyphs up to PX pixels of the model's "
+                        "input (default: 0, none)")
     t.add_argument("--ema", type=_fraction, help="decay per step of a moving average "
                    "of the weights, which the model then holds; 0: off (recipe default)")
     t.add_argument("--keep", choices=("best", "last"), default=None,
@@ -1127,7 +1131,27 @@ def _missing_extra(e: ModuleNotFoundError) -> str | None:
             f"{_INSTALL[extra]}")
 
 
+def _importing(frame) -> bool:
+    """Whether ``frame`` runs inside an import, or code compiled from a string (a
+    dataclass's methods, a namedtuple's), which modules run as they import."""
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib") or name == "<string>":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _interrupt(signum, frame) -> None:
+    """SIGTERM and Ctrl-C during a long run: a KeyboardInterrupt, but never inside an
+    import. One raised there leaves the module half made, and on Python 3.11 surfaced as
+    a RuntimeError traceback (raised in a dataclass's ``__set_name__``) or ended the
+    process by SIGINT after its lines (an interrupted ``exec`` of a string: exit -2, not
+    130); torch imports such modules lazily at the first optimizer step, a few seconds
+    into a run. There the signal comes again 50 ms later, until it lands outside."""
+    if _importing(frame):
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
     raise KeyboardInterrupt
 
 
@@ -1140,7 +1164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             threading.current_thread() is threading.main_thread():
         # A service manager's stop (SIGTERM) ends a long run as Ctrl-C does: with a line,
         # and for train the --resume hint (its checkpoints are written atomically either way).
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        # Ctrl-C too, where it is not ignored (a job started in the background).
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)
+                    if sig == signal.SIGTERM or signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         args.func(args)
     except (CLIError, DatasetError, ModelError, ImageError, UnknownCharacterError) as e:
@@ -1158,8 +1184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in (previous or {}).items():
+            signal.signal(sig, handler)
     return 0
 
 
