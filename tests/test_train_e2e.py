@@ -78,3 +78,39 @@ def test_train_names_unreadable_images_before_training_once(tmp_path, capsys):
     named = [i for i, line in enumerate(err) if line.startswith(f"skipped {folder / '000001.png'}: ")]
     first_round = next(i for i, line in enumerate(err) if line.startswith("epoch "))
     assert len(named) == 1 and named[0] < first_round
+
+
+def test_an_unreadable_image_neither_adds_characters_nor_hides_the_training_folder(tmp_path, capsys):
+    """A corrupt file's label adds nothing to the alphabet, and eval and export still
+    know the folder for the one the model was trained on (the fingerprint was taken
+    over the readable images only, eval's over every file: no warning)."""
+    from conftest import make_captchas
+
+    data = tmp_path / "data"
+    make_captchas(data, 30, "0123456789", (4, 4), seed=5, size=(100, 32))
+    (data / "BOMB.png").write_bytes(b"not a png at all")  # its name holds B, O and M
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), "--init", "none", "--steps", "2",
+                 "--threads", "1", "-q"]) == 0, capsys.readouterr().err
+    info = json.loads((out / FILES.info).read_text())
+    assert info["alphabet"] == "0123456789" and info["training"]["n_skipped"] == 1
+    capsys.readouterr()
+    assert main(["eval", str(data), "--model", str(out)]) == 0
+    assert "from the folder the model was trained on" in capsys.readouterr().err
+    (data / "extra.png").write_bytes((data / "BOMB.png").read_bytes())  # another folder now
+    assert main(["eval", str(data), "--model", str(out)]) == 0
+    assert "from the folder the model was trained on" not in capsys.readouterr().err
+
+
+def test_a_label_too_long_for_the_width_stops_before_any_work(tmp_path, capsys):
+    """Checked on the labels before the bases are compared or anything is left behind."""
+    from conftest import make_captchas
+
+    data = tmp_path / "data"
+    make_captchas(data, 12, "ABCDE", (5, 5), seed=6, size=(100, 32))
+    out = tmp_path / "m"
+    assert main(["train", str(data), "--out", str(out), "--width", "8"]) != 0
+    err = capsys.readouterr().err
+    assert "time steps but a 8-pixel-wide input gives 2; use a larger --width" in err
+    assert "picked" not in err and "base2" not in err  # no comparison of the bases ran
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "data"]  # no m.partial

@@ -444,10 +444,14 @@ def _reading_json(r) -> dict:
 
 def _trained_on(info, samples) -> bool:
     """Whether ``samples`` are the very images the model was trained on (model.json's
-    image count and data fingerprint)."""
-    trained = info.training
-    return trained.get("n_images") == len(samples) and \
-        trained.get("data_fingerprint") == fingerprint(s.path for s in samples)
+    image count and data fingerprint; where training skipped unreadable files, the
+    fingerprint of every file it listed)."""
+    t = info.training
+    if t.get("n_images") == len(samples):
+        return t.get("data_fingerprint") == fingerprint(s.path for s in samples)
+    if t.get("n_skipped") and t.get("n_images", 0) + t["n_skipped"] == len(samples):
+        return t.get("data_fingerprint_listed") == fingerprint(s.path for s in samples)
+    return False
 
 
 def cmd_eval(a: argparse.Namespace) -> None:

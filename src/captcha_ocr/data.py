@@ -15,6 +15,7 @@ import csv
 import hashlib
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -746,14 +747,16 @@ def split_indices(n: int, val_fraction: float, seed: int,
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes (hex); a file over the image size limit, or one that
-    cannot be read, gets its own path instead (the image gate refuses it by name)."""
+    """SHA-256 of a file's bytes (hex); a file over the image size limit, one that cannot
+    be read or is not a regular file (a FIFO would block), gets its own path instead (the
+    image gate refuses it by name)."""
     try:
-        if path.stat().st_size <= MAX_FILE_BYTES:
+        st = path.stat()
+        if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_FILE_BYTES:
             return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         pass
-    return f"unread:{path}"
+    return f"unread:{path.name}"  # the same wherever the folder is named from
 
 
 def copy_groups(values: list) -> np.ndarray:

@@ -14,7 +14,16 @@ from torch import nn
 
 from .config import ARCHS, ImageConfig, ModelConfig
 
-__all__ = ["ARCHS", "CRNN", "build_model", "count_flops", "count_params"]
+__all__ = ["ARCHS", "CRNN", "build_model", "count_flops", "count_params", "feature_size"]
+
+def feature_size(image: ImageConfig, convs: list) -> tuple[int, int]:
+    """Height and width of the conv stages' output for ``image``: the width is the
+    number of time steps."""
+    h, w = image.height, image.width
+    for _, stride, ph, pw in convs:
+        h, w = (h + stride - 1) // stride // ph, (w + stride - 1) // stride // pw
+    return h, w
+
 
 def _conv_stage(c_in: int, c_out: int, stride: int, pool: tuple[int, int], bn: bool) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=not bn)]
@@ -92,10 +101,11 @@ class CRNN(nn.Module):
         if cfg.arch not in ARCHS:
             raise ValueError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCHS)}")
         p = {**ARCHS[cfg.arch], **cfg.params}
-        stages, c, h, w = [], image.channels, image.height, image.width
+        stages, c = [], image.channels
         for c_out, stride, ph, pw in p["convs"]:
             stages.append(_conv_stage(c, c_out, stride, (ph, pw), p["batch_norm"]))
-            c, h, w = c_out, (h + stride - 1) // stride // ph, (w + stride - 1) // stride // pw
+            c = c_out
+        h, w = feature_size(image, p["convs"])
         if w < 1 or h < 1:
             raise ValueError(f"architecture {cfg.arch!r} downsamples a {image.width}x{image.height} "
                              "input to nothing; use a larger input size")

@@ -169,6 +169,12 @@ class StagedModelDir:
 
         return checkpoint.exists(self.partial / CHECKPOINT)
 
+    def drop_unstarted(self) -> None:
+        """Remove the staging folder of a run that stopped before its first checkpoint:
+        nothing in it to resume (a failed run left ``M.partial/`` behind)."""
+        if self.partial.is_dir() and not self.interrupted():
+            shutil.rmtree(self.partial, ignore_errors=True)
+
     def begin(self, resume: bool) -> Path:
         """The empty (or, with ``resume``, the interrupted run's) folder to write into."""
         if resume:

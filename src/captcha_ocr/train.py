@@ -56,7 +56,7 @@ from .decoding import greedy_decode
 from .finetune import InitModel, input_overrides, transfer
 from .geometry import choose_image, image_stats
 from .metrics import cer, sequence_accuracy
-from .model import CRNN, build_model, count_flops, count_params
+from .model import CRNN, build_model, count_flops, count_params, feature_size
 from .modeldir import FILES, ModelError, ModelInfo, atomic_write, sha256_file
 from .preprocess import ImageError
 from .staging import StagedModelDir, fault
@@ -115,9 +115,10 @@ class TrainResult:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def prepare(data_dir: str | Path, image: ImageConfig, val_fraction: float, seed: int,
-            charset: Charset | None = None, samples: list[Sample] | None = None) -> Split:
-    """Load a dataset folder (or its already discovered ``samples``) into memory and split it.
+def load_readable(data_dir: str | Path, image: ImageConfig,
+                  samples: list[Sample] | None = None) -> LoadedImages:
+    """A dataset folder's images (or its already discovered ``samples``') in memory;
+    unreadable ones skipped.
 
     Raises:
         DatasetError: no usable images.
@@ -125,6 +126,19 @@ def prepare(data_dir: str | Path, image: ImageConfig, val_fraction: float, seed:
     data = load_images(samples if samples is not None else discover(data_dir), image)
     if not data.samples:
         raise DatasetError(f"{data_dir}: none of the {len(data.skipped)} image files could be read")
+    return data
+
+
+def prepare(data_dir: str | Path, image: ImageConfig, val_fraction: float, seed: int,
+            charset: Charset | None = None, samples: list[Sample] | None = None,
+            data: LoadedImages | None = None) -> Split:
+    """Load a dataset folder (or its already discovered ``samples``, or take its ``data``
+    already loaded) into memory and split it.
+
+    Raises:
+        DatasetError: no usable images.
+    """
+    data = data if data is not None else load_readable(data_dir, image, samples)
     labels = [s.label for s in data.samples]
     charset = charset or Charset.from_labels(labels)
     # Copies of one captcha (a collection fetched twice, "x (1).png") stay on one side:
@@ -149,13 +163,13 @@ def _with_extra(split: Split, extra: list[Sample], image: ImageConfig) -> Split:
                  split.val, split.copies, split.digests + [digest[s.path] for s in more.samples])
 
 
-def check_label_lengths(split: Split, steps: int, width: int) -> None:
+def check_label_lengths(samples: list[Sample], steps: int, width: int) -> None:
     """CTC needs a time step per character plus one between repeated characters.
 
     Raises:
         DatasetError: naming the first label too long for ``steps`` time steps.
     """
-    for s in split.data.samples:
+    for s in samples:
         need = len(s.label) + sum(a == b for a, b in zip(s.label, s.label[1:]))
         if need > steps:
             raise DatasetError(f"{s.path}: label {s.label!r} needs {need} time steps but a "
@@ -481,6 +495,10 @@ def _model_info(model: CRNN, model_cfg: ModelConfig, split: Split, cfg: TrainCon
             command=command, data_dir=str(Path(data_dir).absolute()),
             data_fingerprint=split.fingerprint(n_labeled),
             n_images=n_labeled, n_skipped=len(split.data.skipped),
+            **({"data_fingerprint_listed": fingerprint(  # unreadable files too, as eval lists them
+                [s.path for s in split.data.samples[:n_labeled]] + [p for p, _ in split.data.skipped],
+                split.digests[:n_labeled] + [file_digest(p) for p, _ in split.data.skipped])}
+               if split.data.skipped else {}),
             n_train=len(split.train), n_val=len(split.val), copies=split.copies, config=asdict(cfg),
             epochs_run=len(history), best_epoch=best_epoch,
             params=count_params(model), flops_per_image=count_flops(model, image),
@@ -818,10 +836,15 @@ def train(data_dir: str | Path, out_dir: str | Path, *, arch: str = DEFAULT_ARCH
                                on_epoch, on_batch, t0, extra or [], extra_record, alphabet,
                                stem_labels, names)
         except OSError as e:  # a full disk, a read-only or vanished folder
+            staged.drop_unstarted()
             where = e.filename or staged.partial
+            again = "with --resume" if staged.interrupted() else "(no checkpoint yet to resume)"
             raise ModelError(f"{where}: {e.strerror or e} during training; the previous model "
-                             f"in {out_dir} is untouched; fix that and run again with "
-                             "--resume") from None
+                             f"in {out_dir} is untouched; fix that and run again "
+                             f"{again}") from None
+        except BaseException:
+            staged.drop_unstarted()
+            raise
 
 
 def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, image, cfg, init,
@@ -834,12 +857,18 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     geometry = None
     if not isinstance(image, ImageConfig):
         image, geometry = training_input(samples, arch, init, image)
+    # The readable images only, from here on: an unreadable file's label adds no character
+    # to the alphabet (a corrupt "BOMB.png" gave the model a B and an O), and no label is
+    # checked against the input's time steps after minutes of work.
+    data = load_readable(data_dir, image, samples)
+    convs = {**ARCHS[arch], **(params or {})}["convs"]  # a starting model's, where there is one
+    check_label_lengths(data.samples, feature_size(image, convs)[1], image.width)
     picked = None
     if isinstance(init, list):
-        init, picked = pick_init(init, samples, image, alphabet)
+        init, picked = pick_init(init, data.samples, image, alphabet)
         arch, params = init.info.model.arch, init.info.model.params
-    charset, alphabet_record = choose_alphabet([s.label for s in samples], alphabet, init)
-    split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, charset=charset, samples=samples)
+    charset, alphabet_record = choose_alphabet([s.label for s in data.samples], alphabet, init)
+    split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, charset=charset, data=data)
     n_labeled_train, n_labeled = len(split.train), len(split.data.samples)
     if extra:
         split = _with_extra(split, extra, image)
@@ -852,7 +881,6 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     torch.manual_seed(cfg.seed)
     model_cfg = ModelConfig(arch, split.charset.n_classes, {**ARCHS[arch], **(params or {})})
     model = transfer(init, image, split.charset) if init is not None else build_model(image, model_cfg)
-    check_label_lengths(split, model.steps, image.width)
     key = _resume_key(cfg, image, model_cfg, split, n_labeled_train, init)
     state = None
     if resume:
