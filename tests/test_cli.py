@@ -410,3 +410,20 @@ def test_the_port_check_tries_each_address_as_uvicorn_binds_it():
         if socket.has_ipv6:
             _check_port("::", port)  # IPv6 apart from IPv4, as asyncio binds it: free
     _check_port("127.0.0.1", port)  # free again
+
+
+def test_predict_and_eval_take_max_pixels(capsys, tmp_path):
+    """A legitimate large scan is read where --max-pixels allows it (the message names
+    the option; predict and eval had none)."""
+    from PIL import Image
+
+    big = tmp_path / "ab12c.png"
+    Image.new("L", (3000, 2000), 255).save(big)
+    assert main(["predict", str(big)]) != 0
+    assert "over the limit of 4,000,000 pixels" in capsys.readouterr().err
+    assert main(["predict", str(big), "--max-pixels", "6000000"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path)]) == 0
+    assert "over the limit of 4,000,000 pixels" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path), "--max-pixels", "6000000"]) == 0
+    assert "over the limit" not in capsys.readouterr().out

@@ -142,8 +142,33 @@ def test_pixel_limit_checked_from_header():
     big = _png(Image.new("L", (3000, 2000)))
     with pytest.raises(ImageTooLargeError, match=r"3000x2000, over the limit of 4,000,000 pixels \(far "
                                                  r"larger than a captcha: is it the right file\? "
-                                                 r"Reader.load\(max_pixels=...\) and serve --max-pixels"):
+                                                 r"--max-pixels of predict, eval and serve"):
         preprocess(big, CFG, max_pixels=4_000_000)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` grey pixels (its data: a few bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
+
+
+def test_an_image_past_pillows_own_limit_is_too_large_not_damaged():
+    """Pillow refuses over 2 x MAX_IMAGE_PIXELS when it opens a file, before our header
+    check: that was "a damaged PNG file ... fetch it again" (1.8 MB on disk)."""
+    bomb = _png_header(30000, 20000)
+    with pytest.raises(ImageTooLargeError, match=r"^bytes: image of 600,000,000 pixels, over the "
+                                                 r"limit of 4,000,000 pixels .* --max-pixels"):
+        preprocess(bomb, CFG, max_pixels=4_000_000)
+    with pytest.raises(ImageTooLargeError, match=r"^bytes: image of 600,000,000 pixels, over the "
+                                                 r"limit of [\d,]+ that Pillow opens at all"):
+        preprocess(bomb, CFG, max_pixels=None)
 
 
 def test_pixel_limit_holds_for_arrays_and_pil_images_too():

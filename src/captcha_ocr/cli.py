@@ -36,7 +36,7 @@ from .data import (
 from .labelcheck import CONFIDENT, suspect
 from .metrics import cer, sequence_accuracy
 from .modeldir import FILES, ModelError
-from .preprocess import IMAGE_SUFFIXES, ImageError
+from .preprocess import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError
 from .tsv import field
 
 EXIT_ERROR = 1
@@ -382,7 +382,7 @@ def _reader(a: argparse.Namespace):
     from .runtime import Reader
 
     return Reader.load(a.model, threads=getattr(a, "threads", 0) or 0, provider=a.provider,
-                       precision=a.precision)
+                       precision=a.precision, max_pixels=a.max_pixels)
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
@@ -396,6 +396,9 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
 def _add_reading_options(p: argparse.ArgumentParser) -> None:
     """The reading options, the same for predict and eval (and the service's parameters)."""
     _add_runtime_options(p)
+    p.add_argument("--max-pixels", type=POSITIVE, default=DEFAULT_MAX_PIXELS,
+                   help="largest image in pixels, refused above, checked before decoding "
+                        f"(default: {DEFAULT_MAX_PIXELS})")
     g = p.add_argument_group("reading options")
     g.add_argument("--allow", metavar="CHARS", help="only these characters may be read (e.g. 0123456789)")
     g.add_argument("--length", type=POSITIVE, help="the reading has exactly this many characters")
@@ -1011,8 +1014,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request body in MiB, 413 above (default: 2)")
     v.add_argument("--max-batch", type=POSITIVE, default=64,
                    help="most images per inference batch and per /v1/read-batch (default: 64)")
-    v.add_argument("--max-pixels", type=POSITIVE, default=4_000_000,
-                   help="largest image in pixels, 422 above, checked before decoding (default: 4000000)")
+    v.add_argument("--max-pixels", type=POSITIVE, default=DEFAULT_MAX_PIXELS,
+                   help="largest image in pixels, 422 above, checked before decoding "
+                        f"(default: {DEFAULT_MAX_PIXELS})")
     v.add_argument("--max-wait-ms", type=_at_least(0.0, float), default=2.0,
                    help="longest wait for other images to batch with (default: 2)")
     v.add_argument("--max-batch-pixels", type=POSITIVE, default=16_000_000,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import warnings
 from pathlib import Path
@@ -139,6 +140,14 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
             img.load()
     except ImageError:
         raise
+    except Image.DecompressionBombError as e:  # Pillow's own limit, on opening: before ours
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"of {int(found.group(1)):,} pixels" if found else "larger than Pillow opens"
+        if max_pixels is not None:
+            raise _too_large(name, size, max_pixels) from None
+        raise ImageTooLargeError(f"{name}: image {size}, over the limit of "
+                                 f"{2 * (Image.MAX_IMAGE_PIXELS or 0):,} that Pillow opens at all "
+                                 "(far larger than a captcha: is it the right file?)") from None
     except Exception as e:  # noqa: BLE001 - a decoder's failure, whatever its type, is this image's
         fmt = _looks_like(fp.getvalue()[:18])
         if fmt:  # truncated, or damaged inside: "fetch it again" is what helps
@@ -152,12 +161,16 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     return img
 
 
+def _too_large(name: str, size: str, max_pixels: int) -> ImageTooLargeError:
+    return ImageTooLargeError(f"{name}: image {size}, over the limit of {max_pixels:,} pixels (far "
+                              "larger than a captcha: is it the right file? --max-pixels of "
+                              "predict, eval and serve, and Reader.load(max_pixels=...), set the "
+                              "limit)")
+
+
 def _check_pixels(name: str, width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLargeError(f"{name}: image is {width}x{height}, over the limit of "
-                                 f"{max_pixels:,} pixels (far larger than a captcha: is it the "
-                                 "right file? Reader.load(max_pixels=...) and serve --max-pixels "
-                                 "set the limit)")
+        raise _too_large(name, f"is {width}x{height}", max_pixels)
 
 
 def _file_name(f) -> str:
