@@ -457,6 +457,21 @@ def test_labels_csv_with_a_bom_reads(synth_dir):
     assert {s.path.name: s.label for s in discover(synth_dir)}[first] == "abc"
 
 
+def test_labels_csv_as_excel_writes_it_reads(synth_dir):
+    """Excel's "sep=;" first line, and empty cells after the label where columns were
+    touched (both were "the first line must be the header")."""
+    first, second = [p.name for p in sorted(synth_dir.glob("*.png"))[:2]]
+    (synth_dir / "labels.csv").write_bytes(
+        f"\ufeffsep=;\r\nFilename;Label;;\r\n{first};abc;;\r\n{second};a,b\r\n".encode())
+    labels = {s.path.name: s.label for s in discover(synth_dir)}
+    assert labels[first] == "abc" and labels[second] == "a,b"  # ";" separates, not ","
+    (synth_dir / "labels.csv").write_text(f"file,label,\n{first},abc,,\n")
+    assert {s.path.name: s.label for s in discover(synth_dir)}[first] == "abc"
+    (synth_dir / "labels.csv").write_text(f"file,label\n{first},abc,x\n")  # a third value: no
+    with pytest.raises(DatasetError, match="expected two columns"):
+        discover(synth_dir)
+
+
 def test_labels_csv_conflicting_rows_are_refused(synth_dir):
     first = sorted(synth_dir.glob("*.png"))[0].name
     (synth_dir / "labels.csv").write_text(f"file,label\n{first},abc\n{first},abc\n{first},abd\n")

@@ -309,10 +309,18 @@ LABEL_COLUMNS = ("label", "text", "words", "solution", "answer", "captcha", "cod
 _SEPARATORS = {",": "commas", "\t": "tabs", ";": "semicolons"}
 
 
+def _trim_empty_end(row: list[str]) -> list[str]:
+    """``row`` less the empty cells after its second."""
+    while len(row) > 2 and not row[-1].strip():
+        row = row[:-1]
+    return row
+
+
 def read_labels_csv(path: Path) -> dict[str, str]:
     """``{file: label}`` from a ``labels.csv``: header ``file,label`` (or a name of
     ``FILE_COLUMNS`` and one of ``LABEL_COLUMNS``), comma-, tab- or semicolon-separated
-    (as the header is); a BOM is fine.
+    (as the header is, or as Excel's first line ``sep=;`` says); a BOM and empty cells
+    after the second of a line are fine.
 
     Raises:
         DatasetError: not UTF-8, no header, a malformed row, or one file labeled twice
@@ -323,8 +331,12 @@ def read_labels_csv(path: Path) -> dict[str, str]:
             lines = f.read().splitlines(keepends=True)
         skip = next((i for i, line in enumerate(lines) if line.strip()), len(lines))  # blank lines first
         lines = lines[skip:]
-        sep = next((d for d in ",\t;" if lines and d in lines[0]), ",")
-        rows = list(csv.reader(lines, delimiter=sep))
+        excel = re.fullmatch(r"sep=(.)", lines[0].strip()) if lines else None
+        if excel:  # Excel's "sep=;" line names the separator
+            skip, lines = skip + 1, lines[1:]
+        sep = excel.group(1) if excel else next((d for d in ",\t;" if lines and d in lines[0]), ",")
+        # cells left empty at the end of a line (a spreadsheet's touched columns) are none
+        rows = [_trim_empty_end(row) for row in csv.reader(lines, delimiter=sep)]
     except UnicodeDecodeError as e:
         raise DatasetError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); "
                            "save it as UTF-8") from None
