@@ -336,6 +336,20 @@ def test_rows_for_files_removed_after_labeling_are_ignored_and_counted(synth_dir
         labeling.note("--unlabeled M: ...")
 
 
+def test_stem_labels_is_not_offered_for_names_it_would_refuse(tmp_path):
+    """Id-named files left out of labels.csv: --stem-labels would refuse their names (a
+    numbering), so the note does not suggest it."""
+    from PIL import Image
+
+    for i in range(1000, 1012):
+        Image.new("L", (60, 20), 255).save(tmp_path / f"{i}.png")
+    (tmp_path / "labels.csv").write_text("file,label\n1000.png,abc\n1001.png,abd\n")
+    note = survey(tmp_path).note()
+    assert "10 images not in labels.csv unlabeled" in note and "--stem-labels" not in note
+    with pytest.raises(DatasetError, match="numbers counting up"):
+        survey(tmp_path, stem_labels=True)
+
+
 def test_labels_csv_that_labels_nothing_here_is_one_clear_error(synth_dir):
     (synth_dir / "labels.csv").write_text("file,label\n")
     with pytest.raises(DatasetError, match="no labeled images among its 12 .*labels.csv labels "

@@ -453,7 +453,10 @@ class Labeling:
             out.append(f"{counted(self.copies_cut, 'label')} read from the names of second copies, "
                        f"less their ' (1)' or ' - Copy': {self.copy_example}")
         if self.unlabeled:
-            hint = "; ".join(filter(None, [unlabeled_hint, "--stem-labels: file names as labels"]))
+            # --stem-labels only where their names would be taken as labels (not ids)
+            stems = name_labels([q.stem for q in self.unlabeled], strict=False) is not None
+            hint = "; ".join(filter(None, [unlabeled_hint,
+                                           "--stem-labels: file names as labels" if stems else ""]))
             out.append(f"{counted(len(self.unlabeled), 'image')} not in {LABELS_FILE} unlabeled "
                        f"({hint})")
         if self.set_aside:
