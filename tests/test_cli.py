@@ -116,6 +116,12 @@ def test_predict_bad_image_fails_alone(capsys, trained, subset, tmp_path):
     assert [r["path"].rsplit("/", 1)[1] for r in rows] == ["0truncated.png", *[g.name for g in good]]
     assert "error" in rows[0] and all("error" not in r for r in rows[1:])
     assert rc == 1 and "1 of 3 images could not be read" in err
+    rc, out, err = run(capsys, "predict", folder, "--model", trained.model_dir)
+    lines = out.splitlines()  # one per input, in order, the unreadable one too
+    assert [line.split("\t")[0].rsplit("/", 1)[1] for line in lines] == \
+        ["0truncated.png", *[g.name for g in good]]
+    assert lines[0].endswith("0truncated.png\t\tERROR") and "ERROR" not in "".join(lines[1:])
+    assert rc == 1 and "0truncated.png" in err
 
 
 def _predict_stdin(args: list[str], data: bytes | None) -> subprocess.CompletedProcess:
@@ -427,3 +433,12 @@ def test_predict_and_eval_take_max_pixels(capsys, tmp_path):
     assert "over the limit of 4,000,000 pixels" in capsys.readouterr().out
     assert main(["eval", str(tmp_path), "--max-pixels", "6000000"]) == 0
     assert "over the limit" not in capsys.readouterr().out
+
+
+def test_predict_names_a_subfolder_of_images_it_does_not_read(capsys, tmp_path):
+    make_captchas(tmp_path, 2, "2345678", (5, 5), seed=2, size=(200, 50))
+    make_captchas(tmp_path / "more", 2, "2345678", (5, 5), seed=3, size=(200, 50))
+    assert main(["predict", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2 and "more" not in out
+    assert f"note: {tmp_path}; its subfolder more holds images, and only the folder itself is read" in err

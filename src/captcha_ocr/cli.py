@@ -646,6 +646,10 @@ def cmd_predict(a: argparse.Namespace) -> None:
     options = _reading_options(reader, a)
     failed = 0
     console = _err_console()
+    for p in dict.fromkeys(a.paths):  # images one level down are not read: say so
+        hint = subfolders_hint(Path(p)) if p != STDIN and Path(p).is_dir() else ""
+        if hint:
+            console.print(f"note: {p}{hint}", markup=False, soft_wrap=True)
     if a.model is None:  # the shipped model reads one site's captchas only: say which
         console.print("reading with the shipped captcha_images_v2 model (that set's style only); "
                       "for your site's captchas pass --model MODEL_DIR", markup=False, soft_wrap=True)
@@ -662,7 +666,8 @@ def cmd_predict(a: argparse.Namespace) -> None:
                 flag = "" if r.accepted else "\tNO READING" if not r.text else \
                     f"\tLOW CONFIDENCE {_floor3(r.confidence)}"
                 print(f"{field(path)}\t{shown}{flag}", flush=True)
-            else:
+            else:  # a line on stdout too: one per input, in order, for scripts
+                print(f"{field(path)}\t" + ("\t-" if a.solve else "") + "\tERROR", flush=True)
                 console.print(f"error: {r.error}", markup=False, soft_wrap=True)
             bar.advance(task)
     if failed:
