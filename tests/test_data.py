@@ -264,7 +264,7 @@ def test_labels_csv_labels_what_it_names_and_the_rest_is_unlabeled(synth_dir):
     note = labeling.note()
     assert note.endswith(": 2 labeled images; 10 images not in labels.csv unlabeled "
                          "(--stem-labels: file names as labels); a space in 1 label ('a/b c'): "
-                         "the model learns to read it; fix labels.csv if the site draws none")
+                         "it is a character to read, as any other; fix labels.csv if the site draws none")
     assert "--unlabeled" not in note  # what a command can do with them is its own hint
 
 
@@ -275,9 +275,9 @@ def test_stem_labels_fill_in_what_labels_csv_does_not_name(synth_dir):
     labels = {s.path.name: s.label for s in labeling.samples}
     assert labels[first.path.name] == "a/b c" and len(labels) == 12
     assert all(labels[n] == n.rsplit(".", 1)[0] for n in labels if n != first.path.name)
-    assert labeling.unlabeled == [] and labeling.note().endswith(": 12 labeled images; a space in 1 label "
-                                                                 "('a/b c'): the model learns to read it; "
-                                                                 "fix labels.csv if the site draws none")
+    assert labeling.unlabeled == [] and labeling.note().endswith(
+        ": 12 labeled images; a space in 1 label ('a/b c'): it is a character to read, as any "
+        "other; fix labels.csv if the site draws none")
 
 
 def test_images_set_aside_while_labeling_are_left_out(synth_dir):
@@ -515,12 +515,12 @@ def test_labels_with_a_space_are_pointed_out(synth_dir):
     rows = [(s.path.name, s.label) for s in discover(synth_dir)]
     rows[0] = (rows[0][0], rows[0][1][:2] + " " + rows[0][1][2:])
     (synth_dir / "labels.csv").write_text("file,label\n" + "".join(f"{n},{lab}\n" for n, lab in rows))
-    assert f"a space in 1 label ('{rows[0][1]}'): the model learns to read it; fix labels.csv if " \
-           "the site draws none" in survey(synth_dir).note()
+    assert f"a space in 1 label ('{rows[0][1]}'): it is a character to read, as any other; fix " \
+           "labels.csv if the site draws none" in survey(synth_dir).note()
     (synth_dir / "labels.csv").unlink()
     (synth_dir / "tab\tname.png").write_bytes(discover(synth_dir)[0].path.read_bytes())
-    assert "a tab in 1 label ('tab\\tname'): the model learns to read it; rename the files if the " \
-           "site draws none" in survey(synth_dir).note()
+    assert "a tab in 1 label ('tab\\tname'): it is a character to read, as any other; rename the " \
+           "files if the site draws none" in survey(synth_dir).note()
 
 
 def test_a_sample_of_a_numbered_set_is_named_in_the_note(tmp_path):

@@ -470,8 +470,8 @@ class Labeling:
                      len(f"a{c}b".splitlines()) > 1 else "blank" for s in spaced for c in s.label
                      if c.isspace()}
             what = " or ".join(k for k in ("space", "tab", "line break", "blank") if k in kinds)
-            out.append(f"a {what} in {counted(len(spaced), 'label')} ({spaced[0].label!r}): the model "
-                       f"learns to read it; {self._fix(spaced)} if the site draws none")
+            out.append(f"a {what} in {counted(len(spaced), 'label')} ({spaced[0].label!r}): it is a "
+                       f"character to read, as any other; {self._fix(spaced)} if the site draws none")
         hidden = [s for s in self.samples if any(invisible(c) for c in s.label)]
         if hidden:
             c = next(c for c in hidden[0].label if invisible(c))
