@@ -377,7 +377,8 @@ def test_predict_names_what_in_a_folder_is_called_an_image_but_is_no_file(capsys
     os.mkfifo(folder / "c.png")
     (folder / "d.png").symlink_to(folder / "d.png")
     rc, out, err = run(capsys, "predict", folder, "--model", "captcha_images_v2")
-    assert rc == 1 and out.startswith(f"{folder / 'a.png'}\t") and len(out.splitlines()) == 1
+    assert rc == 1 and out.startswith(f"{folder / 'a.png'}\t") and \
+        out.splitlines()[1:] == [f"{folder / n}\t\tERROR" for n in ("b.png", "c.png", "d.png")]
     assert [line.rsplit(": ", 1)[0].split(".png")[0] + ".png" for line in err.splitlines()[:3]] == \
            [f"error: {folder / n}" for n in ("b.png", "c.png", "d.png")]
     assert err.splitlines()[3].endswith("error: 3 of 4 images could not be read")

@@ -114,3 +114,18 @@ def test_a_label_too_long_for_the_width_stops_before_any_work(tmp_path, capsys):
     assert "time steps but a 8-pixel-wide input gives 2; use a larger --width" in err
     assert "picked" not in err and "base2" not in err  # no comparison of the bases ran
     assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "data"]  # no m.partial
+
+
+def test_quiet_training_still_says_what_is_odd_about_the_labels(tmp_path, capsys):
+    """-q hides the rounds, not a note on the labels (a space in one: a new user's trial
+    missed it under -q)."""
+    from conftest import make_captchas
+
+    data = tmp_path / "data"
+    made = make_captchas(data, 16, "0123456789", (4, 4), seed=8, size=(100, 32))
+    rows = [(p.name, label[:2] + " " + label[2:] if i == 0 else label) for i, (p, label) in enumerate(made)]
+    (data / "labels.csv").write_text("file,label\n" + "".join(f"{n},{label}\n" for n, label in rows))
+    assert main(["train", str(data), "--out", str(tmp_path / "m"), "--init", "none", "--steps", "2",
+                 "--threads", "1", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "a space in 1 label" in err and "epoch " not in err and "training " not in err

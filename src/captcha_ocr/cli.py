@@ -207,7 +207,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     reads_them = a.unlabeled is not None and Path(a.unlabeled).resolve() == Path(data).resolve()
     note = survey(data, stem_labels=a.stem_labels, names=a.name_labels).note(
         "self-training reads them" if reads_them else f"--unlabeled {data} self-trains on them")
-    if note and not a.quiet:
+    if note:  # -q hides the rounds, not what is wrong with the labels
         console.print(note, markup=False, soft_wrap=True)
 
     had_int8 = (Path(a.out) / FILES.int8).is_file()  # replaced with the old weights, if any
@@ -941,7 +941,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true",
                    help="continue the run that was interrupted in OUT.partial (same data and "
                         "options; the result is the same as without the interruption)")
-    t.add_argument("-q", "--quiet", action="store_true", help="no per-epoch output")
+    t.add_argument("-q", "--quiet", action="store_true",
+                   help="no start line or per-round output (notes on the data and the result stay)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="measure accuracy on a labeled folder",
