@@ -29,20 +29,7 @@ __all__ = ["NOISE_MAX", "NOISE_MIN", "aug_noise", "augment_batch", "pixel_noise"
 NOISE_MIN, NOISE_MAX = 0.01, 0.03  # sd of the added pixel noise, 0-1 scale
 
 
-def _elastic(b: int, h: int, w: int, g: torch.Generator, pixels: float) -> torch.Tensor:
-    """A smooth random displacement ``(B, H, W, 2)`` in grid_sample's coordinates: each
-    point of a coarse grid (3 rows, one column every 8 pixels) moves up to ``pixels`` in
-    x and y, bilinearly interpolated between them (local warps of single glyphs, as
-    captchas draw them; an affine warp moves the whole text at once)."""
-    gh, gw = 3, max(2, w // 8 + 1)
-    d = (torch.rand(b, 2, gh, gw, generator=g) * 2 - 1) * pixels
-    d = F.interpolate(d, size=(h, w), mode="bilinear", align_corners=True)
-    d = d * torch.tensor([2.0 / w, 2.0 / h]).view(1, 2, 1, 1)  # pixels -> [-1, 1] units
-    return d.permute(0, 2, 3, 1)
-
-
-def _affine(x: torch.Tensor, g: torch.Generator, strength: float,
-            elastic: float = 0.0) -> torch.Tensor:
+def _affine(x: torch.Tensor, g: torch.Generator, strength: float) -> torch.Tensor:
     b = x.shape[0]
 
     def u(scale: float) -> torch.Tensor:  # uniform in [-scale, scale], shape (B,)
@@ -58,8 +45,6 @@ def _affine(x: torch.Tensor, g: torch.Generator, strength: float,
         torch.stack([sin, cos, ty], 1),
     ], 1)  # (B, 2, 3): output -> input sampling coordinates
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    if elastic:
-        grid = grid + _elastic(b, x.shape[2], x.shape[3], g, elastic * strength)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -109,14 +94,13 @@ def aug_noise(images: np.ndarray) -> float:
 
 
 def augment_batch(x: torch.Tensor, g: torch.Generator, strength: float = 1.0,
-                  noise: float = NOISE_MAX, elastic: float = 0.0) -> torch.Tensor:
+                  noise: float = NOISE_MAX) -> torch.Tensor:
     """Randomly perturb a batch ``(B, C, H, W)`` in [0, 1]; returns a new tensor in [0, 1].
 
     ``strength`` scales every perturbation (0: none; 1: the full ranges); ``noise`` is the
-    sd of the pixel noise at full strength; ``elastic`` the largest local displacement in
-    pixels at full strength (0: none, and the same random draws as before it existed)."""
+    sd of the pixel noise at full strength."""
     x = _channels(x, g, p=0.5 * strength)
-    x = _affine(x, g, strength, elastic)
+    x = _affine(x, g, strength)
     x = _line(x, g, p=0.3 * strength)
     x = x + torch.randn(x.shape, generator=g) * (noise * strength)
     return x.clamp_(0, 1)

@@ -193,7 +193,7 @@ def cmd_train(a: argparse.Namespace) -> None:
     cfg = recipe(a.arch, finetune=init is not None, epochs=a.epochs, patience=a.patience,
                  batch_size=a.batch_size, lr=a.lr, val_fraction=a.val_fraction, seed=a.seed,
                  threads=a.threads, augment=a.augment,
-                 steps=a.steps, ema=a.ema, bf16=a.bf16, features_lr=a.features_lr, elastic=a.elastic,
+                 steps=a.steps, ema=a.ema, bf16=a.bf16, features_lr=a.features_lr,
                  keep_best=None if a.keep is None else a.keep == "best")
     if a.keep == "last" and cfg.patience:
         raise CLIError(f"--keep last: the {a.arch} recipe stops early (patience {cfg.patience}) and "
@@ -900,9 +900,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "native bfloat16, AVX-512 BF16 or AMX; the model is saved in float32)")
     t.add_argument("--features-lr", type=_at_least(0.0, float), metavar="X",
                    help="the conv layers' learning rate as a multiple of the rest's (default: 1)")
-    t.add_argument("--elastic", type=_at_least(0.0, float), metavar="PX",
-                   help="augmentation: local warps moving glyphs up to PX pixels of the model's "
-                        "input (default: 0, none)")
     t.add_argument("--ema", type=_fraction, help="decay per step of a moving average "
                    "of the weights, which the model then holds; 0: off (recipe default)")
     t.add_argument("--keep", choices=("best", "last"), default=None,

@@ -145,7 +145,6 @@ class TrainConfig:
     ema: float = 0.0
     bf16: bool | None = None
     features_lr: float = 1.0
-    elastic: float = 0.0
 
 
 def from_dict(cls: type, data: dict[str, Any]):

@@ -243,7 +243,7 @@ def train_one_epoch(model: CRNN, split: Split, cfg: TrainConfig, opt: torch.opti
     for k, idx in enumerate(batches):
         x = images[idx]
         if cfg.augment:
-            x = augment_batch(x, g, aug_strength, cfg.aug_noise, cfg.elastic)
+            x = augment_batch(x, g, aug_strength, cfg.aug_noise)
         x = x.contiguous(memory_format=torch.channels_last)  # oneDNN's fast conv layout
         lp = model(x)
         loss = ctc_loss(lp, split.labels(idx), split.charset, loss_fn)
