@@ -122,6 +122,8 @@ def test_predict_bad_image_fails_alone(capsys, trained, subset, tmp_path):
         ["0truncated.png", *[g.name for g in good]]
     assert lines[0].endswith("0truncated.png\t\tERROR") and "ERROR" not in "".join(lines[1:])
     assert rc == 1 and "0truncated.png" in err
+    rc, out, _ = run(capsys, "predict", folder, "--model", trained.model_dir, "--solve")
+    assert out.splitlines()[0].endswith("0truncated.png\t\t-\tERROR")  # the answer's column too
 
 
 def _predict_stdin(args: list[str], data: bytes | None) -> subprocess.CompletedProcess:

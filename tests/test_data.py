@@ -344,8 +344,7 @@ def test_stem_labels_is_not_offered_for_names_it_would_refuse(tmp_path):
     for i in range(1000, 1012):
         Image.new("L", (60, 20), 255).save(tmp_path / f"{i}.png")
     (tmp_path / "labels.csv").write_text("file,label\n1000.png,abc\n1001.png,abd\n")
-    note = survey(tmp_path).note()
-    assert "10 images not in labels.csv unlabeled" in note and "--stem-labels" not in note
+    assert survey(tmp_path).note().endswith(": 2 labeled images; 10 images not in labels.csv unlabeled")
     with pytest.raises(DatasetError, match="numbers counting up"):
         survey(tmp_path, stem_labels=True)
 
@@ -481,6 +480,11 @@ def test_labels_csv_as_excel_writes_it_reads(synth_dir):
     assert labels[first] == "abc" and labels[second] == "a,b"  # ";" separates, not ","
     (synth_dir / "labels.csv").write_text(f"file,label,\n{first},abc,,\n")
     assert {s.path.name: s.label for s in discover(synth_dir)}[first] == "abc"
+    (synth_dir / "labels.csv").write_text(f"sep=\t\t\nfile\tlabel\t\n{first}\tabc\n")  # tabs, touched
+    assert {s.path.name: s.label for s in discover(synth_dir)}[first] == "abc"
+    (synth_dir / "labels.csv").write_text(f"sep=|\nfile|label\n{first}|abc\n")  # no separator of ours
+    with pytest.raises(DatasetError, match="the first line must be the header"):
+        discover(synth_dir)
     (synth_dir / "labels.csv").write_text(f"file,label\n{first},abc,x\n")  # a third value: no
     with pytest.raises(DatasetError, match="expected two columns"):
         discover(synth_dir)

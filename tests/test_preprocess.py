@@ -169,6 +169,8 @@ def test_an_image_past_pillows_own_limit_is_too_large_not_damaged():
     with pytest.raises(ImageTooLargeError, match=r"^bytes: image of 600,000,000 pixels, over the "
                                                  r"limit of [\d,]+ that Pillow opens at all"):
         preprocess(bomb, CFG, max_pixels=None)
+    with pytest.raises(ImageTooLargeError, match=r"that Pillow opens at all"):  # not "raise ours"
+        preprocess(bomb, CFG, max_pixels=10**9)
 
 
 def test_pixel_limit_holds_for_arrays_and_pil_images_too():

@@ -170,6 +170,14 @@ def test_sigterm_stops_a_training_as_ctrl_c_does(data, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "captcha-ocr train: interrupted" in err and "Traceback" not in err
     assert "no checkpoint yet" in err and "nothing to resume" in err  # 3 s in: none written (every 20 s)
+    assert not (tmp_path / "m.partial").exists()  # and no staging folder left behind
+
+
+def test_an_empty_staging_folder_is_no_obstacle(data, tmp_path):
+    """What a removal of ours cut between its last two steps leaves (our mark goes last):
+    an empty M.partial, which holds nothing of anyone's."""
+    (tmp_path / "m.partial").mkdir()
+    assert main(["train", str(data), "--out", str(tmp_path / "m"), *TINY]) == 0
 
 
 def test_run_without_resume_is_told_about_the_interrupted_one(data, tmp_path, capsys):
@@ -299,7 +307,8 @@ def test_out_that_is_a_file_is_refused_leaving_no_lock(data, tmp_path, capsys):
 def test_an_interrupt_never_lands_inside_an_import(tmp_path, monkeypatch):
     """SIGTERM (or Ctrl-C) during a long run waits for an import to finish: raised inside
     one it left the module half made (a RuntimeError traceback on Python 3.11, from
-    torch's lazy imports at the first optimizer step) or ended the process by SIGINT."""
+    torch's lazy imports at the first optimizer step) or ended the process by SIGINT.
+    Two signals during the import give one interrupt after it, and nothing comes later."""
     import signal
     import time
 
@@ -308,12 +317,13 @@ def test_an_interrupt_never_lands_inside_an_import(tmp_path, monkeypatch):
     (tmp_path / "interrupted_module.py").write_text(
         "import dataclasses, signal\n"
         "signal.raise_signal(signal.SIGTERM)\n"
+        "signal.raise_signal(signal.SIGTERM)\n"
         "@dataclasses.dataclass(frozen=True)\n"  # methods exec'd from strings, as torch's
         "class Point:\n"
         "    x: int = 0\n"
         "DONE = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGALRM)}
     reached = []
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -322,7 +332,38 @@ def test_an_interrupt_never_lands_inside_an_import(tmp_path, monkeypatch):
             reached.append("imported")
             time.sleep(10)  # the signal comes again here, outside the import
             reached.append("slept")
+        time.sleep(0.3)  # no second interrupt, no retry left
+        reached.append("after")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         sys.modules.pop("interrupted_module", None)
-    assert reached == ["imported"]
+    assert reached == ["imported", "after"]
+
+
+def test_sigterm_stops_a_training_started_from_python_c(data, tmp_path):
+    """main() called from ``python -c`` (whose code is "<string>", as exec'd code is): the
+    signal is taken, not put off until the run ends."""
+    import signal
+    import time
+
+    out = tmp_path / "m"
+    args = ["train", str(data), "--out", str(out), "--init", "none", "--steps", "4000",
+            "--batch-size", "8", "--threads", "1", "-q"]
+    code = f"import sys; from captcha_ocr.cli import main; sys.exit(main({args!r}))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "m.partial").is_dir() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err[-2000:]
+    assert not out.exists() and not (tmp_path / "m.partial").exists()  # nothing to resume: gone

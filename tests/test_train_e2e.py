@@ -81,9 +81,9 @@ def test_train_names_unreadable_images_before_training_once(tmp_path, capsys):
 
 
 def test_an_unreadable_image_neither_adds_characters_nor_hides_the_training_folder(tmp_path, capsys):
-    """A corrupt file's label adds nothing to the alphabet, and eval and export still
-    know the folder for the one the model was trained on (the fingerprint was taken
-    over the readable images only, eval's over every file: no warning)."""
+    """A corrupt file's label adds nothing to the alphabet, and eval still knows the
+    folder for the one the model was trained on (training's fingerprint was of the
+    readable images only, eval's of every file: the warning was missing)."""
     from conftest import make_captchas
 
     data = tmp_path / "data"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shlex
 import signal
 import string
@@ -1142,10 +1141,14 @@ def _missing_extra(e: ModuleNotFoundError) -> str | None:
             f"{_INSTALL[extra]}")
 
 
+RETRY_SECONDS = 0.05  # a stop signal that came during an import is taken again this much later
+
+
 def _importing(frame) -> bool:
-    """Whether ``frame`` runs inside an import, or code compiled from a string (a
-    dataclass's methods, a namedtuple's), which modules run as they import."""
-    while frame is not None:
+    """Whether ``frame`` (where a signal found the main thread) runs inside an import, or
+    inside code compiled from a string (a dataclass's methods, a namedtuple's: modules make
+    them as they import), below ``main`` (whose own caller may be ``python -c``)."""
+    while frame is not None and frame.f_code is not main.__code__:
         name = frame.f_code.co_filename
         if name.startswith("<frozen importlib") or name == "<string>":
             return True
@@ -1159,10 +1162,13 @@ def _interrupt(signum, frame) -> None:
     a RuntimeError traceback (raised in a dataclass's ``__set_name__``) or ended the
     process by SIGINT after its lines (an interrupted ``exec`` of a string: exit -2, not
     130); torch imports such modules lazily at the first optimizer step, a few seconds
-    into a run. There the signal comes again 50 ms later, until it lands outside."""
+    into a run. There the interval timer (SIGALRM, this handler too) takes it again
+    ``RETRY_SECONDS`` later, until it lands outside: one timer, whatever else comes, and
+    no thread started from a handler."""
     if _importing(frame):
-        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        signal.setitimer(signal.ITIMER_REAL, RETRY_SECONDS)
         return
+    signal.setitimer(signal.ITIMER_REAL, 0)  # a retry still pending: this is it
     raise KeyboardInterrupt
 
 
@@ -1175,9 +1181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             threading.current_thread() is threading.main_thread():
         # A service manager's stop (SIGTERM) ends a long run as Ctrl-C does: with a line,
         # and for train the --resume hint (its checkpoints are written atomically either way).
-        # Ctrl-C too, where it is not ignored (a job started in the background).
-        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)
-                    if sig == signal.SIGTERM or signal.getsignal(sig) is not signal.SIG_IGN}
+        # Ctrl-C too, where it is not ignored (a job started in the background); SIGALRM
+        # is _interrupt's own retry.
+        previous = {sig: signal.signal(sig, _interrupt)
+                    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM)
+                    if sig != signal.SIGINT or signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         args.func(args)
     except (CLIError, DatasetError, ModelError, ImageError, UnknownCharacterError) as e:
@@ -1195,8 +1203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     finally:
-        for sig, handler in (previous or {}).items():
-            signal.signal(sig, handler)
+        if previous is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # no retry after the run
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return 0
 
 

@@ -331,7 +331,7 @@ def read_labels_csv(path: Path) -> dict[str, str]:
             lines = f.read().splitlines(keepends=True)
         skip = next((i for i, line in enumerate(lines) if line.strip()), len(lines))  # blank lines first
         lines = lines[skip:]
-        excel = re.fullmatch(r"sep=(.)", lines[0].strip()) if lines else None
+        excel = re.fullmatch(r"sep=([,;\t])\1*", lines[0].rstrip("\r\n").strip(" ")) if lines else None
         if excel:  # Excel's "sep=;" line names the separator
             skip, lines = skip + 1, lines[1:]
         sep = excel.group(1) if excel else next((d for d in ",\t;" if lines and d in lines[0]), ",")
@@ -457,8 +457,8 @@ class Labeling:
             stems = name_labels([q.stem for q in self.unlabeled], strict=False) is not None
             hint = "; ".join(filter(None, [unlabeled_hint,
                                            "--stem-labels: file names as labels" if stems else ""]))
-            out.append(f"{counted(len(self.unlabeled), 'image')} not in {LABELS_FILE} unlabeled "
-                       f"({hint})")
+            out.append(f"{counted(len(self.unlabeled), 'image')} not in {LABELS_FILE} unlabeled"
+                       + (f" ({hint})" if hint else ""))
         if self.set_aside:
             out.append(f"{counted(len(self.set_aside), 'image')} set aside in {SKIPPED_FILE}")
         if self.absent:

@@ -142,8 +142,9 @@ def open_image(source: ImageSource, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         raise
     except Image.DecompressionBombError as e:  # Pillow's own limit, on opening: before ours
         found = re.search(r"\((\d+) pixels\)", str(e))
-        size = f"of {int(found.group(1)):,} pixels" if found else "larger than Pillow opens"
-        if max_pixels is not None:
+        pixels = int(found.group(1)) if found else None
+        size = f"of {pixels:,} pixels" if pixels else "larger than Pillow opens"
+        if max_pixels is not None and pixels and pixels > max_pixels:  # ours would refuse it too
             raise _too_large(name, size, max_pixels) from None
         raise ImageTooLargeError(f"{name}: image {size}, over the limit of "
                                  f"{2 * (Image.MAX_IMAGE_PIXELS or 0):,} that Pillow opens at all "

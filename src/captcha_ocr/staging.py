@@ -11,6 +11,7 @@ undoes a swap that was cut between its two renames.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -123,6 +124,8 @@ class StagedModelDir:
         """Finish or undo a swap cut between its renames; drop a finished run's leftovers.
         Folders named like ours but not marked as ours are the user's: refused, not touched."""
         for folder in (self.prev, self.partial):
+            if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+                folder.rmdir()  # empty: nothing of anyone's (a removal of ours cut short)
             if folder.exists() and not (folder / OURS).is_file():
                 raise ModelError(f"{folder}: exists and was not made by captcha-ocr; move it "
                                  f"or choose another --out (it would be in the way of {self.target.name})")
@@ -172,8 +175,20 @@ class StagedModelDir:
     def drop_unstarted(self) -> None:
         """Remove the staging folder of a run that stopped before its first checkpoint:
         nothing in it to resume (a failed run left ``M.partial/`` behind)."""
-        if self.partial.is_dir() and not self.interrupted():
-            shutil.rmtree(self.partial, ignore_errors=True)
+        if not self.partial.is_dir() or self.interrupted():
+            return
+        # Our mark goes last: a removal cut short (a second Ctrl-C) leaves a folder the next
+        # run still knows for ours, or an empty one, not another's in its way.
+        for child in self.partial.iterdir():
+            if child.name == OURS:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        (self.partial / OURS).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.partial.rmdir()
 
     def begin(self, resume: bool) -> Path:
         """The empty (or, with ``resume``, the interrupted run's) folder to write into."""

@@ -861,8 +861,11 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     # to the alphabet (a corrupt "BOMB.png" gave the model a B and an O), and no label is
     # checked against the input's time steps after minutes of work.
     data = load_readable(data_dir, image, samples)
-    convs = {**ARCHS[arch], **(params or {})}["convs"]  # a starting model's, where there is one
-    check_label_lengths(data.samples, feature_size(image, convs)[1], image.width)
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    # a starting model's, where there is one (the candidates of --init auto share theirs)
+    layers = {**ARCHS[arch], **(params or {})}
+    check_label_lengths(data.samples, feature_size(image, layers["convs"])[1], image.width)
     picked = None
     if isinstance(init, list):
         init, picked = pick_init(init, data.samples, image, alphabet)
@@ -879,7 +882,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     if on_start:
         on_start(cfg, image, init, picked, split.data.skipped)
     torch.manual_seed(cfg.seed)
-    model_cfg = ModelConfig(arch, split.charset.n_classes, {**ARCHS[arch], **(params or {})})
+    model_cfg = ModelConfig(arch, split.charset.n_classes, layers)
     model = transfer(init, image, split.charset) if init is not None else build_model(image, model_cfg)
     key = _resume_key(cfg, image, model_cfg, split, n_labeled_train, init)
     state = None
