@@ -122,6 +122,11 @@ def test_pretrain_killed_after_a_checkpoint_resumes_and_swaps_in_a_readable_mode
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         "--resume: the interrupted run drew its images with --fonts zoo; resume with the same "
         "options, or start afresh without --resume")
+    # So is another schedule: --steps fixes where the cosine decay runs.
+    assert main(["pretrain", "--out", str(out), "--steps", "5", "--resume", *ARGS]) != 0
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--resume: the interrupted run's learning-rate schedule was that of --steps 3; resume "
+        "with the same, or start afresh without --resume")
     assert main(["pretrain", "--out", str(out), "--steps", "3", "--resume", *ARGS]) == 0
     assert "resumed at step 1 (4 images)" in capsys.readouterr().err
     assert not (tmp_path / "base.partial").exists() and not (out / "checkpoint").exists()

@@ -71,6 +71,7 @@ def test_out_that_is_not_a_model_directory_is_left_alone(data, tmp_path, capsys)
     assert main(["train", str(data), "--out", str(out), *TINY]) != 0
     assert "not empty and not a model directory" in capsys.readouterr().err
     assert (out / "history.csv").read_text() == "mine" and sorted(os.listdir(out)) == ["history.csv"]
+    assert sorted(os.listdir(tmp_path)) == ["notes"]  # refused before the lock: no .notes.lock
 
 
 def test_model_directory_with_a_foreign_file_is_left_alone(data, tmp_path, capsys):

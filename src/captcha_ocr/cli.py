@@ -308,7 +308,8 @@ def cmd_train(a: argparse.Namespace) -> None:
     else:  # two runs and the reading between them
         print(f"time: {time.perf_counter() - t_start:.1f} s in all (the last run {result.seconds:.1f} s)")
     print(f"model: {result.model_dir}")
-    print(f"plots: {result.model_dir / FILES.curves}, {result.model_dir / FILES.grid}")
+    plots = [result.model_dir / f for f in (FILES.curves, FILES.grid, FILES.calibration)]
+    print(f"plots: {', '.join(str(f) for f in plots if f.is_file())}")
     if had_int8 and not (result.model_dir / FILES.int8).is_file():
         print(f"the earlier {FILES.int8} was the old weights' and is gone (readers now run "
               f"float32); make one for these: captcha-ocr export {a.out} --int8 --data DIR")

@@ -179,20 +179,30 @@ def _save_state(path: Path, model: CRNN, opt: torch.optim.Optimizer, rng: torch.
 
 
 STREAM_KEYS = ("seed", "styles", "batch_size", "widen", "fonts")  # what the images drawn depend on
+SCHEDULE_KEYS = ("steps", "lr")  # the learning rate at each step (``FlatCos`` over ``steps``)
 
 
-def _check_same_stream(saved: dict, cfg: PretrainConfig) -> None:
+def _check_same_run(saved: dict, cfg: PretrainConfig) -> None:
     """Raises ``ValueError`` where a resumed run would draw other images than the run it
-    goes on from (another seed, styles, batch size, --widen or --fonts)."""
+    goes on from (another seed, styles, batch size, --widen or --fonts), or follow another
+    learning-rate schedule (--steps, --lr): it would not end as the unbroken run."""
     def plain(v):
         return list(v) if isinstance(v, (list, tuple)) else v
 
     now = dataclasses.asdict(cfg)
-    differ = [k for k in STREAM_KEYS if k in saved and plain(saved[k]) != plain(now[k])]
-    if differ:
-        was = ", ".join(f"--{k.replace('_', '-')} {saved[k]}" for k in differ)
+
+    def changed(keys):
+        return ", ".join(f"--{k.replace('_', '-')} {plain(saved[k])}" for k in keys
+                         if k in saved and plain(saved[k]) != plain(now[k]))
+
+    was = changed(STREAM_KEYS)
+    if was:
         raise ValueError(f"--resume: the interrupted run drew its images with {was}; resume "
                          "with the same options, or start afresh without --resume")
+    was = changed(SCHEDULE_KEYS)
+    if was:
+        raise ValueError(f"--resume: the interrupted run's learning-rate schedule was that of "
+                         f"{was}; resume with the same, or start afresh without --resume")
 
 
 def _load_state(path: Path, model: CRNN, opt: torch.optim.Optimizer, rng: torch.Generator,
@@ -297,7 +307,7 @@ def _pretrain_into(out: Path, cfg: PretrainConfig, resume: bool, command: str,
     step, seen, seconds, meta = 0, 0, 0.0, {}
     if resume and checkpoint.exists(out / CHECKPOINT):
         meta = _load_state(out / CHECKPOINT, model, opt, g, rank)
-        _check_same_stream(meta.get("config", {}), cfg)
+        _check_same_run(meta.get("config", {}), cfg)
         step, seen, seconds = meta["step"], meta["images"], meta["seconds"]
         if rank == 0:
             on_log(f"resumed at step {step} ({seen} images)")

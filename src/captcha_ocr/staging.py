@@ -88,6 +88,8 @@ class StagedModelDir:
 
     def __enter__(self) -> StagedModelDir:
         self._check_kind()  # before the lock file: a refused command leaves nothing behind
+        if not (self.prev.exists() or self.partial.exists()):
+            self._check_target()  # so is a folder of other files, where no recovery could change it
         try:
             self.target.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
