@@ -196,6 +196,12 @@ def test_run_without_resume_is_told_about_the_interrupted_one(data, tmp_path, ca
     assert main(["train", str(data), "--out", str(out), *TINY, "--lr", "0.01", "--resume"]) != 0
     assert "cannot resume: the config differs from the interrupted run's (lr 0.003 -> 0.01)" in \
         capsys.readouterr().err
+    # another folder, of another size: the data is named, not the settings it changes
+    from conftest import make_captchas
+
+    make_captchas(tmp_path / "other_data", 30, "0123456789", (4, 4), seed=4, size=(100, 32))
+    assert main(["train", str(tmp_path / "other_data"), "--out", str(out), *TINY, "--resume"]) != 0
+    assert "cannot resume: the data fingerprint differs" in capsys.readouterr().err
     # a speed setting may change: it resumes
     assert main(["train", str(data), "--out", str(out), *TINY, "--threads", "2", "--resume"]) == 0, \
         capsys.readouterr().err

@@ -728,7 +728,9 @@ def _check_resume(state: dict, key: dict, where: Path, picked: dict | None = Non
         return {**k, "config": {n: v for n, v in k["config"].items() if n not in NOT_IN_RESUME_KEY}}
 
     then_key, key = compared(state["key"]), compared(key)
-    for name, value in key.items():
+    # Other images first: they change the settings that follow from them (epochs, the rate
+    # for few images), and the settings' message blamed the options for another folder.
+    for name, value in sorted(key.items(), key=lambda kv: kv[0] not in ("data_fingerprint", "labels")):
         if name in then_key and _jsonish(then_key[name]) != _jsonish(value):
             before = (then_key[name] or {}).get("model") if name == "init" else None
             if picked is not None and before:  # e.g. interrupted before --init auto existed
