@@ -142,25 +142,23 @@ def test_kill_at_any_point_leaves_a_loadable_model(data, tmp_path, point):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".m.lock", "m"]
 
 
-def test_sigterm_stops_a_training_as_ctrl_c_does(data, tmp_path):
-    """A service manager's stop ends the run with a line, as Ctrl-C does (the --resume
-    hint follows where a checkpoint was written)."""
+def _sigterm_a_training(data: Path, tmp_path: Path, python_c: bool = False) -> tuple[int, str]:
+    """Start a long training in a fresh process (``-m captcha_ocr.cli``, or ``main`` called
+    from ``python -c``), SIGTERM it 3 s after its staging folder appears; (status, stderr)."""
     import signal
     import time
 
-    out = tmp_path / "m"
-    args = ["train", str(data), "--out", str(out), "--init", "none", "--steps", "4000",
+    args = ["train", str(data), "--out", str(tmp_path / "m"), "--init", "none", "--steps", "4000",
             "--batch-size", "8", "--threads", "1", "-q"]
-    proc = subprocess.Popen([sys.executable, "-m", "captcha_ocr.cli", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code = f"import sys; from captcha_ocr.cli import main; sys.exit(main({args!r}))"
+    cmd = [sys.executable, "-c", code] if python_c else [sys.executable, "-m", "captcha_ocr.cli", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         while not (tmp_path / "m.partial").is_dir() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert (tmp_path / "m.partial").is_dir(), "the run never started"
-        # Into the training loop: at 1 s the signal sometimes landed in its first steps'
-        # set-up and the process, its lines printed, ended by SIGINT (-2) instead of 130
-        # (2 of 12 runs on the code before stop 19 as well); at 3 s, 0 of 14.
+        # Into the training loop (a signal in its first seconds: bench/interrupt_bench.py).
         time.sleep(3)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
@@ -168,7 +166,14 @@ def test_sigterm_stops_a_training_as_ctrl_c_does(data, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, err[-2000:]
+    return proc.returncode, err
+
+
+def test_sigterm_stops_a_training_as_ctrl_c_does(data, tmp_path):
+    """A service manager's stop ends the run with a line, as Ctrl-C does (the --resume
+    hint follows where a checkpoint was written)."""
+    rc, err = _sigterm_a_training(data, tmp_path)
+    assert rc == 130, err[-2000:]
     assert "captcha-ocr train: interrupted" in err and "Traceback" not in err
     assert "no checkpoint yet" in err and "nothing to resume" in err  # 3 s in: none written (every 20 s)
     assert not (tmp_path / "m.partial").exists()  # and no staging folder left behind
@@ -352,25 +357,6 @@ def test_an_interrupt_never_lands_inside_an_import(tmp_path, monkeypatch):
 def test_sigterm_stops_a_training_started_from_python_c(data, tmp_path):
     """main() called from ``python -c`` (whose code is "<string>", as exec'd code is): the
     signal is taken, not put off until the run ends."""
-    import signal
-    import time
-
-    out = tmp_path / "m"
-    args = ["train", str(data), "--out", str(out), "--init", "none", "--steps", "4000",
-            "--batch-size", "8", "--threads", "1", "-q"]
-    code = f"import sys; from captcha_ocr.cli import main; sys.exit(main({args!r}))"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "m.partial").is_dir() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(3)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err[-2000:]
-    assert not out.exists() and not (tmp_path / "m.partial").exists()  # nothing to resume: gone
+    rc, err = _sigterm_a_training(data, tmp_path, python_c=True)
+    assert rc == 130, err[-2000:]
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m.partial").exists()  # nothing to resume
