@@ -445,3 +445,7 @@ def test_predict_names_a_subfolder_of_images_it_does_not_read(capsys, tmp_path):
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 2 and "more" not in out
     assert f"note: {tmp_path}; its subfolder more holds images, and only the folder itself is read" in err
+    (tmp_path / "scan.TIFF").write_bytes(b"II*\x00")  # a format the gate does not decode
+    assert main(["predict", str(tmp_path)]) == 0
+    assert f"note: {tmp_path} holds 1 image in formats that are not read (scan.TIFF): convert them " \
+        "to PNG" in capsys.readouterr().err

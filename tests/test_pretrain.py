@@ -103,6 +103,7 @@ def test_a_share_of_the_stream_is_placed_in_wider_strips():
 def test_pretrain_killed_after_a_checkpoint_resumes_and_swaps_in_a_readable_model(tmp_path, capsys):
     out = tmp_path / "base"
     assert main(["pretrain", "--out", str(out), "--steps", "2", *ARGS]) == 0
+    assert "pretraining on 2 zoo styles (version " in capsys.readouterr().err  # before any step line
     old = (out / FILES.info).read_bytes()
     # Killed (as kill -9) right after its first checkpoint: the old model stays whole.
     cmd = [sys.executable, "-m", "captcha_ocr.cli", "pretrain", "--out", str(out), "--steps", "3",
@@ -128,7 +129,8 @@ def test_pretrain_killed_after_a_checkpoint_resumes_and_swaps_in_a_readable_mode
         "--resume: the interrupted run's learning-rate schedule was that of --steps 3; resume "
         "with the same, or start afresh without --resume")
     assert main(["pretrain", "--out", str(out), "--steps", "3", "--resume", *ARGS]) == 0
-    assert "resumed at step 1 (4 images)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "resumed at step 1 (4 images)" in err and "pretraining on" not in err
     assert not (tmp_path / "base.partial").exists() and not (out / "checkpoint").exists()
     info = json.loads((out / FILES.info).read_text())
     assert info["training"]["steps"] == 3 and info["training"]["images"] == 12

@@ -613,6 +613,9 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
 
 
 STDIN = "-"  # predict's path for an image piped in
+# Image files of formats the gate does not decode: a folder's are named, not passed over.
+OTHER_IMAGE_SUFFIXES = (".tif", ".tiff", ".jfif", ".avif", ".heic", ".heif", ".svg", ".ico",
+                        ".jp2", ".tga", ".ppm", ".pgm", ".pbm", ".psd")
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:
@@ -646,10 +649,17 @@ def cmd_predict(a: argparse.Namespace) -> None:
     options = _reading_options(reader, a)
     failed = 0
     console = _err_console()
-    for p in dict.fromkeys(a.paths):  # images one level down are not read: say so
-        hint = subfolders_hint(Path(p)) if p != STDIN and Path(p).is_dir() else ""
+    for p in dict.fromkeys(a.paths):  # images one level down, or in other formats: not read
+        if p == STDIN or not Path(p).is_dir():
+            continue
+        hint = subfolders_hint(Path(p))
         if hint:
             console.print(f"note: {p}{hint}", markup=False, soft_wrap=True)
+        other = sorted(f.name for f in Path(p).iterdir() if f.suffix.lower() in OTHER_IMAGE_SUFFIXES)
+        if other:
+            console.print(f"note: {p} holds {counted(len(other), 'image')} in formats that are not "
+                          f"read ({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}): "
+                          f"convert them to PNG", markup=False, soft_wrap=True)
     if a.model is None:  # the shipped model reads one site's captchas only: say which
         console.print("reading with the shipped captcha_images_v2 model (that set's style only); "
                       "for your site's captchas pass --model MODEL_DIR", markup=False, soft_wrap=True)

@@ -311,6 +311,11 @@ def _pretrain_into(out: Path, cfg: PretrainConfig, resume: bool, command: str,
         step, seen, seconds = meta["step"], meta["images"], meta["seconds"]
         if rank == 0:
             on_log(f"resumed at step {step} ({seen} images)")
+    elif rank == 0:  # the first progress line comes 200 steps in: say what runs until then
+        on_log(f"pretraining on {len(styles)} zoo styles (version {ZOO_VERSION}): {cfg.steps} steps "
+               f"of {cfg.batch_size} images x {world} process{'es' if world > 1 else ''} on "
+               f"{device.type}, a line every 200 steps, a checkpoint every "
+               f"{cfg.checkpoint_minutes:g} min")
     rate = FlatCos(cfg.steps)  # flat, then cosine to zero over the second half
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
     stream = ZooStream(styles, cfg.seed, seen, rank, world, cfg.widen, cfg.batch_size, cfg.fonts)
