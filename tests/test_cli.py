@@ -279,7 +279,8 @@ def test_a_resumed_run_says_which_rounds_ran_before():
         for k in (4, 5):  # rounds 1-3 came from the checkpoint
             progress.epoch(EpochStats(k, 0.5, 0.6, 0.9, 0.02, 1.0))
     lines = out.getvalue().splitlines()
-    assert lines[0] == "(rounds 1-3 ran before the interruption)"
+    assert lines[0] == ("(rounds 1-3 came from the last checkpoint; later rounds that ran before "
+                        "the interruption run again)")
     assert lines[1].startswith("epoch   4/5") and lines[2].startswith("epoch   5/5")
     assert "ran before" not in out.getvalue().split("\n", 1)[1]  # said once
 

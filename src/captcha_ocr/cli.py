@@ -365,7 +365,8 @@ class _EpochProgress:
     def epoch(self, s) -> None:
         if self.n == 1 and s.epoch > 1 and not self.quiet:  # the first round shown: a resumed run
             done = "round 1" if s.epoch == 2 else f"rounds 1-{s.epoch - 1}"
-            self.progress.console.print(f"({done} ran before the interruption)",
+            self.progress.console.print(f"({done} came from the last checkpoint; later rounds "
+                                        "that ran before the interruption run again)",
                                         markup=False, soft_wrap=True)
         self.n = s.epoch + 1
         line = (f"epoch {s.epoch:3d}/{self.epochs}  train loss {s.train_loss:.4f}  "
