@@ -14,7 +14,20 @@ from torch import nn
 
 from .config import ARCHS, ImageConfig, ModelConfig
 
-__all__ = ["ARCHS", "CRNN", "build_model", "count_flops", "count_params", "feature_size"]
+__all__ = ["ARCHS", "CRNN", "arch_params", "build_model", "count_flops", "count_params",
+           "feature_size"]
+
+
+def arch_params(arch: str, params: dict | None = None) -> dict:
+    """The named architecture's hyper-parameters with ``params`` over them.
+
+    Raises:
+        ValueError: an unknown architecture.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
+    return {**ARCHS[arch], **(params or {})}
+
 
 def feature_size(image: ImageConfig, convs: list) -> tuple[int, int]:
     """Height and width of the conv stages' output for ``image``: the width is the
@@ -98,9 +111,7 @@ class CRNN(nn.Module):
 
     def __init__(self, image: ImageConfig, cfg: ModelConfig) -> None:
         super().__init__()
-        if cfg.arch not in ARCHS:
-            raise ValueError(f"unknown architecture {cfg.arch!r}; known: {', '.join(ARCHS)}")
-        p = {**ARCHS[cfg.arch], **cfg.params}
+        p = arch_params(cfg.arch, cfg.params)
         stages, c = [], image.channels
         for c_out, stride, ph, pw in p["convs"]:
             stages.append(_conv_stage(c, c_out, stride, (ph, pw), p["batch_norm"]))

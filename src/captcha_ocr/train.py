@@ -56,7 +56,7 @@ from .decoding import greedy_decode
 from .finetune import InitModel, input_overrides, transfer
 from .geometry import choose_image, image_stats
 from .metrics import cer, sequence_accuracy
-from .model import CRNN, build_model, count_flops, count_params, feature_size
+from .model import CRNN, arch_params, build_model, count_flops, count_params, feature_size
 from .modeldir import FILES, ModelError, ModelInfo, atomic_write, sha256_file
 from .preprocess import ImageError
 from .staging import StagedModelDir, fault
@@ -583,12 +583,14 @@ PICK_T, PICK_IMAGES = 2.0, 500
 
 
 def pick_init(candidates: list[InitModel], samples: list[Sample], image: ImageConfig,
-              alphabet: str, batch_size: int = 256) -> tuple[InitModel, dict]:
+              alphabet: str, batch_size: int = 256,
+              loaded: LoadedImages | None = None) -> tuple[InitModel, dict]:
     """The starting model for ``samples`` among ``candidates`` (see ``PICK_T``), read at
     ``image`` (the input training will use; the candidates share one architecture and
     input), and the record of the choice for ``model.json`` (mean loss an image per
     candidate, the t-statistics, the images scored). With no readable image scored, the
-    first candidate.
+    first candidate. ``loaded``: ``samples`` already in memory at ``image`` (training's),
+    not decoded again.
 
     Raises:
         ModelError: the candidates differ in architecture or input.
@@ -600,7 +602,9 @@ def pick_init(candidates: list[InitModel], samples: list[Sample], image: ImageCo
                 (first.info.model.arch, first.info.model.params, first.info.image):
             raise ModelError(f"{c.source} and {first.source}: starting models to choose among "
                              "must share one architecture and input")
-    data = load_images(samples[:: -(-len(samples) // PICK_IMAGES)], image)
+    every = -(-len(samples) // PICK_IMAGES)
+    data = (LoadedImages(np.ascontiguousarray(loaded.images[::every]), loaded.samples[::every], [])
+            if loaded is not None else load_images(samples[::every], image))
     if not data.samples:
         return first, dict(chosen=first.source, images=0)
     labels = [s.label for s in data.samples]
@@ -863,14 +867,12 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     # to the alphabet (a corrupt "BOMB.png" gave the model a B and an O), and no label is
     # checked against the input's time steps after minutes of work.
     data = load_readable(data_dir, image, samples)
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHS)}")
     # a starting model's, where there is one (the candidates of --init auto share theirs)
-    layers = {**ARCHS[arch], **(params or {})}
+    layers = arch_params(arch, params)
     check_label_lengths(data.samples, feature_size(image, layers["convs"])[1], image.width)
     picked = None
     if isinstance(init, list):
-        init, picked = pick_init(init, data.samples, image, alphabet)
+        init, picked = pick_init(init, data.samples, image, alphabet, loaded=data)
         arch, params = init.info.model.arch, init.info.model.params
     charset, alphabet_record = choose_alphabet([s.label for s in data.samples], alphabet, init)
     split = prepare(data_dir, image, cfg.val_fraction, cfg.seed, charset=charset, data=data)
