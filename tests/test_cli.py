@@ -404,24 +404,6 @@ def test_a_port_in_use_is_one_line_before_anything_starts(capsys, command, monke
                            "(another server?): stop it, or pass --port with a free one")
 
 
-def test_the_port_check_tries_each_address_as_uvicorn_binds_it():
-    import socket
-
-    from captcha_ocr.cli import CLIError, _check_port
-
-    with socket.socket() as busy:
-        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        busy.bind(("0.0.0.0", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        for host in ("0.0.0.0", "127.0.0.1", "localhost", ""):
-            with pytest.raises(CLIError, match=f"port {port} on "):
-                _check_port(host, port)
-        if socket.has_ipv6:
-            _check_port("::", port)  # IPv6 apart from IPv4, as asyncio binds it: free
-    _check_port("127.0.0.1", port)  # free again
-
-
 def test_predict_and_eval_take_max_pixels(capsys, tmp_path):
     """A legitimate large scan is read where --max-pixels allows it (the message names
     the option; predict and eval had none)."""

@@ -33,6 +33,7 @@ from .data import (
     survey,
 )
 from .labelcheck import CONFIDENT, suspect
+from .listening import PortError
 from .metrics import cer, sequence_accuracy
 from .modeldir import FILES, ModelError
 from .preprocess import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError
@@ -746,38 +747,8 @@ def cmd_download(a: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- serve
 
 
-def _check_port(host: str, port: int) -> None:
-    """Refuse a port another server listens on, in one line, before a model loads or a
-    browser opens (uvicorn would log the error and exit 3 after both). Each address the
-    host names is tried as uvicorn binds it (SO_REUSEADDR; IPv6 apart from IPv4); other
-    failures are left to uvicorn."""
-    import errno
-    import socket
-
-    if port == 0:  # any free port
-        return
-    try:
-        found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except (OSError, UnicodeError):
-        raise CLIError(f"--host {host}: not an address of this machine (or not resolvable); "
-                       "use 127.0.0.1, 0.0.0.0 or one of its addresses") from None
-    for family, kind, proto, _, address in dict.fromkeys(found):
-        with socket.socket(family, kind, proto) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            try:
-                sock.bind(address)
-            except OSError as e:
-                if e.errno == errno.EADDRINUSE:
-                    raise CLIError(f"port {port} on {host or 'every address'} is in use (another "
-                                   "server?): stop it, or pass --port with a free one") from None
-
-
 def cmd_serve(a: argparse.Namespace) -> None:
     from .service import serve
-
-    _check_port(a.host, a.port)
 
     serve(a.model, a.host, a.port, max_body=int(a.max_body_mb * 1024 * 1024), max_batch=a.max_batch,
           max_wait_ms=a.max_wait_ms, max_pixels=a.max_pixels, threads=a.threads,
@@ -789,7 +760,6 @@ def cmd_serve(a: argparse.Namespace) -> None:
 def cmd_label(a: argparse.Namespace) -> None:
     from .labeling import read_review_list, read_review_suggestions, serve_labeling
 
-    _check_port(a.host, a.port)
     review = read_review_list(a.review) if a.review else None
     suggestions = read_review_suggestions(a.review) if a.review else None
     trust_stems = a.trust_stems
@@ -1200,7 +1170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if sig != signal.SIGINT or signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         args.func(args)
-    except (CLIError, DatasetError, ModelError, ImageError, UnknownCharacterError) as e:
+    except (CLIError, DatasetError, ModelError, ImageError, UnknownCharacterError, PortError) as e:
         print(f"captcha-ocr {args.command}: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except ModuleNotFoundError as e:

@@ -30,6 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from . import listening
 from .data import DatasetError, Sample, counted, link_labeled, survey
 from .httperrors import add_json_errors, json_error
 from .labels import STATUSES, LabelStore
@@ -376,15 +377,18 @@ def serve_labeling(folder: str | Path, model: str | None = None, host: str = "12
                    suggestions: dict[str, dict[str, Any]] | None = None) -> None:
     """Load the folder and the model (None: ``default_label_model``), then serve the page
     until Ctrl-C or SIGTERM."""
-    import uvicorn
-
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(message)s")
-    store = LabelStore(folder, trust_stems=trust_stems)
+    sockets = listening.bind(host, port)  # a port in use: one line, before the folder and model load
+    try:
+        store = LabelStore(folder, trust_stems=trust_stems)
+    except BaseException:
+        listening.close(sockets)
+        raise
     try:
         reader = label_reader(folder, model)
         labeling = Labeling(store, reader, order, review, suggestions)
         app = create_label_app(labeling)
-        url = f"http://{host}:{port}/"
+        url = f"http://{host}:{listening.bound_port(sockets)}/"
         labeled = store.counts()["labeled"]
         log.info("%s; open %s", folder_summary(store, labeled), url)
         if not labeled and not trust_stems:
@@ -393,6 +397,7 @@ def serve_labeling(folder: str | Path, model: str | None = None, host: str = "12
             import webbrowser
 
             webbrowser.open(url)
-        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+        listening.run(app, sockets, host=host, port=port, log_level="warning", server_header=False)
     finally:
+        listening.close(sockets)
         store.close()

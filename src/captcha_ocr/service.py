@@ -37,6 +37,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import listening
 from .batcher import MAX_BATCH, MAX_WAIT_MS, MicroBatcher, Unavailable, item_error
 from .cpus import default_workers
 from .draining import Drain
@@ -365,17 +366,27 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
     # Limits on header size and count, and read timeouts for headers and bodies
     # (httpguard); idle keep-alive connections close after 5 s (uvicorn's own).
     common = dict(host=host, port=port, access_log=False, log_level=log_level, server_header=False,
-                  timeout_graceful_shutdown=10, backlog=2048, http=GuardedHttpProtocol,
+                  timeout_graceful_shutdown=10, backlog=listening.BACKLOG, http=GuardedHttpProtocol,
                   timeout_keep_alive=5, root_path=root_path)
     if workers is None:
         workers = default_workers(provider)
+    sockets = listening.bind(host, port)  # a port in use: one line, before the model loads
+    try:  # a bad model, provider or precision: one line, before serving or forking
+        if workers <= 1:
+            app = _loaded_app(cfg)
+        else:
+            Reader.load(model_dir, provider=provider, precision=precision)
+    except BaseException:
+        listening.close(sockets)
+        raise
     if workers <= 1:
-        app = _loaded_app(cfg)  # a bad model, provider or precision: one line, before serving
-        log.info("serving on http://%s:%d with 1 worker process", host, port)
-        uvicorn.run(app, **common)
+        log.info("serving on http://%s:%d with 1 worker process", host, listening.bound_port(sockets))
+        listening.run(app, sockets, **common)
         return
-    # a bad model, provider or precision: one line, before forking
-    Reader.load(model_dir, provider=provider, precision=precision)
-    log.info("serving on http://%s:%d with %d worker processes", host, port, workers)
+    # uvicorn's supervisor binds its own socket to share with its workers: it gets the port
+    # just checked (the one picked, where 0 was asked)
+    common["port"] = listening.bound_port(sockets)
+    listening.close(sockets)
+    log.info("serving on http://%s:%d with %d worker processes", host, common["port"], workers)
     os.environ[ENV_CONFIG] = json.dumps(cfg)
     uvicorn.run("captcha_ocr.service:app_from_env", factory=True, workers=workers, **common)
