@@ -225,6 +225,27 @@ def test_file_names_that_are_not_labels_are_one_clear_error(synth_dir, pattern, 
     assert survey(synth_dir, names="whole").record()["file names"] == 12  # the user's word
 
 
+@pytest.mark.parametrize("pattern, first, last", [
+    ("img1{i:02d}", "img100", "img111"), ("captcha{i}", "captcha0", "captcha11"),
+    ("z1{i:02d}", "z100", "z111"), ("captcha-{i}", "captcha-0", "captcha-11"),
+])
+def test_a_word_then_a_number_without_a_separator_is_no_label(synth_dir, pattern, first, last):
+    _rename(synth_dir, pattern)
+    with pytest.raises(DatasetError, match=rf"the file names \({first} \.\.\. {last}: a word and a "
+                                           r"number\) are not labels as they are; .* or "
+                                           r"--name-labels whole if they are$"):
+        survey(synth_dir)
+    assert survey(synth_dir, names="whole").record()["file names"] == 12  # the user's word
+
+
+def test_labels_that_share_no_start_or_have_no_letter_in_it_are_labels():
+    for stems in (["ab12", "cd34", "ef56", "gh78", "ij90"],  # captcha texts
+                  ["7a12", "7b34", "7c56", "7d78", "7e90"],  # one first character, letters after
+                  ["1234", "1299", "1301", "1377", "1402"],  # digits sharing a first digit
+                  ["img1", "img2", "img3", "img4"]):  # four: too few to tell
+        assert name_labels(stems, "d").scheme == "whole", stems
+
+
 def test_labels_in_another_file_are_named_in_the_error(synth_dir):
     _rename(synth_dir, "{i}")
     (synth_dir / "gt.txt").write_text("0.png abc\n")

@@ -217,7 +217,21 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
     if _ids(stems) or _hex_names(stems):
         what = "numbers counting up" if _counts_up(stems) else "timestamps, hashes or UUIDs"
         return _not_labels(stems, where, what, strict)
+    if _word_then_number(stems):  # "img100", "captcha-7", "z101"
+        return _not_labels(stems, where, "a word and a number", strict)
     return NameLabels()
+
+
+def _word_then_number(names: list[str]) -> bool:
+    """Five or more names that are one and the same start holding a letter, then a number
+    that differs from name to name ("img100", "captcha-7", "z101": their common start
+    may take the number's first digits). No site's captchas all begin alike."""
+    if len(names) < 5:
+        return False
+    start = os.path.commonprefix(names)
+    start = start.rstrip("0123456789")  # "z101" ... "z130" share "z1": the number is "101"
+    return (any(c.isalpha() for c in start)
+            and all(len(x) > len(start) and x[len(start):].isdigit() for x in names))
 
 
 _HEX = re.compile(r"[0-9a-f]{8,}|[0-9A-F]{8,}")
