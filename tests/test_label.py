@@ -74,6 +74,27 @@ def test_least_confident_first_and_set_aside_images_do_not_come_back(folder, bas
         again.close()
 
 
+def test_a_label_of_a_file_whose_name_has_spaces_around_it_survives_a_restart(folder):
+    made, truth = folder
+    first, second = sorted(truth)[:2]
+    (made / first).rename(made / f" {first}")  # a leading space, as names from the web come
+    (made / second).rename(made / f"{second[:-4]} .png")  # a space before the suffix
+    store = LabelStore(made)
+    try:
+        store.set_label(f" {first}", "AB12")
+        store.set_label(f"{second[:-4]} .png", "CD34")
+    finally:
+        store.close()
+    again = LabelStore(made)
+    try:
+        assert again.present_labels() == {f" {first}": "AB12", f"{second[:-4]} .png": "CD34"}
+        assert again.counts()["labeled"] == 2
+    finally:
+        again.close()
+    samples = {s.path.name: s.label for s in discover(made)}
+    assert samples == {f" {first}": "AB12", f"{second[:-4]} .png": "CD34"}
+
+
 def test_api_labels_corrects_and_counts_unchanged(folder, base):
     made, truth = folder
     store = LabelStore(made)

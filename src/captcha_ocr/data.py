@@ -363,7 +363,11 @@ def read_labels_csv(path: Path) -> dict[str, str]:
     labels: dict[str, str] = {}
     first: dict[str, int] = {}
     for n, row in enumerate(rows[1:], start=2 + skip):
+        raw = row[0] if row else ""
         row = [c.strip() for c in row]  # spaces around a field are a hand edit's, not the label's
+        if row and raw != row[0] and (path.parent / raw).is_file() \
+                and not (path.parent / row[0]).is_file():
+            row[0] = raw  # ... unless the file's own name begins or ends with them (" a.png")
         if not any(row):
             continue  # a blank line (a trailing one, say)
         if len(row) == 2 and row[0].startswith("./"):
