@@ -221,6 +221,21 @@ def test_predict_empty_folder(capsys, tmp_path):
     assert_one_line_error(rc, err, "its subfolder site holds images")
 
 
+def test_predict_gives_a_folder_of_no_images_among_other_paths_its_own_line(capsys, tmp_path, synth_dir):
+    good = sorted(synth_dir.glob("*.png"))[0]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "dir.png").mkdir()  # a folder named like an image
+    paths = [good, tmp_path / "empty", tmp_path / "dir.png", good]
+    rc, out, err = run(capsys, "predict", *paths, "--model", "captcha_images_v2")
+    lines = out.splitlines()
+    assert rc == 1 and len(lines) == 4 and lines[0] == lines[3] and lines[0].startswith(f"{good}\t")
+    assert lines[1:3] == [f"{tmp_path / 'empty'}\t\tERROR", f"{tmp_path / 'dir.png'}\t\tERROR"]
+    assert [x for x in err.splitlines() if x.startswith("error:")] == [
+        f"error: {tmp_path / n}: a folder with no images (expected .png, .jpg, .jpeg, .gif, .bmp, .webp)"
+        for n in ("empty", "dir.png")]
+    assert err.splitlines()[-1].endswith("error: 2 of 4 images could not be read")
+
+
 def test_provider_cuda_loads_or_says_how_to_get_it(capsys, tmp_path):
     import onnxruntime as ort
     from PIL import Image

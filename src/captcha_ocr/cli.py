@@ -631,7 +631,9 @@ def _expand(paths: Sequence[str]) -> list[Path]:
                                "(captcha-ocr predict - < x.png)")
             out.append(p)
         elif p.is_dir():
-            out += list_images(p, odd=True)  # a dangling link: its own error, not a silent skip
+            # a dangling link: its own error, not a silent skip; a folder of no images (or
+            # one named like an image) stands for itself: its own error line
+            out += list_images(p, odd=True) or [p]
         elif p.exists() or p.suffix.lower() in IMAGE_SUFFIXES:
             out.append(p)  # a missing file still gets its own error line
         else:
@@ -639,10 +641,18 @@ def _expand(paths: Sequence[str]) -> list[Path]:
     return out
 
 
+def _no_images(folder: Path):
+    """The reading of a folder given as a path that holds no images: its error."""
+    from .runtime import Reading
+
+    return Reading("", 0.0, (), f"{folder}: a folder with no images (expected "
+                   f"{', '.join(IMAGE_SUFFIXES)})", accepted=False)  # subfolders: noted above
+
+
 def cmd_predict(a: argparse.Namespace) -> None:
     reader = _reader(a)
     paths = _expand(a.paths)
-    if not paths:
+    if all(p.is_dir() for p in paths):
         subfolders = "".join(subfolders_hint(Path(p)) for p in a.paths if Path(p).is_dir())
         raise CLIError(f"no images found in {' '.join(a.paths)} (expected "
                        f"{', '.join(IMAGE_SUFFIXES)}){subfolders}")
@@ -667,8 +677,10 @@ def cmd_predict(a: argparse.Namespace) -> None:
                       "for your site's captchas pass --model MODEL_DIR", markup=False, soft_wrap=True)
     with _bar(*Progress.get_default_columns(), console=console) as bar:
         task = bar.add_task("reading", total=len(paths))
-        sources = [sys.stdin.buffer if str(p) == STDIN else p for p in paths]
-        for path, r in zip(paths, reader.iter_read(sources, options, batch_size=a.batch_size)):
+        sources = [sys.stdin.buffer if str(p) == STDIN else p for p in paths if not p.is_dir()]
+        read = reader.iter_read(sources, options, batch_size=a.batch_size)
+        for path in paths:
+            r = _no_images(path) if path.is_dir() else next(read)
             failed += not r.ok
             if a.json:
                 row = {"path": str(path)} | (_reading_json(r) if r.ok else {"error": r.error})
