@@ -721,10 +721,12 @@ def cmd_export(a: argparse.Namespace) -> None:
                        "by 'captcha-ocr train' (export rewrites its model.onnx)")
     samples = None
     if a.int8:  # the data's errors before anything is written
-        from .quantize import check_enough
+        from .modeldir import ModelInfo
+        from .quantize import check_enough, check_labels_fit
 
         samples = survey(a.data, stem_labels=a.stem_labels, names=a.name_labels).samples
         check_enough(samples, a.data)
+        check_labels_fit(a.model_dir, a.data, [s.label for s in samples], ModelInfo.load(a.model_dir))
     with StagedModelDir(a.model_dir):  # the directory's lock: not while a train swaps it
         model, info = load_checkpoint(a.model_dir)
         if samples is not None and _trained_on(info, samples):

@@ -44,16 +44,27 @@ MIN_IMAGES = 20  # half to calibrate, half to check
 FINE_CHECK = 200  # checked images under which export says how coarse its check is
 
 
-def _check_site(model_dir: Path, data_dir: str | Path, labels: list[str], fp32: list[str],
-                alphabet: str) -> None:
-    """Refuse a check that cannot tell int8 from float32: images of another site (most
-    labels hold characters the model cannot read) or ones float32 reads none of."""
+def check_labels_fit(model_dir: str | Path, data_dir: str | Path, labels: list[str],
+                     info: ModelInfo) -> None:
+    """Refuse images of another site: most ``labels`` hold characters the model cannot
+    read (as it reads them: lower case where it was trained with ``--ignore-case``).
+    Export calls it before it writes anything."""
+    if info.training.get("ignore_case"):
+        labels = [y.lower() for y in labels]
+    alphabet = info.alphabet
     unknown = sorted({c for label in labels for c in label} - set(alphabet))
     foreign = sum(any(c not in alphabet for c in label) for label in labels)
     if foreign * 2 >= len(labels):
         raise ModelError(f"{data_dir}: {foreign} of {len(labels)} labels hold characters "
                          f"{model_dir} cannot read ({''.join(unknown)[:20]}): give --data labeled "
                          "images of the site this model reads")
+
+
+def _check_site(model_dir: Path, data_dir: str | Path, labels: list[str], fp32: list[str],
+                info: ModelInfo) -> None:
+    """Refuse a check that cannot tell int8 from float32: images of another site
+    (``check_labels_fit``) or ones float32 reads none of."""
+    check_labels_fit(model_dir, data_dir, labels, info)
     if not any(a == b for a, b in zip(labels, fp32)):
         raise ModelError(f"{data_dir}: float32 reads none of {len(labels)} images right, so "
                          "the check cannot tell whether int8 reads as well: give --data labeled "
@@ -105,7 +116,7 @@ def quantize_model(model_dir: str | Path, data_dir: str | Path, *, seed: int = 0
     norm = str.lower if reader.info.training.get("ignore_case") else str
     labels = [norm(y) for y in labels]
     fp32 = [norm(r.text) for r in reader.readings(reader.run(check))]
-    _check_site(model_dir, data_dir, labels, fp32, reader.info.alphabet)
+    _check_site(model_dir, data_dir, labels, fp32, reader.info)
 
     class Batches(CalibrationDataReader):
         def __init__(self) -> None:
