@@ -8,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import signal
 import socket
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from PIL import Image
 
 from captcha_ocr.batcher import Unavailable
 from captcha_ocr.cpus import default_workers
+from captcha_ocr.httpguard import STOPPING_BODY_GRACE
 from captcha_ocr.runtime import Reader, bundled_model_dir
 from captcha_ocr.service import MicroBatcher, create_app
 from conftest import Server
@@ -370,6 +372,29 @@ def _drains(s: Server, drain: float, *pids: int) -> None:
     s.proc.wait(timeout=drain + 15)
     assert time.monotonic() - t0 >= drain - 0.1
     assert "draining for" in s.log.read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_answers_a_stalled_upload_503_within_a_second(tmp_path, sig):
+    """A client that sent its headers and part of its body, then nothing: the server stops
+    in about STOPPING_BODY_GRACE, answers it the one-line JSON 503 and logs no traceback
+    (uvicorn waited 10 s, cancelled the request and answered a plain-text 500)."""
+    s = Server(bundled_model_dir(), tmp_path / "stop.log", "--workers", "1")  # body timeout 30 s
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+            c.sendall(b"POST /v1/read HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\n"
+                      b"content-length: 1000\r\n\r\nabc")
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            s.proc.send_signal(sig)
+            s.proc.wait(timeout=8)
+            took = time.monotonic() - t0
+            answer = c.recv(65536)
+        assert _status_and_error(answer) == (503, "the server is stopping: send the request again")
+        assert took < 1 + STOPPING_BODY_GRACE, took
+        assert "Traceback" not in s.log.read_text()
+    finally:
+        s.stop()
 
 
 def test_drain_keeps_serving_after_sigterm_with_healthz_503(tmp_path):

@@ -10,6 +10,11 @@ holds a connection and memory for as long as it likes. ``GuardedHttpProtocol`` a
   byte (or of the connection, for a client that sends nothing), the body within
   ``BODY_TIMEOUT`` seconds of the headers, else ``408`` and the connection is closed.
 
+When the server stops, a request whose body is still arriving gets ``STOPPING_BODY_GRACE``
+seconds to finish sending it, then ``503`` and the connection is closed (uvicorn would
+wait for it up to its graceful-shutdown timeout, then cancel the request: a traceback in
+the log and a plain-text 500 for the client).
+
 Keep-alive idle time stays uvicorn's own ``timeout_keep_alive``. Answers here are
 written by the protocol itself (the app never sees such a request), as one-line JSON
 like every other error of the service.
@@ -22,14 +27,17 @@ import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_HEADERS", "MAX_HEADER_BYTES", "GuardedHttpProtocol"]
+__all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_HEADERS", "MAX_HEADER_BYTES", "STOPPING_BODY_GRACE",
+           "GuardedHttpProtocol"]
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 HEADER_TIMEOUT = 10.0
 BODY_TIMEOUT = 30.0
+STOPPING_BODY_GRACE = 1.0
 
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large",
+            503: b"Service Unavailable"}
 
 
 class GuardedHttpProtocol(HttpToolsProtocol):
@@ -62,7 +70,17 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _expired(self, what: str, seconds: float) -> None:
         self._timer = None
-        self._refuse(408, f"the request {what} did not arrive within {seconds:g} s")
+        if what == "stopping":
+            self._refuse(503, "the server is stopping: send the request again")
+        else:
+            self._refuse(408, f"the request {what} did not arrive within {seconds:g} s")
+
+    def shutdown(self) -> None:
+        """The server stops: a body still arriving gets a short grace, then 503."""
+        super().shutdown()
+        cycle = self.cycle
+        if not self._in_head and cycle is not None and cycle.more_body and not cycle.response_started:
+            self._arm(min(self.body_timeout, STOPPING_BODY_GRACE), "stopping")
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``status`` with the one-line JSON error, unless a response has begun, and close."""
