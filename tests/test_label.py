@@ -238,6 +238,13 @@ def test_bad_folders_are_one_line(tmp_path, capsys):
     assert main(["label", str(tmp_path), "--no-browser", "--model", "none"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no images to label" in err
+    write_style("bold_caps", tmp_path / "site", 2, seed=1)  # the images one level down
+    assert main(["label", str(tmp_path), "--no-browser", "--model", "none"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith(
+        "no images to label (expected png, jpg, gif, bmp or webp files); its subfolder site "
+        "holds images, and only the folder itself is read: give one of them, or move their "
+        "images into one folder")
 
 
 def test_a_second_label_process_on_one_folder_is_refused(folder):

@@ -30,6 +30,7 @@ from .data import (
     name_labels,
     read_labels_csv,
     read_set_aside,
+    subfolders_hint,
 )
 from .modeldir import atomic_write
 
@@ -60,7 +61,7 @@ class LabelStore:
         self.images = list_images(self.folder)
         if not self.images:
             raise DatasetError(f"{self.folder}: no images to label (expected png, jpg, gif, bmp "
-                               "or webp files)")
+                               f"or webp files){subfolders_hint(self.folder)}")
         self._names = {p.name for p in self.images}
         self._lock = threading.Lock()
         self._hold_folder()
