@@ -75,13 +75,18 @@ def test_page_reads_several_and_shows_errors(browser_page, server, captcha_png, 
     page, problems = browser_page
     bad = tmp_path / "broken.png"
     bad.write_bytes(captcha_png.read_bytes()[:300])
+    notes = tmp_path / "notes.txt"  # chosen with "All files": no image, its own card
+    notes.write_text("not an image")
     page.goto(server.url + "/")
-    page.set_input_files("#file", [str(captcha_png), str(bad)])
-    page.wait_for_function("document.querySelectorAll('.result[data-state]').length === 2", timeout=15_000)
-    assert page.locator(".result .name").all_inner_texts() == ["g7n4x.png", "broken.png"]  # given order
+    page.set_input_files("#file", [str(captcha_png), str(bad), str(notes)])
+    page.wait_for_function("document.querySelectorAll('.result[data-state]').length === 3", timeout=15_000)
+    assert page.locator(".result .name").all_inner_texts() == ["g7n4x.png", "broken.png", "notes.txt"]
     states = page.locator(".result").evaluate_all("cards => cards.map(c => c.dataset.state)")
-    assert states == ["done", "error"]
-    assert "422" in page.locator(".result[data-state=error] .error").inner_text()
+    assert states == ["done", "error", "error"]
+    errors = page.locator(".result[data-state=error] .error").all_inner_texts()
+    assert "422" in errors[0] and errors[1] == ("not an image (text/plain): choose PNG, JPEG, GIF, "
+                                                "BMP or WebP files")
+    assert page.locator("#status").inner_text() == "3 read"
     # a failed read is an answer, not a console error; any other problem is
     assert all("422" in p for p in problems), problems
 

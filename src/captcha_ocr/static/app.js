@@ -113,16 +113,23 @@ async function readFile(file, card) {
   }
 }
 
+const isImage = (f) => f.type === "" || f.type.startsWith("image/");
+
 function readFiles(files) {
-  const images = [...files].filter((f) => f.type === "" || f.type.startsWith("image/"));
-  if (images.length === 0 && files.length) {
-    status.textContent = "not an image: choose PNG, JPEG, GIF, BMP or WebP files";
-    return;
-  }
-  // The newest images go on top, in the order they were given.
-  const cards = images.map(newCard);
+  files = [...files];
+  // The newest files go on top, in the order they were given; a file that is no image
+  // (text.txt) gets its card with the reason, as the service fails one bad image alone.
+  const cards = files.map(newCard);
   results.prepend(...cards);
-  images.forEach((file, i) => readFile(file, cards[i]));
+  files.forEach((file, i) => {
+    if (isImage(file)) {
+      readFile(file, cards[i]);
+    } else {
+      cards[i].classList.remove("pending");
+      showError(cards[i], `not an image (${file.type}): choose PNG, JPEG, GIF, BMP or WebP files`);
+    }
+  });
+  updateStatus();
 }
 
 input.addEventListener("change", () => {
