@@ -44,26 +44,73 @@ def test_a_host_that_is_not_here_is_one_line():
 
 
 def test_port_zero_gets_one_free_port_for_every_address():
-    sockets = listening.bind("localhost", 0)
+    sockets = listening.bind("", 0)  # 0.0.0.0, and :: where IPv6 is on
     try:
         port = listening.bound_port(sockets)
         assert port > 0 and {s.getsockname()[1] for s in sockets} == {port}
+        assert len(sockets) == 1 + (socket.has_ipv6 and socket.getaddrinfo(
+            None, 0, socket.AF_INET6, socket.SOCK_STREAM, flags=socket.AI_PASSIVE) != [])
         assert _busy_errno(port) == errno.EADDRINUSE
     finally:
         listening.close(sockets)
     assert _busy_errno(port) == 0
 
 
+def test_an_address_of_a_family_this_machine_lacks_is_passed_over(monkeypatch):
+    real = socket.socket
+
+    def no_ipv6(family=socket.AF_INET, *args, **kwargs):
+        if family == socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real(family, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "socket", no_ipv6)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("0.0.0.0", 0)),
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::", 0, 0, 0))])
+    sockets = listening.bind("", 0)
+    try:
+        assert [s.family for s in sockets] == [socket.AF_INET]
+    finally:
+        listening.close(sockets)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::", 0, 0, 0))])
+    with pytest.raises(PortError, match="^--host ::: not an address of this machine"):
+        listening.bind("::", 0)
+
+
+def test_urls_of_every_kind_of_host():
+    assert listening.url("127.0.0.1", 80) == "http://127.0.0.1:80/"
+    assert listening.url("", 80) == "http://0.0.0.0:80/"
+    assert listening.url("", 80, browser=True) == "http://127.0.0.1:80/"
+    assert listening.url("::", 80, browser=True) == "http://[::1]:80/"
+    assert listening.url("fe80::1", 80) == "http://[fe80::1]:80/"
+    assert listening.url("localhost", 80, browser=True) == "http://localhost:80/"
+
+
 class Loaded(Exception):
     pass
 
 
+def _connects(port: int) -> str:
+    """What a client connecting now gets: "accepted" (queued) or "refused"."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return "accepted"
+    except ConnectionRefusedError:
+        return "refused"
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_holds_its_port_while_the_model_loads(monkeypatch, workers):
+    """Another program cannot take the port. One process listens: a client's connection
+    waits for it; with several, uvicorn's supervisor listens later, so the port is only
+    reserved meanwhile: a client is refused (and retries), never accepted and then reset."""
     seen = []
 
     def loading(*args, **kwargs):
         seen.append(_busy_errno(port))  # another program starting now
+        seen.append(_connects(port))
         raise Loaded
 
     monkeypatch.setattr(service, "_loaded_app", loading)
@@ -73,7 +120,7 @@ def test_serve_holds_its_port_while_the_model_loads(monkeypatch, workers):
         port = probe.getsockname()[1]
     with pytest.raises(Loaded):
         service.serve(None, "127.0.0.1", port, workers=workers)
-    assert seen == [errno.EADDRINUSE]
+    assert seen == [errno.EADDRINUSE, "accepted" if workers == 1 else "refused"]
     assert _busy_errno(port) == 0  # a failed start leaves the port free
 
 
@@ -112,7 +159,7 @@ def test_serve_on_port_zero_says_the_port_it_got_and_answers_there(tmp_path, wor
         deadline, status = time.monotonic() + 60, None
         while status != 200 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
-            found = re.search(r"serving on http://127\.0\.0\.1:(\d+) with", log.read_text())
+            found = re.search(r"serving on http://127\.0\.0\.1:(\d+)/ with", log.read_text())
             if found:
                 assert int(found[1]) > 0
                 try:
@@ -123,3 +170,31 @@ def test_serve_on_port_zero_says_the_port_it_got_and_answers_there(tmp_path, wor
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_port_zero_tries_another_port_where_a_later_address_holds_the_first(monkeypatch):
+    calls = []
+    real = listening._bind_each
+
+    def first_taken(found, port):
+        calls.append(port)
+        if len(calls) == 1:
+            raise listening._Taken
+        return real(found, port)
+
+    monkeypatch.setattr(listening, "_bind_each", first_taken)
+    listening.close(listening.bind("127.0.0.1", 0))
+    assert calls == [0, 0]
+    asked = []
+
+    def always_taken(found, port):
+        asked.append(port)
+        raise listening._Taken
+
+    monkeypatch.setattr(listening, "_bind_each", always_taken)
+    with pytest.raises(PortError, match="^port 8 on 127.0.0.1 is in use"):
+        listening.bind("127.0.0.1", 8)
+    assert asked == [8]  # a port asked: no retry
+    with pytest.raises(PortError, match="^port 0 on 127.0.0.1 is in use"):
+        listening.bind("127.0.0.1", 0)
+    assert asked == [8] + [0] * listening.PORT_ZERO_TRIES

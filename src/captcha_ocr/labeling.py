@@ -388,7 +388,7 @@ def serve_labeling(folder: str | Path, model: str | None = None, host: str = "12
         reader = label_reader(folder, model)
         labeling = Labeling(store, reader, order, review, suggestions)
         app = create_label_app(labeling)
-        url = f"http://{host}:{listening.bound_port(sockets)}/"
+        url = listening.url(host, listening.bound_port(sockets), browser=True)
         labeled = store.counts()["labeled"]
         log.info("%s; open %s", folder_summary(store, labeled), url)
         if not labeled and not trust_stems:

@@ -16,7 +16,7 @@ import socket
 import sys
 from typing import Any
 
-__all__ = ["PortError", "bind", "bound_port", "close", "run"]
+__all__ = ["PortError", "bind", "bound_port", "close", "run", "url"]
 
 BACKLOG = 2048  # connections waiting to be accepted (uvicorn's default)
 
@@ -25,19 +25,55 @@ class PortError(ValueError):
     """The host cannot be listened on: not an address here, or the port is in use."""
 
 
-def bind(host: str, port: int, backlog: int = BACKLOG) -> list[socket.socket]:
-    """Listen on ``port`` (0: any free one, the same for every address) of each address
-    ``host`` names. Raises ``PortError`` in one line where one is in use or the host is
-    not an address of this machine; other failures are left as they are (OSError)."""
+def bind(host: str, port: int, backlog: int = BACKLOG, listen: bool = True) -> list[socket.socket]:
+    """Bind ``port`` (0: any free one, the same for every address) of each address ``host``
+    names, and listen there (``listen``; unlistened, the port is reserved while connections
+    to it are refused). Addresses of a family this machine lacks are passed over, as
+    asyncio does (IPv6 switched off, say). Raises ``PortError`` in one line where the port
+    is in use or the host is not an address of this machine; other failures are left as
+    they are (OSError)."""
     try:
         found = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError):
         raise PortError(f"--host {host}: not an address of this machine (or not resolvable); "
                         "use 127.0.0.1, 0.0.0.0 or one of its addresses") from None
+    for attempt in range(PORT_ZERO_TRIES if port == 0 else 1):
+        try:
+            sockets = _bind_each(list(dict.fromkeys(found)), port)
+        except _Taken:
+            if attempt + 1 < PORT_ZERO_TRIES and port == 0:
+                continue  # the port the first address got is another's on a later one
+            raise PortError(f"port {port} on {host or 'every address'} is in use (another "
+                            "server?): stop it, or pass --port with a free one") from None
+        break
+    if not sockets:
+        raise PortError(f"--host {host}: not an address of this machine; use "
+                        "127.0.0.1, 0.0.0.0 or one of its addresses")
+    try:
+        for sock in sockets:
+            if listen:
+                sock.listen(backlog)
+    except BaseException:
+        close(sockets)
+        raise
+    return sockets
+
+
+PORT_ZERO_TRIES = 5
+
+
+class _Taken(Exception):
+    pass
+
+
+def _bind_each(found: list, port: int) -> list[socket.socket]:
     sockets: list[socket.socket] = []
     try:
-        for family, kind, proto, _, address in dict.fromkeys(found):
-            sock = socket.socket(family, kind, proto)
+        for family, kind, proto, _, address in found:
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:  # a family this machine lacks
+                continue
             sockets.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
@@ -48,18 +84,24 @@ def bind(host: str, port: int, backlog: int = BACKLOG) -> list[socket.socket]:
                 sock.bind(address)
             except OSError as e:
                 if e.errno == errno.EADDRINUSE:
-                    raise PortError(f"port {port} on {host or 'every address'} is in use (another "
-                                    "server?): stop it, or pass --port with a free one") from None
-                if e.errno == errno.EADDRNOTAVAIL:
-                    raise PortError(f"--host {host}: not an address of this machine; use "
-                                    "127.0.0.1, 0.0.0.0 or one of its addresses") from None
+                    raise _Taken from None
+                if e.errno == errno.EADDRNOTAVAIL:  # not configured here ("::1" without IPv6)
+                    sockets.pop().close()
+                    continue
                 raise
-            sock.listen(backlog)
-            sock.set_inheritable(True)
     except BaseException:
         close(sockets)
         raise
     return sockets
+
+
+def url(host: str, port: int, browser: bool = False) -> str:
+    """The URL of a server listening on ``host`` (an IPv6 address in brackets); with
+    ``browser``, one a browser on this machine can open (every address: the loopback)."""
+    shown = host or "0.0.0.0"
+    if browser:
+        shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(shown, shown)
+    return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
 
 
 def bound_port(sockets: list[socket.socket]) -> int:

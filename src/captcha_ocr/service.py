@@ -370,7 +370,10 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
                   timeout_keep_alive=5, root_path=root_path)
     if workers is None:
         workers = default_workers(provider)
-    sockets = listening.bind(host, port)  # a port in use: one line, before the model loads
+    # A port in use: one line, before the model loads. One process listens on these
+    # sockets; with several, uvicorn's supervisor binds its own to share with its workers,
+    # so they only reserve the port meanwhile (connections refused, not accepted and reset).
+    sockets = listening.bind(host, port, listen=workers <= 1)
     try:  # a bad model, provider or precision: one line, before serving or forking
         if workers <= 1:
             app = _loaded_app(cfg)
@@ -380,13 +383,11 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
         listening.close(sockets)
         raise
     if workers <= 1:
-        log.info("serving on http://%s:%d with 1 worker process", host, listening.bound_port(sockets))
+        log.info("serving on %s with 1 worker process", listening.url(host, listening.bound_port(sockets)))
         listening.run(app, sockets, **common)
         return
-    # uvicorn's supervisor binds its own socket to share with its workers: it gets the port
-    # just checked (the one picked, where 0 was asked)
-    common["port"] = listening.bound_port(sockets)
+    common["port"] = listening.bound_port(sockets)  # the one picked, where 0 was asked
     listening.close(sockets)
-    log.info("serving on http://%s:%d with %d worker processes", host, common["port"], workers)
+    log.info("serving on %s with %d worker processes", listening.url(host, common["port"]), workers)
     os.environ[ENV_CONFIG] = json.dumps(cfg)
     uvicorn.run("captcha_ocr.service:app_from_env", factory=True, workers=workers, **common)
