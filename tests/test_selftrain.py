@@ -10,7 +10,7 @@ from captcha_ocr import zoo
 from captcha_ocr.cli import main
 from captcha_ocr.data import Sample
 from captcha_ocr.finetune import load_init
-from captcha_ocr.modeldir import FILES
+from captcha_ocr.modeldir import FILES, ModelError
 from captcha_ocr.selftrain import pseudo_labels, self_train
 from captcha_ocr.train import recipe, train
 
@@ -187,6 +187,43 @@ def test_resume_after_either_run_gives_the_same_model(tmp_path, unlabeled, secon
     assert pl == whole.info.training["pseudo_labels"] and pl["kept"] > 0
     weights = [(tmp_path / d / FILES.weights).read_bytes() for d in ("cut", "whole")]
     assert weights[0] == weights[1]
+
+
+def test_a_cut_before_the_second_runs_first_checkpoint_resumes_from_the_first_model(tmp_path, unlabeled):
+    """No checkpoint of the second run yet: --resume goes on from the first run's finished
+    model (it said "no interrupted run to resume", and a rerun trained the first again)."""
+    data = tmp_path / "data"
+    zoo.write_style(STYLE, data, 20, seed=36)
+    cfg = recipe("deep", finetune=True, steps=60, batch_size=8, threads=1, seed=4, extend=0.0)
+    run = dict(init=load_init("base"), cfg=cfg, command="captcha-ocr train data --unlabeled u")
+    whole_rounds = []
+    whole = self_train(train, data, tmp_path / "whole", unlabeled[0], 0.5,
+                       on_epoch=lambda s: whole_rounds.append(s.epoch), **run)
+    rounds = []
+
+    def cut(stats):
+        rounds.append(stats.epoch)
+        if stats.epoch == 2 and rounds.index(1) != len(rounds) - 2:  # the second run's round 2
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        self_train(train, data, tmp_path / "cut", unlabeled[0], 0.5, on_epoch=cut,
+                   checkpoint_seconds=1e9, **run)
+    first = json.loads((tmp_path / "cut" / FILES.info).read_text())["training"]
+    assert "pseudo_labels" not in first and not (tmp_path / "cut.partial").exists()
+    phases, again = [], []
+    resumed = self_train(train, data, tmp_path / "cut", unlabeled[0], 0.5, resume=True,
+                         on_phase=phases.append, on_epoch=lambda s: again.append(s.epoch),
+                         **{**run, "command": run["command"] + " --resume"})
+    assert again == whole_rounds[whole_rounds.index(1, 1):]  # the second run, whole
+    assert "holds this command's first model" in phases[0]
+    assert resumed.info.training["pseudo_labels"] == whole.info.training["pseudo_labels"]
+    weights = [(tmp_path / d / FILES.weights).read_bytes() for d in ("cut", "whole")]
+    assert weights[0] == weights[1]
+    other = tmp_path / "other"  # a model of another command there: nothing to go on from
+    shutil.copytree(tmp_path / "whole", other)
+    with pytest.raises(ModelError, match="no interrupted run to resume"):
+        self_train(train, data, other, unlabeled[0], 0.5, resume=True, **run)
 
 
 def test_images_set_aside_while_labeling_are_never_pseudo_labeled(unlabeled, tmp_path):

@@ -27,10 +27,10 @@ from .data import (
     NAME_SCHEMES,
     DatasetError,
     counted,
-    fingerprint,
     list_images,
     subfolders_hint,
     survey,
+    trained_on,
 )
 from .labelcheck import CONFIDENT, suspect
 from .listening import PortError
@@ -250,7 +250,7 @@ def cmd_train(a: argparse.Namespace) -> None:
             if a.unlabeled is None:
                 result = train(data, a.out, **run)
             else:
-                from .selftrain import DEFAULT_MAX_IMAGES, DEFAULT_MIN_CONFIDENCE, self_train
+                from .selftrain import DEFAULT_MAX_IMAGES, DEFAULT_MIN_CONFIDENCE, first_run_kept, self_train
 
                 def phase(msg: str) -> None:
                     if not a.quiet:
@@ -264,8 +264,11 @@ def cmd_train(a: argparse.Namespace) -> None:
         except KeyboardInterrupt:
             from .train import CHECKPOINT_SECONDS
 
-            console.print(_resume_hint(a.out, f"{CHECKPOINT_SECONDS:g} s, at the end of a round"),
-                          markup=False, soft_wrap=True)
+            hint = _resume_hint(a.out, f"{CHECKPOINT_SECONDS:g} s, at the end of a round")
+            if a.unlabeled is not None and first_run_kept(a.out, run["command"]):
+                hint = (f"the first run's model is complete in {a.out}: the same command with "
+                        "--resume goes on from it with the second run")
+            console.print(hint, markup=False, soft_wrap=True)
             raise
     m, t = result.info.metrics, result.info.training
     kept = result.history[result.best_epoch - 1]
@@ -447,18 +450,6 @@ def _reading_json(r) -> dict:
     return {k: v for k, v in r.as_dict().items() if k != "char_confidences"}
 
 
-def _trained_on(info, samples) -> bool:
-    """Whether ``samples`` are the very images the model was trained on (model.json's
-    image count and data fingerprint; where training skipped unreadable files, the
-    fingerprint of every file it listed)."""
-    t = info.training
-    if t.get("n_images") == len(samples):
-        return t.get("data_fingerprint") == fingerprint(s.path for s in samples)
-    if t.get("n_skipped") and t.get("n_images", 0) + t["n_skipped"] == len(samples):
-        return t.get("data_fingerprint_listed") == fingerprint(s.path for s in samples)
-    return False
-
-
 def cmd_eval(a: argparse.Namespace) -> None:
     reader = _reader(a)
     options = _reading_options(reader, a)
@@ -466,7 +457,7 @@ def cmd_eval(a: argparse.Namespace) -> None:
     samples = labeling.samples
     if labeling.note():
         _err_console().print(labeling.note(), markup=False, soft_wrap=True)
-    if _trained_on(reader.info, samples):
+    if trained_on(reader.info.training, samples):
         _err_console().print(f"warning: these {len(samples):,} images are from the folder the model "
                              "was trained on, its validation images included (model.json's data "
                              "fingerprint): their accuracy says "
@@ -729,7 +720,7 @@ def cmd_export(a: argparse.Namespace) -> None:
         check_labels_fit(a.model_dir, a.data, [s.label for s in samples], ModelInfo.load(a.model_dir))
     with StagedModelDir(a.model_dir):  # the directory's lock: not while a train swaps it
         model, info = load_checkpoint(a.model_dir)
-        if samples is not None and _trained_on(info, samples):
+        if samples is not None and trained_on(info.training, samples):
             _err_console().print(f"warning: {a.data} holds the images the model was trained on "
                                  "(model.json's data fingerprint): the check below compares int8 "
                                  "with float32 on images the model knows, not on new captchas; "

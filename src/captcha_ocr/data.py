@@ -799,6 +799,17 @@ def copy_groups(values: list) -> np.ndarray:
     return np.array([index.setdefault(str(v), len(index)) for v in values], np.int64)
 
 
+def trained_on(training: dict, samples: list[Sample]) -> bool:
+    """Whether ``samples`` are the very images a model was trained on, by its
+    ``model.json``'s ``training`` record: image count and data fingerprint; where training
+    skipped unreadable files, the fingerprint of every file it listed."""
+    if training.get("n_images") == len(samples):
+        return training.get("data_fingerprint") == fingerprint(s.path for s in samples)
+    if training.get("n_skipped") and training.get("n_images", 0) + training["n_skipped"] == len(samples):
+        return training.get("data_fingerprint_listed") == fingerprint(s.path for s in samples)
+    return False
+
+
 def fingerprint(paths: Iterable[Path], digests: Iterable[str] | None = None) -> str:
     """SHA-256 over the files' contents and names, independent of how they are packed.
 

@@ -18,11 +18,20 @@ from pathlib import Path
 import numpy as np
 
 from .charset import Charset
-from .data import SKIPPED_FILE, DatasetError, Sample, discover, list_images, read_set_aside, require_folder
+from .data import (
+    SKIPPED_FILE,
+    DatasetError,
+    Sample,
+    discover,
+    list_images,
+    read_set_aside,
+    require_folder,
+    trained_on,
+)
 from .modeldir import ModelInfo
 from .runtime import Reader
 
-__all__ = ["DEFAULT_MAX_IMAGES", "DEFAULT_MIN_CONFIDENCE", "pseudo_labels", "self_train"]
+__all__ = ["DEFAULT_MAX_IMAGES", "DEFAULT_MIN_CONFIDENCE", "first_run_kept", "pseudo_labels", "self_train"]
 
 DEFAULT_MIN_CONFIDENCE = 0.9
 # Unlabeled images read at most (the benches' 2,000): each one kept is held in memory for
@@ -100,9 +109,15 @@ def self_train(train: Callable, data_dir: str | Path, out_dir: str | Path, unlab
         raise DatasetError(f"--unlabeled {unlabeled}: no images there besides the labeled ones "
                            "(and any set aside while labeling): point it at a folder of the "
                            "site's unlabeled captchas")
-    if resume and _second_run_interrupted(out_dir):
+    first_done = resume and _first_run_done(out_dir, kwargs.get("command", ""), labeled)
+    if resume and (first_done or _second_run_interrupted(out_dir)):
         first_dir = Path(out_dir)
         first_info = ModelInfo.load(first_dir)
+        if first_done:  # cut between the runs, or before the second's first checkpoint
+            resume = False
+            if on_phase:
+                on_phase(f"{out_dir} holds this command's first model: reading the unlabeled "
+                         "images with it for the second run")
     else:
         first = train(data_dir, out_dir, resume=resume, **kwargs)
         first_dir, first_info, resume = first.model_dir, first.info, False
@@ -119,6 +134,34 @@ def self_train(train: Callable, data_dir: str | Path, out_dir: str | Path, unlab
     if not extra and not resume:
         return first
     return train(data_dir, out_dir, extra=extra, extra_record=record, resume=resume, **kwargs)
+
+
+def first_run_kept(out_dir: str | Path, command: str) -> ModelInfo | None:
+    """The model in ``out_dir`` where it is the finished first run of a self-training by
+    ``command`` (``--resume`` aside) and no interrupted run is there: a model without
+    pseudo-labels, by the same command line. Else None."""
+    from .staging import StagedModelDir
+
+    if StagedModelDir(out_dir).interrupted() or not (Path(out_dir) / "model.json").is_file():
+        return None
+    try:
+        info = ModelInfo.load(out_dir)
+    except (ValueError, OSError):
+        return None
+
+    def sans_resume(c: str) -> list[str]:
+        return [w for w in c.split() if w != "--resume"]
+
+    same = sans_resume(info.training.get("command", "")) == sans_resume(command)
+    return info if same and "pseudo_labels" not in info.training else None
+
+
+def _first_run_done(out_dir: str | Path, command: str, labeled: list[Sample]) -> bool:
+    """``first_run_kept``, from these labeled images (``data.trained_on``: the files;
+    model.json does not record their labels, so a labels.csv edited in between goes
+    unnoticed)."""
+    info = first_run_kept(out_dir, command)
+    return info is not None and trained_on(info.training, labeled)
 
 
 def _second_run_interrupted(out_dir: str | Path) -> bool:
