@@ -110,3 +110,10 @@ def test_case_only_misreadings_suggest_ignore_case(tmp_path, capsys):
     m = json.loads((tmp_path / "i" / "model.json").read_text())["metrics"]
     acc = m["val_sequence_accuracy"]
     assert m.get("val_sequence_accuracy_ignoring_case", acc) == acc
+    # the site's characters given in capitals: read as the model reads them, lower case
+    letters = sorted({c for s in samples for c in s.label})
+    given = "".join(c.upper() for c in letters)
+    assert main(["train", str(data), "--out", str(tmp_path / "a"), "--steps", "2", "--threads", "1",
+                 "--ignore-case", "--alphabet", given]) == 0, capsys.readouterr().err
+    info = json.loads((tmp_path / "a" / "model.json").read_text())
+    assert sorted(info["alphabet"]) == sorted({c.lower() for c in letters})

@@ -321,6 +321,12 @@ def test_the_pick_note_explains_a_kept_base_only_where_the_other_was_lower(t, ch
     assert pick_note(picked) == f"picked by the labels' mean loss per image: base 1.000, base2 0.900{note}"
 
 
+def test_the_pick_note_shows_losses_that_differ_as_different():
+    picked = dict(chosen="base", loss={"base": 0.25012, "base2": 0.24981}, t_against_first={"base2": 1.0})
+    assert pick_note(picked).startswith("picked by the labels' mean loss per image: base 0.2501, "
+                                        "base2 0.2498; base2 lower")
+
+
 def test_train_says_and_records_the_base_it_picked_and_resumes_only_from_it(tmp_path, packed, capsys):
     from captcha_ocr.finetune import load_init, load_inits
     from captcha_ocr.modeldir import ModelError

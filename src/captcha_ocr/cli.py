@@ -145,7 +145,10 @@ def pick_note(picked: dict) -> str:
     it was not lower by enough (``train.PICK_T``)."""
     from .train import PICK_T
 
-    losses = ", ".join(f"{k} {v:.3f}" for k, v in picked["loss"].items())
+    values = list(picked["loss"].values())
+    # enough decimals that losses that differ do not print alike ("base 0.250, base2 0.250")
+    places = next((d for d in range(3, 7) if len({f"{v:.{d}f}" for v in values}) == len(set(values))), 6)
+    losses = ", ".join(f"{k} {v:.{places}f}" for k, v in picked["loss"].items())
     first = next(iter(picked["loss"]))
     ts = picked.get("t_against_first", {})
     close = [k for k, t in ts.items() if 0 < t <= PICK_T and k != picked["chosen"]]

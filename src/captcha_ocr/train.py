@@ -860,6 +860,8 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     samples = labeling.samples
     if ignore_case:
         samples = [dataclasses.replace(s, label=s.label.lower()) for s in samples]
+        if alphabet not in ("auto", "labels"):  # the site's characters, as the model reads them
+            alphabet = "".join(dict.fromkeys(alphabet.lower()))
     geometry = None
     if not isinstance(image, ImageConfig):
         image, geometry = training_input(samples, arch, init, image)
