@@ -233,7 +233,7 @@ def test_predict_gives_a_folder_of_no_images_among_other_paths_its_own_line(caps
     assert [x for x in err.splitlines() if x.startswith("error:")] == [
         f"error: {tmp_path / n}: a folder with no images (expected .png, .jpg, .jpeg, .gif, .bmp, .webp)"
         for n in ("empty", "dir.png")]
-    assert err.splitlines()[-1].endswith("error: 2 of 4 images could not be read")
+    assert err.splitlines()[-1].endswith("error: 2 of 4 inputs could not be read")
 
 
 def test_provider_cuda_loads_or_says_how_to_get_it(capsys, tmp_path):

@@ -689,7 +689,8 @@ def cmd_predict(a: argparse.Namespace) -> None:
                 console.print(f"error: {r.error}", markup=False, soft_wrap=True)
             bar.advance(task)
     if failed:
-        raise CLIError(f"{failed} of {len(paths)} images could not be read")
+        what = "inputs" if any(p.is_dir() for p in paths) else "images"  # a folder of none counts
+        raise CLIError(f"{failed} of {len(paths)} {what} could not be read")
 
 
 # ---------------------------------------------------------------- export, download
