@@ -122,6 +122,28 @@ def test_train_unlabeled_errors_are_one_line(capsys, tmp_path, unlabeled, args, 
     assert not (tmp_path / "m").exists()
 
 
+def test_a_cut_between_the_runs_says_resume_goes_on_from_the_first_model(capsys, tmp_path, unlabeled,
+                                                                        monkeypatch):
+    from captcha_ocr import selftrain
+
+    data, out = tmp_path / "data", tmp_path / "m"
+    zoo.write_style(STYLE, data, 20, seed=34)
+
+    def cut(*args, **kwargs):  # Ctrl-C while the first model reads the unlabeled images
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(selftrain, "pseudo_labels", cut)
+    args = ["train", str(data), "--out", str(out), "-q", "--unlabeled", str(unlabeled[0]),
+            "--steps", "2", "--threads", "1"]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert (f"the first run's model is complete in {out}: the same command with --resume goes on "
+            "from it with the second run") in err and "nothing to resume" not in err
+    monkeypatch.undo()
+    assert main([*args, "--resume"]) == 0, capsys.readouterr().err
+    assert "pseudo_labels" in json.loads((out / FILES.info).read_text())["training"]
+
+
 def test_train_error_piped_is_its_line_alone(capsys, tmp_path):
     """No -q, stderr not a terminal: no progress bar, so no empty line before the error."""
     data = tmp_path / "data"
