@@ -49,13 +49,13 @@ def bind(host: str, port: int, backlog: int = BACKLOG, listen: bool = True) -> l
     if not sockets:
         raise PortError(f"--host {host}: not an address of this machine; use "
                         "127.0.0.1, 0.0.0.0 or one of its addresses")
-    try:
-        for sock in sockets:
-            if listen:
+    if listen:
+        try:
+            for sock in sockets:
                 sock.listen(backlog)
-    except BaseException:
-        close(sockets)
-        raise
+        except BaseException:
+            close(sockets)
+            raise
     return sockets
 
 

@@ -28,7 +28,7 @@ from .data import (
     require_folder,
     trained_on,
 )
-from .modeldir import ModelInfo
+from .modeldir import FILES, ModelInfo
 from .runtime import Reader
 
 __all__ = ["DEFAULT_MAX_IMAGES", "DEFAULT_MIN_CONFIDENCE", "first_run_kept", "pseudo_labels", "self_train"]
@@ -109,15 +109,15 @@ def self_train(train: Callable, data_dir: str | Path, out_dir: str | Path, unlab
         raise DatasetError(f"--unlabeled {unlabeled}: no images there besides the labeled ones "
                            "(and any set aside while labeling): point it at a folder of the "
                            "site's unlabeled captchas")
-    first_done = resume and _first_run_done(out_dir, kwargs.get("command", ""), labeled)
-    if resume and (first_done or _second_run_interrupted(out_dir)):
+    done = _first_run_done(out_dir, kwargs.get("command", ""), labeled) if resume else None
+    if done is not None:  # cut between the runs, or before the second's first checkpoint
+        first_dir, first_info, resume = Path(out_dir), done, False
+        if on_phase:
+            on_phase(f"{out_dir} holds this command's first model: reading the unlabeled "
+                     "images with it for the second run")
+    elif resume and _second_run_interrupted(out_dir):
         first_dir = Path(out_dir)
         first_info = ModelInfo.load(first_dir)
-        if first_done:  # cut between the runs, or before the second's first checkpoint
-            resume = False
-            if on_phase:
-                on_phase(f"{out_dir} holds this command's first model: reading the unlabeled "
-                         "images with it for the second run")
     else:
         first = train(data_dir, out_dir, resume=resume, **kwargs)
         first_dir, first_info, resume = first.model_dir, first.info, False
@@ -142,7 +142,7 @@ def first_run_kept(out_dir: str | Path, command: str) -> ModelInfo | None:
     pseudo-labels, by the same command line. Else None."""
     from .staging import StagedModelDir
 
-    if StagedModelDir(out_dir).interrupted() or not (Path(out_dir) / "model.json").is_file():
+    if StagedModelDir(out_dir).interrupted() or not (Path(out_dir) / FILES.info).is_file():
         return None
     try:
         info = ModelInfo.load(out_dir)
@@ -156,12 +156,12 @@ def first_run_kept(out_dir: str | Path, command: str) -> ModelInfo | None:
     return info if same and "pseudo_labels" not in info.training else None
 
 
-def _first_run_done(out_dir: str | Path, command: str, labeled: list[Sample]) -> bool:
+def _first_run_done(out_dir: str | Path, command: str, labeled: list[Sample]) -> ModelInfo | None:
     """``first_run_kept``, from these labeled images (``data.trained_on``: the files;
     model.json does not record their labels, so a labels.csv edited in between goes
     unnoticed)."""
     info = first_run_kept(out_dir, command)
-    return info is not None and trained_on(info.training, labeled)
+    return info if info is not None and trained_on(info.training, labeled) else None
 
 
 def _second_run_interrupted(out_dir: str | Path) -> bool:
