@@ -8,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import re
 import signal
 import socket
 import time
@@ -238,19 +239,33 @@ def test_too_many_header_fields_is_431(server):
     request = b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + fields + b"\r\n"
     status, error = _status_and_error(_raw(server.port, request))
     assert status == 431 and "more than 100 request header fields" in error
+    assert _logged(server, r"GET /healthz 431 \d+\.\d ms$")
+
+
+def _logged(server, pattern: str) -> bool:
+    """Whether the server's log has a line matching ``pattern`` (it may lag the answer)."""
+    for _ in range(50):
+        if re.search(pattern, server.log.read_text(), re.MULTILINE):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def test_partial_headers_time_out_with_408(server):
     t0 = time.perf_counter()
-    status, error = _status_and_error(_raw(server.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n"))
+    status, error = _status_and_error(_raw(server.port, b"GET /healthz?partial HTTP/1.1\r\nhost: x\r\n"))
     assert status == 408 and "headers did not arrive within 1 s" in error
     assert time.perf_counter() - t0 < 4
+    assert _logged(server, r"GET /healthz 408 \d+\.\d ms$")  # the app never saw it
 
 
 def test_slow_body_times_out_with_408(server):
     head = b"POST /v1/read HTTP/1.1\r\nhost: x\r\ncontent-type: image/png\r\ncontent-length: 1000\r\n\r\n"
     status, error = _status_and_error(_raw(server.port, head + b"x" * 10))
     assert status == 408 and "body did not arrive within 1.5 s" in error
+    # logged with the status the client got (it was the app's 400 for a client gone)
+    assert _logged(server, r"POST /v1/read 408 \d+\.\d ms$")
+    assert not re.search(r"POST /v1/read 400", server.log.read_text())
 
 
 def test_slow_clients_do_not_stall_the_others(server):
@@ -393,6 +408,7 @@ def test_stopping_answers_a_stalled_upload_503_within_a_second(tmp_path, sig):
         assert _status_and_error(answer) == (503, "the server is stopping: send the request again")
         assert took < 1 + STOPPING_BODY_GRACE, took
         assert "Traceback" not in s.log.read_text()
+        assert re.search(r"POST /v1/read 503 \d+\.\d ms$", s.log.read_text(), re.MULTILINE)
     finally:
         s.stop()
 

@@ -13,7 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-__all__ = ["Refused", "add_json_errors", "json_error"]
+__all__ = ["REFUSED", "Refused", "add_json_errors", "json_error"]
+
+# A request's scope key: the status the HTTP protocol (``httpguard``) answered in the
+# app's place (a body that timed out, a stop), for the access log to log.
+REFUSED = "captcha_ocr.refused"
 
 
 class Refused(Exception):

@@ -16,19 +16,28 @@ wait for it up to its graceful-shutdown timeout, then cancel the request: a trac
 the log and a plain-text 500 for the client).
 
 Keep-alive idle time stays uvicorn's own ``timeout_keep_alive``. Answers here are
-written by the protocol itself (the app never sees such a request), as one-line JSON
-like every other error of the service.
+written by the protocol itself, as one-line JSON like every other error of the service,
+and logged with the status the client got: a refusal while the app reads the body is
+put in the request's scope under ``httperrors.REFUSED`` for the access log
+(``service.AccessLog``; the app's own answer, to a client gone, is never sent), one
+before the app sees the request is logged here in the same form.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .httperrors import REFUSED
+
 __all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "MAX_HEADERS", "MAX_HEADER_BYTES", "STOPPING_BODY_GRACE",
            "GuardedHttpProtocol"]
+
+log = logging.getLogger("captcha_ocr.service")
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
@@ -57,6 +66,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._limit: tuple[int, str] | None = None  # a limit the parser was stopped for
         self._events = 0  # headers and messages completed on this connection
+        self._url = b""  # this request's target, once parsed (for the log)
+        self._t0 = time.perf_counter()  # this request's first byte (or the connection)
         self._arm(self.header_timeout, "headers")
 
     def _arm(self, seconds: float, what: str) -> None:
@@ -92,10 +103,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.write(
                 b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
                 b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body))
+            if not self._in_head and cycle is not None:  # the app is reading this body
+                cycle.scope[REFUSED] = status  # service.AccessLog logs this status
+            else:  # the app never saw this request
+                path = self._url.decode("latin-1").partition("?")[0] or "-"
+                log.info("%s %s %d %.1f ms", self._method(), path, status,
+                         (time.perf_counter() - self._t0) * 1000)
         self.transport.close()
+
+    def _method(self) -> str:
+        try:
+            return self.parser.get_method().decode("ascii") if self._url else "-"
+        except Exception:  # noqa: BLE001 - not parsed yet: the log says "-"
+            return "-"
 
     def data_received(self, data: bytes) -> None:
         if self._in_head and self._timer is None:  # the first byte of a keep-alive request
+            self._t0, self._url = time.perf_counter(), b""
             self._arm(self.header_timeout, "headers")
         events = self._events
         super().data_received(data)  # a parse error, ours included, ends in send_400_response
@@ -125,6 +149,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             raise ValueError(self._limit[1])  # stops the parser: send_400_response follows
 
     def on_url(self, url: bytes) -> None:
+        self._url += url[:1024]
         self._count_parsed(len(url))
         super().on_url(url)
 

@@ -50,7 +50,7 @@ from .httpbodies import (
     read_body,
     total_pixels,
 )
-from .httperrors import Refused, add_json_errors, json_error
+from .httperrors import REFUSED, Refused, add_json_errors, json_error
 from .httpschema import (
     ERRORS,
     OPTION_PARAMS,
@@ -105,6 +105,7 @@ class AccessLog:
         finally:
             if root and path.startswith(root):  # uvicorn puts --root-path in front
                 path = path[len(root):] or "/"
+            status = scope.get(REFUSED, status)  # a 408 or 503 the protocol answered instead
             log.info("%s %s %d %.1f ms", scope["method"], path, status,
                      (time.perf_counter() - t0) * 1000)
 
