@@ -55,14 +55,33 @@ def test_channels_that_do_not_fit_the_network(model_copy):
 
 @pytest.mark.parametrize(("key", "value", "message"), [
     ("image__height", 64, "input height 64 does not fit the network"),
-    ("image__channels", 2, r"malformed model metadata \(channels must be 1 \(grey\) or 3"),
-    ("image__width", -5, r"malformed model metadata \(image size -5x\d+ is too small"),
-    ("image__crop", [0.5, 0, 0.2, 1], "malformed model metadata .*crop"),
+    ("image__channels", 2, r"damaged model metadata \(a field of the wrong .*: channels must be 1"),
+    ("image__width", -5, r"damaged model metadata \(a field of the wrong .* image size -5x\d+ is too small"),
+    ("image__crop", [0.5, 0, 0.2, 1], "damaged model metadata .*crop"),
 ])
 def test_input_that_does_not_fit(model_copy, key, value, message):
     _edit(model_copy, **{key: value})
     with pytest.raises(ModelError, match=message):
         Reader.load(model_copy)
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda text: text[:100], r"damaged model metadata \(not valid JSON: Unterminated string"),
+    (lambda text: "[1, 2]", r"damaged model metadata \(a field of the wrong .*: not a JSON object"),
+    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "image"}),
+     r"damaged model metadata \(no 'image' field\)"),
+    (lambda text: json.dumps({**json.loads(text), "alphabet": 5}), "damaged model metadata"),
+    (lambda text: json.dumps({**json.loads(text), "image": {**json.loads(text)["image"], "height": "32"}}),
+     "damaged model metadata"),
+])
+def test_damaged_metadata_is_one_line_that_says_what_to_do(model_copy, damage, message):
+    path = model_copy / FILES.info
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(ModelError, match=message) as e:
+        Reader.load(model_copy)
+    assert "\n" not in str(e.value)
+    assert str(e.value).endswith("restore model.json from a copy of the model directory, "
+                                 "or train the model again")
 
 
 def test_link_out_of_the_directory_is_not_followed(model_copy, tmp_path):

@@ -125,7 +125,7 @@ class ModelInfo:
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(d, dict):
-                raise ModelError(f"{path}: malformed model metadata (not a JSON object)")
+                raise ValueError("not a JSON object")
             if d.get("format") != FORMAT:
                 raise ModelError(f"{path}: model format {d.get('format')!r} is not supported "
                                  f"(this version reads format {FORMAT})")
@@ -143,7 +143,14 @@ class ModelInfo:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             if isinstance(e, ModelError):
                 raise
-            raise ModelError(f"{path}: malformed model metadata ({e})") from None
+            if isinstance(e, json.JSONDecodeError):
+                what = f"not valid JSON: {e}"
+            elif isinstance(e, KeyError):
+                what = f"no {e} field"
+            else:
+                what = f"a field of the wrong type or value: {e}"
+            raise ModelError(f"{path}: damaged model metadata ({what}); restore {FILES.info} from "
+                             "a copy of the model directory, or train the model again") from None
 
     @property
     def temperature(self) -> float:
