@@ -98,6 +98,25 @@ def test_lengths_the_model_cannot_read_are_one_line(base, capsys, arithmetic):
     assert main(["predict", str(arithmetic), "--model", "base", "--min-length", "0"]) == 0  # no bound
 
 
+def test_a_maximum_over_the_time_steps_is_no_maximum_the_same_in_cli_python_and_http(base, capsys, arithmetic):
+    """Up to MAX_LENGTH (1,000) a max length over the model's 32 steps bounds nothing, and
+    over it all three refuse alike (the service capped it at 64, the others never)."""
+    img = next(arithmetic.glob("*.png"))
+    assert base.read(img, max_length=1000).text == base.read(img).text
+    assert main(["predict", str(img), "--model", "base", "--max-length", "1000"]) == 0
+    assert capsys.readouterr().out.split("\t")[1].strip() == base.read(img).text
+    with pytest.raises(ReadOptionError, match="max length .* must be at most 1,000, not 1001"):
+        base.read(img, max_length=1001)
+    assert main(["predict", str(img), "--model", "base", "--max-length", "1001"]) == 1
+    assert "must be at most 1,000, not 1001" in capsys.readouterr().err
+    with TestClient(create_app(base)) as c:
+        for query, status in (("max_length=1000", 200), ("max_length=1001", 400),
+                              ("min_length=1001", 400), ("length=1001", 400)):
+            r = c.post(f"/v1/read?{query}", content=img.read_bytes(), headers={"content-type": "image/png"})
+            assert r.status_code == status, (query, r.text)
+        assert r.json()["error"] == "invalid request: query parameter 'length' must be in [1, 1000]"
+
+
 def test_an_image_that_fails_is_never_accepted(base, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")

@@ -22,7 +22,7 @@ import numpy as np
 
 from .charset import BLANK, Charset
 
-__all__ = ["MAX_BEAM", "DecodeOptions", "Decoded", "decode", "greedy_decode", "sequence_log_probs", "temper"]
+__all__ = ["MAX_BEAM", "MAX_LENGTH", "DecodeOptions", "Decoded", "decode", "greedy_decode", "sequence_log_probs", "temper"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ def greedy_decode(log_probs: np.ndarray, charset: Charset) -> list[Decoded]:
 
 
 MAX_BEAM = 32  # widest beam a reader may ask for (the service's limit too)
+MAX_LENGTH = 1000  # longest length (or min / max length) a reader may ask for, the service's too
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class DecodeOptions:
             raise ValueError(f"min length must be at least 0, not {lo}")
         if hi is not None and hi < 1:  # an empty reading is nothing to submit
             raise ValueError(f"max length (or length) must be at least 1, not {hi}")
+        for name, v in (("min length", lo), ("max length (or length)", hi)):
+            if v is not None and v > MAX_LENGTH:
+                raise ValueError(f"{name} must be at most {MAX_LENGTH:,}, not {v}")
         if lo is not None and hi is not None and lo > hi:
             raise ValueError(f"min length {lo} is over max length {hi}")
         if not 0 <= self.beam <= MAX_BEAM:

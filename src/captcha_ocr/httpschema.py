@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.requests import Request
 
-from .decoding import MAX_BEAM
+from .decoding import MAX_BEAM, MAX_LENGTH
 from .httperrors import Refused
 from .runtime import DEFAULT_OPTIONS, Reader, Reading, ReadOptionError, ReadOptions
 
@@ -59,11 +59,11 @@ OPTION_PARAMS: list[dict[str, Any]] = [
      "description": "only these characters may be read, e.g. 0123456789",
      "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
     {"name": "length", "in": "query", "required": False, "description": "exact length of the reading",
-     "schema": {"type": "integer", "minimum": 1, "maximum": 64}},
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LENGTH}},
     {"name": "min_length", "in": "query", "required": False, "description": "at least this many characters",
-     "schema": {"type": "integer", "minimum": 0, "maximum": 64}},
+     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LENGTH}},
     {"name": "max_length", "in": "query", "required": False, "description": "at most this many characters",
-     "schema": {"type": "integer", "minimum": 1, "maximum": 64}},
+     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LENGTH}},
     {"name": "beam", "in": "query", "required": False,
      "description": "beam search width; up to this many alternatives (0: greedy)",
      "schema": {"type": "integer", "minimum": 0, "maximum": MAX_BEAM, "default": 0}},
