@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import errno
+import os
+import signal
 import socket
+import threading
+import time
 
+import httpx
 import pytest
 from PIL import Image
 
 from captcha_ocr import labeling, listening, service
 from captcha_ocr.listening import PortError
+from captcha_ocr.runtime import bundled_model_dir
+from conftest import Server
 
 
 def _busy_errno(port: int) -> int:
@@ -198,3 +205,54 @@ def test_port_zero_tries_another_port_where_a_later_address_holds_the_first(monk
     with pytest.raises(PortError, match="^port 0 on 127.0.0.1 is in use"):
         listening.bind("127.0.0.1", 0)
     assert asked == [8] + [0] * listening.PORT_ZERO_TRIES
+
+
+
+@pytest.mark.parametrize("drain", [0.0, 0.4])
+def test_the_supervisor_stops_the_shared_port_listening_as_the_service_stops(drain):
+    """With several workers the listening socket is shared (uvicorn's supervisor and each
+    worker hold a copy): a worker that closed its copy at shutdown left the kernel
+    queueing connections nobody would take, reset later (8-10 a stop under load). The
+    supervisor's whole stop now refuses new ones first (after the drain, with one)."""
+    [sock] = listening.bind("127.0.0.1", 0)
+    port = listening.bound_port([sock])
+    workers_copy = socket.socket(fileno=os.dup(sock.fileno()))
+    try:
+        sock.close()  # the supervisor's own copy closed: the worker's still queues
+        assert _connects(port) == "accepted"
+        supervisor = object.__new__(listening.supervisor(drain))  # no signal handlers here
+        supervisor.sockets, supervisor.processes = [workers_copy], []
+        during = []
+        if drain:
+            threading.Timer(drain / 2, lambda: during.append(_connects(port))).start()
+        t0 = time.monotonic()
+        supervisor.terminate_all()
+        assert time.monotonic() - t0 >= drain
+        assert during == (["accepted"] if drain else [])  # serving on while draining
+        assert _connects(port) == "refused"  # though a worker's copy is still open
+    finally:
+        workers_copy.close()
+
+
+def _healthz(port: int) -> int | str:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code
+    except httpx.HTTPError as e:  # a connection an old worker took as it stopped (uvicorn's race)
+        return type(e).__name__
+
+
+def test_serve_with_workers_restarts_them_on_sighup_and_serves_throughout(tmp_path):
+    """uvicorn's rolling restart: the supervisor replaces each worker; the shared socket
+    listens on for the new ones (only the whole stop stops it listening)."""
+    s = Server(bundled_model_dir(), tmp_path / "serve.log", "--workers", "2")
+    try:
+        s.proc.send_signal(signal.SIGHUP)
+        deadline, during = time.monotonic() + 60, []
+        while s.log.read_text().count("Started server process") < 4 and time.monotonic() < deadline:
+            during.append(_healthz(s.port))
+            time.sleep(0.05)
+        assert s.log.read_text().count("Started server process") == 4  # two new workers
+        assert during.count(200) >= 0.9 * len(during), during
+        assert [_healthz(s.port) for _ in range(5)] == [200] * 5
+    finally:
+        s.stop()

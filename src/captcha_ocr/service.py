@@ -354,8 +354,6 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
             schema and assets under it. The page's own links are relative: it works
             under any prefix.
     """
-    import uvicorn
-
     from .httpguard import GuardedHttpProtocol
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(message)s")
@@ -391,4 +389,4 @@ def serve(model_dir: str | Path | None = None, host: str = "127.0.0.1", port: in
     listening.close(sockets)
     log.info("serving on %s with %d worker processes", listening.url(host, common["port"]), workers)
     os.environ[ENV_CONFIG] = json.dumps(cfg)
-    uvicorn.run("captcha_ocr.service:app_from_env", factory=True, workers=workers, **common)
+    listening.run_workers("captcha_ocr.service:app_from_env", workers, drain, factory=True, **common)
