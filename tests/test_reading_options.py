@@ -98,7 +98,7 @@ def test_lengths_the_model_cannot_read_are_one_line(base, capsys, arithmetic):
     assert main(["predict", str(arithmetic), "--model", "base", "--min-length", "0"]) == 0  # no bound
 
 
-def test_a_maximum_over_the_time_steps_is_no_maximum_the_same_in_cli_python_and_http(base, capsys, arithmetic):
+def test_a_maximum_over_the_time_steps_is_no_maximum_in_cli_python_and_http(base, capsys, arithmetic):
     """Up to MAX_LENGTH (1,000) a max length over the model's 32 steps bounds nothing, and
     over it all three refuse alike (the service capped it at 64, the others never)."""
     img = next(arithmetic.glob("*.png"))

@@ -22,7 +22,8 @@ import numpy as np
 
 from .charset import BLANK, Charset
 
-__all__ = ["MAX_BEAM", "MAX_LENGTH", "DecodeOptions", "Decoded", "decode", "greedy_decode", "sequence_log_probs", "temper"]
+__all__ = ["MAX_BEAM", "MAX_LENGTH", "DecodeOptions", "Decoded", "decode", "greedy_decode",
+           "sequence_log_probs", "temper"]
 
 
 @dataclass(frozen=True)
