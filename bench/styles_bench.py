@@ -19,6 +19,7 @@ the first images are the test set, the next N train.
     python bench/styles_bench.py --zero-shot --base runs/base2 --ns 50   # another base model
     python bench/styles_bench.py --styles wavy --ns 50 --unlabeled 2000   # self-training
     python bench/styles_bench.py --picks --ns 50 200 500 --seeds 1 2   # the base each cell starts from
+    python bench/styles_bench.py --data runs/foreign/* --ns 200 500   # labeled folders of your own
 
 ``--zero-shot`` adds, per style, the shipped base model's zero-shot accuracy and, with
 ``--ddddocr-python PY`` (an interpreter where the ``ddddocr`` package is installed: a
@@ -309,8 +310,18 @@ def main() -> None:
                          "(with --base M: M a candidate beside them)")
     ap.add_argument("--scratch", action="store_true",
                     help="also train each cell from random weights (--init none)")
+    ap.add_argument("--data", type=Path, nargs="+", default=[], metavar="DIR",
+                    help="more real styles: labeled folders (labels.csv or file-name labels), "
+                         "each named by its folder, e.g. those bench/foreign_styles.py writes; "
+                         "with no --styles only these run")
     a = ap.parse_args()
     styles, missing = available_styles()
+    for d in a.data:
+        if not d.is_dir():
+            ap.error(f"--data {d}: no such folder")
+        styles[d.name] = d
+    if a.data and not a.styles:
+        a.styles = [d.name for d in a.data]
     if a.list:
         print("zoo:  " + " ".join(s for s, src in styles.items() if src is None))
         print("real: " + " ".join(s for s, src in styles.items() if src is not None))
