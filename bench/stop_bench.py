@@ -11,6 +11,7 @@ rolling restart should answer every request.
     python bench/stop_bench.py --workers 1 --runs 5
     python bench/stop_bench.py --drain 2              # serve --drain 2
     python bench/stop_bench.py --signal HUP --runs 1  # rolling restart
+    python bench/stop_bench.py --group                # the signal to every process (systemd's way)
 
 Needs the `serve` extra and ../shared/data/captcha_images_v2 (one image is posted).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import signal
 import socket
 import subprocess
@@ -40,12 +42,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def one_run(image: bytes, workers: int, sig: signal.Signals, clients: int, extra: list[str]) -> dict:
+def one_run(image: bytes, workers: int, sig: signal.Signals, clients: int, extra: list[str],
+            group: bool) -> dict:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
         server = subprocess.Popen([sys.executable, "-m", "captcha_ocr.cli", "serve", "--port", str(port),
-                                   "--workers", str(workers), *extra], stdout=log, stderr=subprocess.STDOUT)
+                                   "--workers", str(workers), *extra], stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
         for _ in range(600):
             try:
                 urllib.request.urlopen(url + "/healthz", timeout=1)
@@ -75,9 +79,11 @@ def one_run(image: bytes, workers: int, sig: signal.Signals, clients: int, extra
         for t in threads:
             t.start()
         time.sleep(1.5)
-        server.send_signal(sig)
+        (os.killpg(server.pid, sig) if group else server.send_signal(sig))
+        before = None
         if sig == signal.SIGHUP:
             time.sleep(8)
+            before = collections.Counter(got)  # the restart's, apart from the stop's
             server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
         time.sleep(0.3)
@@ -85,7 +91,7 @@ def one_run(image: bytes, workers: int, sig: signal.Signals, clients: int, extra
         for t in threads:
             t.join()
         text = Path(log.name).read_text()
-    return {"got": got, "rc": server.returncode, "tracebacks": text.count("Traceback")}
+    return {"got": before or got, "rc": server.returncode, "tracebacks": text.count("Traceback")}
 
 
 def main() -> None:
@@ -95,16 +101,20 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--drain", type=float, default=0.0, help="serve --drain S")
+    ap.add_argument("--group", action="store_true",
+                    help="signal the whole process group (systemd's default), not the supervisor alone")
     a = ap.parse_args()
     if not IMAGES.is_dir():
         sys.exit(f"needs {IMAGES}")
     image = sorted(IMAGES.glob("*.png"))[0].read_bytes()
     sig = getattr(signal, "SIG" + a.signal)
     extra = ["--drain", str(a.drain)] if a.drain else []
-    print(f"serve --workers {a.workers} {' '.join(extra)}; SIG{a.signal} after 1.5 s of {a.clients} "
-          f"clients on new connections", flush=True)
+    print(f"serve --workers {a.workers} {' '.join(extra)}; SIG{a.signal} to "
+          f"{'the process group' if a.group else 'the server'} after 1.5 s of {a.clients} clients "
+          f"on new connections{' (counts: the 8 s after it, before the stop)' if a.signal == 'HUP' else ''}",
+          flush=True)
     for i in range(a.runs):
-        r = one_run(image, a.workers, sig, a.clients, extra)
+        r = one_run(image, a.workers, sig, a.clients, extra, a.group)
         got = r["got"]
         print(f"run {i + 1}: 200 {got.pop(200, 0)}, refused {got.pop('ConnectionRefusedError', 0)}, "
               f"reset {got.pop('ConnectionResetError', 0)}, other {dict(got) or 0}; exit {r['rc']}, "

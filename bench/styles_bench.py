@@ -319,7 +319,11 @@ def main() -> None:
     for d in a.data:
         if not d.is_dir():
             ap.error(f"--data {d}: no such folder")
+        if d.name in styles:
+            ap.error(f"--data {d}: a style named {d.name!r} is here already; rename the folder")
         styles[d.name] = d
+    if a.data and a.quick:
+        ap.error("--quick runs its own four styles: leave out --data, or --quick")
     if a.data and not a.styles:
         a.styles = [d.name for d in a.data]
     if a.list:

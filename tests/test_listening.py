@@ -6,6 +6,7 @@ import errno
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -208,30 +209,104 @@ def test_port_zero_tries_another_port_where_a_later_address_holds_the_first(monk
 
 
 
-@pytest.mark.parametrize("drain", [0.0, 0.4])
-def test_the_supervisor_stops_the_shared_port_listening_as_the_service_stops(drain):
-    """With several workers the listening socket is shared (uvicorn's supervisor and each
-    worker hold a copy): a worker that closed its copy at shutdown left the kernel
-    queueing connections nobody would take, reset later (8-10 a stop under load). The
-    supervisor's whole stop now refuses new ones first (after the drain, with one)."""
+class _Worker:
+    """A supervised worker as ``Supervisor`` sees it: alive until ``exits`` seconds from now."""
+
+    def __init__(self, exits: float) -> None:
+        self.until = time.monotonic() + exits
+
+    def terminate(self) -> None:
+        pass
+
+    def is_alive(self) -> bool:
+        return time.monotonic() < self.until
+
+
+def _supervisor(drain: float, port_holder: socket.socket, workers: list):
+    """``listening.supervisor(drain)`` on ``port_holder``, without uvicorn's own start-up
+    (its signal handlers, its config): the state ``__init__`` sets on Linux with uvloop."""
+    sup = object.__new__(listening.supervisor(drain))
+    sup.sockets, sup.processes, sup.stop_deadline, sup.refuses = [port_holder], workers, None, True
+    return sup
+
+
+@pytest.fixture
+def shared_port():
+    """A listening port and the copy a worker holds: (port, the supervisor's socket)."""
     [sock] = listening.bind("127.0.0.1", 0)
-    port = listening.bound_port([sock])
     workers_copy = socket.socket(fileno=os.dup(sock.fileno()))
+    yield listening.bound_port([sock]), sock
+    sock.close()
+    workers_copy.close()
+
+
+def test_a_copy_closed_alone_leaves_the_port_queueing(shared_port):
+    """Why the supervisor must act: with several workers the listening socket is shared,
+    and a stopping worker only closed its copy, so the kernel went on taking connections
+    nobody would accept, reset when the last copy closed (8-10 a stop under load)."""
+    port, sock = shared_port
+    sock.close()
+    assert _connects(port) == "accepted"
+
+
+def test_the_supervisor_refuses_new_connections_as_its_stop_signal_arrives(shared_port):
+    port, sock = shared_port
+    sup = _supervisor(0.0, sock, [_Worker(60)])
+    queued = []
+    sup._on_stop(lambda sig, frame: queued.append(sig), signal.SIGTERM, None)
+    assert queued == [signal.SIGTERM]  # uvicorn's own handler still queues it
+    assert _connects(port) == "refused"  # at once, though a worker's copy is open
+    sup.terminate_all()
+    assert _connects(port) == "refused"
+
+
+def test_with_a_drain_the_port_listens_until_it_ends(shared_port):
+    port, sock = shared_port
+    sup = _supervisor(0.6, sock, [_Worker(60)])
+    during = []
+    threading.Timer(0.3, lambda: during.append(_connects(port))).start()
+    t0 = time.monotonic()
+    sup.terminate_all()
+    assert time.monotonic() - t0 >= 0.6
+    assert during == ["accepted"]  # served on while draining
+    assert _connects(port) == "refused"
+
+
+def test_a_drain_ends_early_where_every_worker_has_exited(shared_port):
+    """A terminal's Ctrl-C stops each worker at once: the supervisor does not wait out
+    the drain with a port that queues connections."""
+    port, sock = shared_port
+    sup = _supervisor(30.0, sock, [_Worker(0.2), _Worker(0.3)])
+    t0 = time.monotonic()
+    sup.terminate_all()
+    assert 0.3 <= time.monotonic() - t0 < 2
+    assert _connects(port) == "refused"
+
+
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
+def test_the_supervisor_refuses_only_for_workers_on_uvloop(shared_port, loop):
+    """asyncio's own loop would spin on a shut-down listening socket, logging an error for
+    every accept until the worker stops: there the socket is left as uvicorn leaves it."""
+    import importlib.util
+    import inspect
+
+    import uvicorn
+    from uvicorn.supervisors.multiprocess import SIGNALS  # the handlers uvicorn's __init__ sets
+
+    _, sock = shared_port
+    config = uvicorn.Config(app=None, loop=loop, workers=2)
+    kind = listening.supervisor(0.0)
+    args = {"sockets": [sock]}
+    if "target" in inspect.signature(kind.__mro__[1].__init__).parameters:  # older uvicorn
+        args["target"] = lambda sockets=None: None
+    handlers = {sig: signal.getsignal(sig) for sig in SIGNALS}
     try:
-        sock.close()  # the supervisor's own copy closed: the worker's still queues
-        assert _connects(port) == "accepted"
-        supervisor = object.__new__(listening.supervisor(drain))  # no signal handlers here
-        supervisor.sockets, supervisor.processes = [workers_copy], []
-        during = []
-        if drain:
-            threading.Timer(drain / 2, lambda: during.append(_connects(port))).start()
-        t0 = time.monotonic()
-        supervisor.terminate_all()
-        assert time.monotonic() - t0 >= drain
-        assert during == (["accepted"] if drain else [])  # serving on while draining
-        assert _connects(port) == "refused"  # though a worker's copy is still open
+        sup = kind(config, **args)
     finally:
-        workers_copy.close()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    uvloop = importlib.util.find_spec("uvloop") is not None
+    assert sup.refuses is (loop == "auto" and uvloop and sys.platform == "linux")
 
 
 def _healthz(port: int) -> int | str:

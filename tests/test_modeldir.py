@@ -67,7 +67,9 @@ def test_input_that_does_not_fit(model_copy, key, value, message):
 
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda text: text[:100], r"damaged model metadata \(not valid JSON: Unterminated string"),
-    (lambda text: "[1, 2]", r"damaged model metadata \(a field of the wrong .*: not a JSON object"),
+    (lambda text: "[1, 2]", r"damaged model metadata \(not a JSON object\)"),
+    (lambda text: "[" * 100_000, r"damaged model metadata \(not valid JSON: nested too deeply\)"),
+    (lambda text: json.dumps({**json.loads(text), "files": [1]}), r"\(field 'files' is not an object\)"),
     (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "image"}),
      r"damaged model metadata \(no 'image' field\)"),
     (lambda text: json.dumps({**json.loads(text), "alphabet": 5}), "damaged model metadata"),
@@ -77,6 +79,16 @@ def test_input_that_does_not_fit(model_copy, key, value, message):
 def test_damaged_metadata_is_one_line_that_says_what_to_do(model_copy, damage, message):
     path = model_copy / FILES.info
     path.write_text(damage(path.read_text()))
+    _refused_in_one_line(model_copy, message)
+
+
+def test_metadata_that_is_not_utf8_says_so(model_copy):
+    path = model_copy / FILES.info
+    path.write_bytes(path.read_bytes().replace(b'"alphabet"', b'"alph\xe9bet"'))
+    _refused_in_one_line(model_copy, r"damaged model metadata \(not UTF-8 text\)")
+
+
+def _refused_in_one_line(model_copy, message):
     with pytest.raises(ModelError, match=message) as e:
         Reader.load(model_copy)
     assert "\n" not in str(e.value)

@@ -236,10 +236,10 @@ def test_headers_under_the_limit_pass(server):
 
 def test_too_many_header_fields_is_431(server):
     fields = b"".join(b"x-%d: 1\r\n" % i for i in range(150))
-    request = b"GET /healthz HTTP/1.1\r\nhost: x\r\n" + fields + b"\r\n"
+    request = b"GET /v1/model HTTP/1.1\r\nhost: x\r\n" + fields + b"\r\n"
     status, error = _status_and_error(_raw(server.port, request))
     assert status == 431 and "more than 100 request header fields" in error
-    assert _logged(server, r"GET /healthz 431 \d+\.\d ms$")
+    assert _logged(server, r"GET /v1/model 431 \d+\.\d ms$")  # no other test asks that path
 
 
 def _logged(server, pattern: str) -> bool:
@@ -257,6 +257,19 @@ def test_partial_headers_time_out_with_408(server):
     assert status == 408 and "headers did not arrive within 1 s" in error
     assert time.perf_counter() - t0 < 4
     assert _logged(server, r"GET /healthz 408 \d+\.\d ms$")  # the app never saw it
+
+
+def test_a_pipelined_request_whose_headers_stall_times_out_with_408(server):
+    """A partial request sent right behind a whole one, in the same write: its header
+    clock starts with its first byte (it had none: uvicorn's keep-alive closed it after
+    5 s without a word), and the log names its own path, not the two joined."""
+    answer = _raw(server.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
+                  b"GET /v1/model?pipelined HTTP/1.1\r\nhost: x\r\n", wait=4)
+    first, _, rest = answer.partition(b"HTTP/1.1 408")
+    assert first.startswith(b"HTTP/1.1 200") and rest, answer
+    error = json.loads(rest.partition(b"\r\n\r\n")[2])["error"]
+    assert error == "the request headers did not arrive within 1 s"
+    assert _logged(server, r"GET /v1/model 408 \d+\.\d ms$")
 
 
 def test_slow_body_times_out_with_408(server):

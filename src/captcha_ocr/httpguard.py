@@ -118,9 +118,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return "-"
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head and self._timer is None:  # the first byte of a keep-alive request
-            self._t0, self._url = time.perf_counter(), b""
-            self._arm(self.header_timeout, "headers")
         events = self._events
         super().data_received(data)  # a parse error, ours included, ends in send_400_response
         if self.transport.is_closing():
@@ -148,6 +145,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._limit = (431, f"request headers over the limit of {self.max_header_bytes:,} bytes")
             raise ValueError(self._limit[1])  # stops the parser: send_400_response follows
 
+    def on_message_begin(self) -> None:
+        """A request's first byte (a keep-alive or pipelined one's too): its header clock
+        starts here, unless it runs since the connection was made."""
+        self._url = b""
+        if self._timer is None:
+            self._t0 = time.perf_counter()
+            self._arm(self.header_timeout, "headers")
+        super().on_message_begin()
+
     def on_url(self, url: bytes) -> None:
         self._url += url[:1024]
         self._count_parsed(len(url))
@@ -169,7 +175,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         # The next bytes are the next request's: its header clock starts with the first
-        # of them (uvicorn's keep-alive timeout covers the wait for it).
+        # of them (on_message_begin; uvicorn's keep-alive timeout covers the wait for it).
         self._disarm()
         self._in_head, self._head_bytes, self._field_bytes, self._n_headers = True, 0, 0, 0
         self._events += 1

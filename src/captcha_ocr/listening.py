@@ -153,18 +153,45 @@ def run(app: Any, sockets: list[socket.socket], **config: Any) -> None:
 
 def supervisor(drain: float = 0.0) -> type:
     """uvicorn's worker supervisor, stopping the shared socket listening as the service
-    stops: at once, or ``drain`` seconds after the workers were told to stop (they serve
-    on while they drain, ``draining.Drain``). Only the whole stop (``terminate_all``) does
-    it, never a rolling restart (SIGHUP), whose new workers listen on the same socket."""
+    stops: as its stop signal (SIGTERM, SIGINT) arrives, or ``drain`` seconds after it
+    while the workers serve on and drain (``draining.Drain``; sooner where they have all
+    exited, as after a terminal's Ctrl-C). Only a stop does it, never a rolling restart
+    (SIGHUP), whose new workers listen on the same socket. Only on Linux, with workers
+    on uvloop (``loop`` "auto" or "uvloop", uvloop installed): there the shutdown is a
+    refusal the workers' loops take quietly; asyncio's own loop would spin on the
+    socket, logging an error for each ``accept`` until the worker stops."""
+    import functools
+    import importlib.util
+    import signal
+
     from uvicorn.supervisors import Multiprocess  # (config, [target,] sockets): 0.30 to 0.55
 
     class Supervisor(Multiprocess):
-        def terminate_all(self) -> None:
-            if drain <= 0:
-                _stop_listening(self.sockets)
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)  # installs uvicorn's handlers (they queue)
+            self.stop_deadline: float | None = None
+            self.refuses = (sys.platform == "linux" and self.config.loop in ("auto", "uvloop")
+                            and importlib.util.find_spec("uvloop") is not None)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, functools.partial(self._on_stop, signal.getsignal(sig)))
+
+        def _on_stop(self, queue: Any, sig: int, frame: Any) -> None:
+            self._stopping()  # now, not at the supervisor's next tick (up to 0.5 s later)
+            queue(sig, frame)
+
+        def _stopping(self) -> None:
+            if self.stop_deadline is None:
+                self.stop_deadline = time.monotonic() + drain
+                if drain <= 0 and self.refuses:
+                    _stop_listening(self.sockets)
+
+        def terminate_all(self) -> None:  # the whole stop (a restart replaces workers itself)
+            self._stopping()
             super().terminate_all()
-            if drain > 0:
-                time.sleep(drain)
+            while time.monotonic() < self.stop_deadline and any(
+                    getattr(p, "process", p).is_alive() for p in self.processes):
+                time.sleep(0.02)
+            if self.refuses:
                 _stop_listening(self.sockets)
 
     return Supervisor

@@ -83,6 +83,11 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _damaged(path: Path, what: str) -> ModelError:
+    return ModelError(f"{path}: damaged model metadata ({what}); restore {FILES.info} from a "
+                      "copy of the model directory, or train the model again")
+
+
 @dataclass
 class ModelInfo:
     """Contents of ``model.json``."""
@@ -123,14 +128,24 @@ class ModelInfo:
                              "written by 'captcha-ocr train', or a model shipped with captcha-ocr "
                              "by its name")
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(d, dict):
-                raise ValueError("not a JSON object")
-            if d.get("format") != FORMAT:
-                raise ModelError(f"{path}: model format {d.get('format')!r} is not supported "
-                                 f"(this version reads format {FORMAT})")
-            if d.get("blank", BLANK) != BLANK:
-                raise ModelError(f"{path}: blank index {d['blank']} is not supported (expected {BLANK})")
+            d = json.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError:
+            raise _damaged(path, "not UTF-8 text") from None
+        except RecursionError:
+            raise _damaged(path, "not valid JSON: nested too deeply") from None
+        except json.JSONDecodeError as e:
+            raise _damaged(path, f"not valid JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise _damaged(path, "not a JSON object")
+        if d.get("format") != FORMAT:
+            raise ModelError(f"{path}: model format {d.get('format')!r} is not supported "
+                             f"(this version reads format {FORMAT})")
+        if d.get("blank", BLANK) != BLANK:
+            raise ModelError(f"{path}: blank index {d['blank']} is not supported (expected {BLANK})")
+        for key in ("image", "model", "files", "training", "metrics", "calibration", "int8"):
+            if key in d and not isinstance(d[key], dict):
+                raise _damaged(path, f"field '{key}' is not an object")
+        try:
             info = cls(
                 alphabet=d["alphabet"], image=from_dict(ImageConfig, d["image"]),
                 model=from_dict(ModelConfig, d["model"]), blank=d.get("blank", BLANK),
@@ -140,17 +155,12 @@ class ModelInfo:
             )
             info._check(path)
             return info
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        except KeyError as e:
+            raise _damaged(path, f"no {e} field") from None
+        except (TypeError, ValueError, AttributeError) as e:
             if isinstance(e, ModelError):
                 raise
-            if isinstance(e, json.JSONDecodeError):
-                what = f"not valid JSON: {e}"
-            elif isinstance(e, KeyError):
-                what = f"no {e} field"
-            else:
-                what = f"a field of the wrong type or value: {e}"
-            raise ModelError(f"{path}: damaged model metadata ({what}); restore {FILES.info} from "
-                             "a copy of the model directory, or train the model again") from None
+            raise _damaged(path, f"a field of the wrong type or value: {e}") from None
 
     @property
     def temperature(self) -> float:
