@@ -204,6 +204,17 @@ def test_ignore_case_training_reads_one_case_and_records_it(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(data), "--model", str(out)]) == 0
     assert "(case ignored)" in capsys.readouterr().out
+    # the site's characters in either case are the lower-case ones to it, alike in
+    # Python, the CLI and the service (they were refused: "not in the model's alphabet")
+    reader, image = Reader.load(out), next(data.glob("*.png"))
+    upper = "".join(sorted(set(info["alphabet"]) - set("0123456789"))).upper()
+    assert reader.options(allow=upper).decode.allow == upper.lower()
+    assert reader.read(image, allow=upper).text == reader.read(image, allow=upper.lower()).text
+    assert main(["predict", str(image), "--model", str(out), "--allow", upper]) == 0
+    with TestClient(create_app(reader)) as c:
+        r = c.post(f"/v1/read?allow={upper}", content=image.read_bytes(),
+                   headers={"content-type": "image/png"})
+        assert r.status_code == 200, r.text
 
 
 def test_training_fits_a_temperature_and_draws_the_reliability_diagram(tmp_path):

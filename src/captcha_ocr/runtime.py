@@ -374,7 +374,8 @@ class Reader:
         Args:
             allow: the characters the site draws, the only ones the reading may hold
                 (the others' probability is moved onto them, never onto the blank: a glyph
-                outside them is read as the nearest allowed one).
+                outside them is read as the nearest allowed one). For a model trained
+                with ``ignore_case`` (it reads lower case) they are folded to lower case.
             length: the reading's exact length (or ``min_length`` / ``max_length``):
                 the most probable reading of an allowed length, by beam search.
             beam: K > 0: beam search, with up to K alternatives and their probabilities.
@@ -399,6 +400,8 @@ class Reader:
             if min_length is not None or max_length is not None:
                 raise ReadOptionError("give a length, or a min and max length, not both")
             min_length = max_length = length
+        if allow and self.info.training.get("ignore_case"):  # "ABC" is "abc" to it
+            allow = "".join(dict.fromkeys(allow.lower()))
         d = DecodeOptions(allow=allow, min_length=min_length, max_length=max_length, beam=beam)
         try:
             d.check(self.charset)
