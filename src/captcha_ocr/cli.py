@@ -586,12 +586,13 @@ def cmd_check_labels(a: argparse.Namespace) -> None:
                               recipe_overrides=dict(steps=a.steps))
     for path, why in result.unreadable:
         console.print(_skipped(path, why), markup=False, soft_wrap=True)
-    if result.agreement is not None and result.agreement < LOW_AGREEMENT:
-        console.print(f"warning: the models read only {result.agreement:.0%} of the labels they did not "
-                      "train on as labeled: too few to tell a wrong label from a misreading, so "
-                      "few labels are listed; check that the labels are what the images show "
-                      "(e.g. how file names were read) or train longer (--steps)",
-                      markup=False, soft_wrap=True)
+    weak = result.weakest
+    if weak is not None and weak.agree < LOW_AGREEMENT:
+        console.print(f"warning: part {weak.fold}'s model read only {weak.agree:.0%} of the labels "
+                      "it did not train on as labeled: too few to tell a wrong label from its own "
+                      "misreading, so the list may name right labels and miss wrong ones; check "
+                      "that the labels are what the images show (e.g. how file names were read), "
+                      "label more, or train longer (--steps)", markup=False, soft_wrap=True)
     if a.json:
         print(json.dumps(result.as_dict(), ensure_ascii=False))
         return

@@ -58,6 +58,13 @@ class LabelCheck:
         total = sum(n for _, n in read)
         return sum(a * n for a, n in read) / total if total else None
 
+    @property
+    def weakest(self) -> FoldResult | None:
+        """The part whose model read the fewest of its labels as labeled (None: none read):
+        a list is only as good as the weaker of the models that made it."""
+        read = [f for f in self.folds if f.agree is not None]
+        return min(read, key=lambda f: f.agree) if read else None
+
     def as_dict(self) -> dict:
         return dict(n=self.n, threshold=self.threshold, seconds=round(self.seconds, 2),
                     agreement=None if self.agreement is None else round(self.agreement, 4),
