@@ -205,8 +205,17 @@ def test_the_prefix_label_hint_only_where_it_reads_the_numbers():
             name_labels(stems, "d")
 
 
+def test_digit_labels_of_one_length_are_labels_where_not_every_one_begins_with_0():
+    names = [f"0{i * 7:03d}" for i in range(30)] + ["1234"]  # gaps; a digit site: 0 in one of ten
+    assert name_labels([f"{i * 7919 % 10000:04d}" for i in range(40)], "d").scheme == "whole"
+    with pytest.raises(DatasetError, match="zero-padded numbers"):
+        name_labels(names[:-1], "d")
+    assert name_labels(names, "d").scheme == "whole"
+
+
 @pytest.mark.parametrize("pattern, what", [
     ("{i:04d}", "numbers counting up"),
+    ("0{i:02d}8", "zero-padded numbers"),  # a sample of a numbered set: 0008, 0018, ... 0118
     ("img_{i:04d}", "a word and a number"),
     ("{i:08x}-1a2b-4c3d-8e9f-0123456789ab", "timestamps, hashes or UUIDs"),
     ("{i}0731234567", "timestamps, hashes or UUIDs"),

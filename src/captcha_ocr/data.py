@@ -129,9 +129,17 @@ def _counts_up(names: list[str]) -> bool:
     return sum(b - a == 1 for a, b in zip(n, n[1:])) >= 0.98 * (len(n) - 1)
 
 
+def _zero_padded(names: list[str]) -> bool:
+    """Five or more numbers of one length, 3 digits or more, each with a leading zero: a
+    sample of a zero-padded numbering (00008, 00018, ..., 02497), which need not count
+    up. A site's digit text begins with 0 in about one label of ten, not in every one."""
+    return (len(names) >= 5 and len({len(x) for x in names}) == 1 and len(names[0]) >= 3
+            and all(x.isdigit() and x[0] == "0" for x in names))
+
+
 def _ids(names: list[str]) -> bool:
     """Names that are certainly ids: a numbering, or timestamps, hashes, UUIDs."""
-    return _counts_up(names) or all(_LONG_ID.fullmatch(x) for x in names)
+    return _counts_up(names) or _zero_padded(names) or all(_LONG_ID.fullmatch(x) for x in names)
 
 
 def _natural(name: str) -> list:
@@ -215,7 +223,8 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
             return NameLabels(f"word+{found}")
         return NameLabels(found)
     if _ids(stems) or _hex_names(stems):
-        what = "numbers counting up" if _counts_up(stems) else "timestamps, hashes or UUIDs"
+        what = ("numbers counting up" if _counts_up(stems) else
+                "zero-padded numbers" if _zero_padded(stems) else "timestamps, hashes or UUIDs")
         return _not_labels(stems, where, what, strict)
     if _word_then_number(stems):  # "img100", "captcha-7", "z101"
         return _not_labels(stems, where, "a word and a number", strict)
