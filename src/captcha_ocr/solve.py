@@ -4,7 +4,9 @@ A small recursive-descent parser (no ``eval``): integers, ``+ - x X * /`` and th
 Unicode signs ``× ÷ −``, the usual precedence (``x * /`` before ``+ -``), an optional
 leading minus, and an optional trailing ``=`` or ``=?`` (spaces around them allowed).
 Division must come out exact: captcha answers are whole numbers, so "7/2" has no
-answer rather than a rounded one.
+answer rather than a rounded one. A number alone ("25", "-3") is no expression either:
+an arithmetic captcha always shows an operation, so such a reading has lost its sign
+("2-5" read as "25") and its "answer" would be wrong.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def solve(text: str) -> Solved:
         value, end = _sum(tokens, 0, no_answer)
         if end != len(tokens):
             raise _Fail(f"unexpected {tokens[end]!r}")
+        if sum(isinstance(t, int) for t in tokens) < 2:
+            raise _Fail("no operation of two numbers (was its sign misread?)")
     except _Fail as e:  # parsed to the end first: "7/2+" is no expression, not 3.5 and more
         return Solved(None, f"{text!r} is not an arithmetic expression: {e}")
     if no_answer:
