@@ -205,17 +205,34 @@ def test_the_prefix_label_hint_only_where_it_reads_the_numbers():
             name_labels(stems, "d")
 
 
-def test_digit_labels_of_one_length_are_labels_where_not_every_one_begins_with_0():
-    names = [f"0{i * 7:03d}" for i in range(30)] + ["1234"]  # gaps; a digit site: 0 in one of ten
-    assert name_labels([f"{i * 7919 % 10000:04d}" for i in range(40)], "d").scheme == "whole"
-    with pytest.raises(DatasetError, match="zero-padded numbers"):
-        name_labels(names[:-1], "d")
+def test_names_like_a_zero_padded_numbering_get_a_note_not_a_refusal(synth_dir):
+    """0008.png, 0018.png ... (a sample of a numbered set, not counting up): a note, as the
+    first files of a sorted listing of digit captchas may all begin with 0 too."""
+    _rename(synth_dir, "0{i:02d}8")
+    note = survey(synth_dir).note()
+    assert "12 labels are whole file names, zero-padded numbers of 4 digits (" in note
+    assert "if the names number the images instead of spelling their text, label them" in note
+    names = [f"0{i * 7:03d}" for i in range(30)]
     assert name_labels(names, "d").scheme == "whole"
+
+
+def test_a_digit_site_whose_labels_begin_with_0_now_and_then_gets_no_note(synth_dir):
+    _rename(synth_dir, "{i}1{i}")  # 010, 111, ..., 10110: several lengths, one with 0
+    labels = [s.label for s in survey(synth_dir).samples]
+    assert any(x[0] == "0" for x in labels) and not all(x[0] == "0" for x in labels)
+    assert "numbers" not in survey(synth_dir).note()
+
+
+def test_label_id_names_whose_labels_all_begin_with_0_stay_label_id():
+    """The first files of a sorted listing of 4-digit captchas: every label begins with 0;
+    the index after '_' is the id, as before (a review found the labels read as ids)."""
+    stems = [f"0{i * 37 % 1000:03d}_{i}" for i in range(200)]
+    rule = name_labels(stems, "d")
+    assert rule.scheme == "label_id" and rule("0037_1") == "0037"
 
 
 @pytest.mark.parametrize("pattern, what", [
     ("{i:04d}", "numbers counting up"),
-    ("0{i:02d}8", "zero-padded numbers"),  # a sample of a numbered set: 0008, 0018, ... 0118
     ("img_{i:04d}", "a word and a number"),
     ("{i:08x}-1a2b-4c3d-8e9f-0123456789ab", "timestamps, hashes or UUIDs"),
     ("{i}0731234567", "timestamps, hashes or UUIDs"),

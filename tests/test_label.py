@@ -470,3 +470,19 @@ def test_a_label_with_an_invisible_character_is_refused(folder):
         assert store.labels[name] == "ABC"
     finally:
         store.close()
+
+
+def test_the_page_does_not_offer_trust_stems_for_names_like_a_numbering(tmp_path, caplog):
+    """A trial's folder of 00008.png, 00018.png ...: the page said "600 of these file names
+    read as labels ... --trust-stems counts them as labeled"; it says what they look like."""
+    import logging
+
+    from captcha_ocr import labeling
+
+    folder = tmp_path / "site"
+    folder.mkdir()
+    for i, sample in enumerate(write_style("pastel_digits", tmp_path / "zoo", 8, seed=3)):
+        sample.path.rename(folder / f"0{i * 13:03d}.png")
+    with caplog.at_level(logging.INFO, logger="captcha_ocr.label"):
+        labeling._stems_hint(folder)
+    assert "zero-padded numbers of 4 digits" in caplog.text and "--trust-stems" not in caplog.text

@@ -132,6 +132,22 @@ def test_the_warning_goes_by_the_weaker_part_not_the_mean():
     assert LabelCheck([], 0, 0.7, folds=[FoldResult(1, 5, 0, None, 1.0)]).weakest is None
 
 
+def test_check_labels_warns_by_its_weaker_part(tmp_path, capsys, monkeypatch):
+    """Through the command: parts reading 0.60 and 0.48 (0.54 in all) draw the warning,
+    naming the weaker part; 0.60 and 0.52 do not."""
+    from captcha_ocr import crosscheck
+    from captcha_ocr.crosscheck import FoldResult, LabelCheck
+
+    for agrees, warned in (((0.6, 0.48), True), ((0.6, 0.52), False)):
+        check = LabelCheck([], 104, 0.7, folds=[FoldResult(k + 1, 52, 52, a, 1.0)
+                                                 for k, a in enumerate(agrees)])
+        monkeypatch.setattr(crosscheck, "check_labels", lambda *a, check=check, **k: check)
+        assert main(["check-labels", str(tmp_path), "-q"]) == 0
+        err = capsys.readouterr().err
+        assert ("warning: part 2's model read only 48% of the labels it did not train on" in err) is warned
+        assert ("warning" in err) is warned
+
+
 def test_a_folder_of_copies_is_one_clear_line(tmp_path, capsys):
     folder = tmp_path / "copies"
     sample = write_style("pastel_digits", folder, 1, seed=63)[0]

@@ -130,16 +130,17 @@ def _counts_up(names: list[str]) -> bool:
 
 
 def _zero_padded(names: list[str]) -> bool:
-    """Five or more numbers of one length, 3 digits or more, each with a leading zero: a
-    sample of a zero-padded numbering (00008, 00018, ..., 02497), which need not count
-    up. A site's digit text begins with 0 in about one label of ten, not in every one."""
+    """Five or more numbers of one length, 3 digits or more, each with a leading zero: like
+    a sample of a zero-padded numbering (00008, 00018, ..., 02497), which need not count
+    up. A site's digit text begins with 0 in about one label of ten, not in every one
+    (but the first files of a sorted listing may all: a note, never a refusal)."""
     return (len(names) >= 5 and len({len(x) for x in names}) == 1 and len(names[0]) >= 3
             and all(x.isdigit() and x[0] == "0" for x in names))
 
 
 def _ids(names: list[str]) -> bool:
     """Names that are certainly ids: a numbering, or timestamps, hashes, UUIDs."""
-    return _counts_up(names) or _zero_padded(names) or all(_LONG_ID.fullmatch(x) for x in names)
+    return _counts_up(names) or all(_LONG_ID.fullmatch(x) for x in names)
 
 
 def _natural(name: str) -> list:
@@ -223,8 +224,7 @@ def name_labels(stems: list[str], where: str | Path = "", strict: bool = True,
             return NameLabels(f"word+{found}")
         return NameLabels(found)
     if _ids(stems) or _hex_names(stems):
-        what = ("numbers counting up" if _counts_up(stems) else
-                "zero-padded numbers" if _zero_padded(stems) else "timestamps, hashes or UUIDs")
+        what = "numbers counting up" if _counts_up(stems) else "timestamps, hashes or UUIDs"
         return _not_labels(stems, where, what, strict)
     if _word_then_number(stems):  # "img100", "captcha-7", "z101"
         return _not_labels(stems, where, "a word and a number", strict)
@@ -446,6 +446,13 @@ class Labeling:
             out["names"] = self.names  # LABEL_ID, PREFIX_LABEL...: the part that was read
         return out
 
+    def numbered_note(self) -> str:
+        """A line where the labels read from whole file names look like a numbering (the
+        names may number the images rather than spell their text), else ""."""
+        if self.names not in ("", "whole"):
+            return ""
+        return _numbered_note([s for s in self.samples if s.path.name in self.named])
+
     def _fix(self, samples: list[Sample]) -> str:
         """Where these samples' labels are mended: labels.csv, their file names, or both."""
         named = sum(s.path.name in self.named for s in samples)
@@ -473,7 +480,7 @@ class Labeling:
                        f"({ex.path.name} -> {ex.label}), beside names without one: the model "
                        "learns to read '_'; if the part before the last '_' is their label, "
                        f"give those files' labels in {LABELS_FILE} or rename them")
-        numbered = _numbered_note(whole)
+        numbered = self.numbered_note()
         if numbered:
             out.append(numbered)
         if self.copies_cut:
@@ -544,18 +551,23 @@ def long_labels(labels: list[str]) -> list[int]:
 
 
 def _numbered_note(by_name: list[Sample]) -> str:
-    """Whole file names as labels that look like a numbering (only digits, of several
-    lengths, none with a leading zero: 7.png, 164.png, 1001.png), which the
-    consecutive-number check misses in a sample of a numbered set; "" otherwise. Digit
-    captchas of several lengths draw a leading 0 in about one label of ten."""
-    lengths = sorted({len(s.label) for s in by_name})
-    if len(by_name) < 2 or len(lengths) < 2 or \
-            not all(s.label.isdigit() and s.label[0] != "0" for s in by_name):
+    """Whole file names as labels that look like a numbering, which the consecutive-number
+    check misses in a sample of a numbered set; "" otherwise: only digits, of several
+    lengths, none with a leading zero (7.png, 164.png, 1001.png: digit captchas of several
+    lengths draw a leading 0 in about one label of ten), or of one length, every one with
+    a leading zero (00008.png, 00018.png, 02497.png: ``_zero_padded``)."""
+    labels = [s.label for s in by_name]
+    lengths = sorted({len(x) for x in labels})
+    if _zero_padded(labels):
+        what = f"zero-padded numbers of {lengths[0]} digits"
+    elif len(labels) >= 2 and len(lengths) >= 2 and all(x.isdigit() and x[0] != "0" for x in labels):
+        what = f"numbers of {lengths[0]} to {lengths[-1]} digits"
+    else:
         return ""
     ex = by_name[0]
-    return (f"{counted(len(by_name), 'label')} are whole file names, numbers of {lengths[0]} to "
-            f"{lengths[-1]} digits ({ex.path.name} -> {ex.label}): if the names number the "
-            "images instead of spelling their text, label them (captcha-ocr label DIR)")
+    return (f"{counted(len(by_name), 'label')} are whole file names, {what} ({ex.path.name} -> "
+            f"{ex.label}): if the names number the images instead of spelling their text, label "
+            "them (captcha-ocr label DIR)")
 
 
 def counted(n: int, noun: str) -> str:

@@ -355,10 +355,13 @@ def _stems_hint(folder: Path) -> None:
     """Where ``train`` would read the file names as labels, say so: the page shows every
     image as unlabeled until ``--trust-stems``."""
     try:
-        named = survey(folder, stem_labels=True).by_file_name  # as --trust-stems would
+        labeling = survey(folder, stem_labels=True)  # as --trust-stems would
     except DatasetError:  # names that are no labels (a numbering, ids): nothing to say
         return
-    if named:
+    named, numbered = labeling.by_file_name, labeling.numbered_note()
+    if numbered:  # names like 00008, 00018: not offered as labels
+        log.info("%s", numbered)
+    elif named:
         log.info("%d of these file names read as labels (as train reads them): --trust-stems "
                  "counts them as labeled and shows only the rest", named)
 
