@@ -486,3 +486,29 @@ def test_the_page_does_not_offer_trust_stems_for_names_like_a_numbering(tmp_path
     with caplog.at_level(logging.INFO, logger="captcha_ocr.label"):
         labeling._stems_hint(folder)
     assert "zero-padded numbers of 4 digits" in caplog.text and "--trust-stems" not in caplog.text
+
+
+def test_name_labels_tells_the_page_how_to_read_file_names(tmp_path, monkeypatch):
+    """Digit captchas whose names count up (0000.png, 0001.png, ...): refused as labels by
+    the rule, so --trust-stems trusted none, and the page had no way to say they are
+    (train, eval and check-labels take --name-labels whole)."""
+    from captcha_ocr.labels import LabelStore
+
+    folder = tmp_path / "counting"
+    folder.mkdir()
+    for i, sample in enumerate(write_style("pastel_digits", tmp_path / "zoo", 8, seed=5)):
+        sample.path.rename(folder / f"{i:04d}.png")
+    store = LabelStore(folder, trust_stems=True)
+    assert store.labels == {}
+    store.close()
+    store = LabelStore(folder, trust_stems=True, names="whole")
+    assert store.labels == {f"{i:04d}.png": f"{i:04d}" for i in range(8)}
+    store.close()
+    with pytest.raises(SystemExit):  # the command takes it, and only a scheme
+        main(["label", str(folder), "--name-labels", "nonsense"])
+    from captcha_ocr import labeling
+
+    served = {}
+    monkeypatch.setattr(labeling, "serve_labeling", lambda *a, **k: served.update(k))
+    main(["label", str(folder), "--name-labels", "whole", "--no-browser"])
+    assert served["names"] == "whole" and served["trust_stems"] is True  # it implies --trust-stems

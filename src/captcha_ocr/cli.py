@@ -772,12 +772,13 @@ def cmd_label(a: argparse.Namespace) -> None:
 
     review = read_review_list(a.review) if a.review else None
     suggestions = read_review_suggestions(a.review) if a.review else None
-    trust_stems = a.trust_stems
+    trust_stems = a.trust_stems or a.name_labels != "auto"  # how to read them: so read them
     if review is not None and not (Path(a.data_dir) / LABELS_FILE).is_file():
         # check-labels read this folder's file names as its labels: those are under review
         trust_stems = True
     serve_labeling(a.data_dir, a.model, a.host, a.port, order=a.order, trust_stems=trust_stems,
-                   open_browser=not a.no_browser, review=review, suggestions=suggestions)
+                   open_browser=not a.no_browser, review=review, suggestions=suggestions,
+                   names=a.name_labels)
 
 
 # ---------------------------------------------------------------- zoo
@@ -1052,6 +1053,8 @@ def build_parser() -> argparse.ArgumentParser:
     lb.add_argument("--trust-stems", action="store_true",
                     help="file names count as labels (as train reads them); the page shows the "
                     "images left without one (--review LIST to go through labeled ones)")
+    lb.add_argument("--name-labels", choices=NAME_SCHEMES, default="auto",
+                    help="how --trust-stems reads the file names (implies it): " + NAME_LABELS_HELP)
     lb.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     lb.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
     lb.add_argument("--no-browser", action="store_true", help="do not open a browser")

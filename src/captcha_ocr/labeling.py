@@ -377,13 +377,13 @@ def folder_summary(store: LabelStore, labeled: int) -> str:
 def serve_labeling(folder: str | Path, model: str | None = None, host: str = "127.0.0.1",
                    port: int = 8000, order: str = "confidence", trust_stems: bool = False,
                    open_browser: bool = True, review: list[str] | None = None,
-                   suggestions: dict[str, dict[str, Any]] | None = None) -> None:
+                   suggestions: dict[str, dict[str, Any]] | None = None, names: str = "auto") -> None:
     """Load the folder and the model (None: ``default_label_model``), then serve the page
-    until Ctrl-C or SIGTERM."""
+    until Ctrl-C or SIGTERM; ``names``: how ``trust_stems`` reads the file names."""
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(message)s")
     sockets = listening.bind(host, port)  # a port in use: one line, before the folder and model load
     try:
-        store = LabelStore(folder, trust_stems=trust_stems)
+        store = LabelStore(folder, trust_stems=trust_stems, names=names)
     except BaseException:
         listening.close(sockets)
         raise

@@ -49,14 +49,15 @@ class Entry:
 
 
 class LabelStore:
-    """The labeling state of ``folder``; ``trust_stems``: file stems count as labels too.
+    """The labeling state of ``folder``; ``trust_stems``: file stems count as labels too,
+    read as ``names`` says (``data.name_labels``' schemes; ``auto``: as training reads them).
 
     Raises (on creation):
         DatasetError: no such folder, no images, a malformed ``labels.csv``, a folder
             that cannot be written, or one another ``captcha-ocr label`` holds.
     """
 
-    def __init__(self, folder: str | Path, trust_stems: bool = False) -> None:
+    def __init__(self, folder: str | Path, trust_stems: bool = False, names: str = "auto") -> None:
         self.folder = Path(folder)
         self.images = list_images(self.folder)
         if not self.images:
@@ -72,9 +73,9 @@ class LabelStore:
             # The file names' labels as training reads them (``data.survey``: LABEL_ID
             # names give their label part); names that are a numbering are no labels.
             by_name = [p for p in self.images if p.name not in self.labels and p.name not in self.set_aside]
-            names = name_labels([p.stem for p in by_name], self.folder, strict=False)
-            for p in by_name if names else ():
-                self.labels[p.name] = names(p.stem)
+            rule = name_labels([p.stem for p in by_name], self.folder, strict=False, scheme=names)
+            for p in by_name if rule else ():
+                self.labels[p.name] = rule(p.stem)
 
     def _hold_folder(self) -> None:
         try:
