@@ -168,8 +168,9 @@ def test_review_of_a_folder_labeled_by_file_names_keeps_every_label(tmp_path, ca
     (tmp_path / "list.txt").write_text(f"{first}\n{second}\n")
     seen = {}
 
-    def fake_serve(folder, model, host, port, order, trust_stems, open_browser, review, suggestions):
-        store = LabelStore(folder, trust_stems=trust_stems)
+    def fake_serve(folder, model, host, port, order, trust_stems, open_browser, review, suggestions,
+                   names):
+        store = LabelStore(folder, trust_stems=trust_stems, names=names)
         try:
             lab = Labeling(store, None, order, review)
             with TestClient(create_label_app(lab)) as c:
