@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-__all__ = ["BLANK", "CLASSES", "Charset", "UnknownCharacterError", "complete_alphabet"]
+__all__ = ["BLANK", "CLASSES", "Charset", "UnknownCharacterError", "complete_alphabet", "one_case"]
 
 BLANK = 0
 
@@ -74,6 +74,12 @@ class Charset:
 
     def __repr__(self) -> str:
         return f"Charset({self.alphabet!r})"
+
+
+def one_case(chars: str) -> str:
+    """A set of characters (an alphabet, allowed characters) as a model trained with
+    ``ignore_case`` reads them: lower case, each once, in their order."""
+    return "".join(dict.fromkeys(chars.lower()))
 
 
 def complete_alphabet(labels: Sequence[str], known: str) -> tuple[str, dict]:

@@ -446,12 +446,16 @@ class Labeling:
             out["names"] = self.names  # LABEL_ID, PREFIX_LABEL...: the part that was read
         return out
 
+    def _whole_names(self) -> list[Sample]:
+        """The samples whose labels are their whole file names."""
+        if self.names not in ("", "whole"):
+            return []
+        return [s for s in self.samples if s.path.name in self.named]
+
     def numbered_note(self) -> str:
         """A line where the labels read from whole file names look like a numbering (the
         names may number the images rather than spell their text), else ""."""
-        if self.names not in ("", "whole"):
-            return ""
-        return _numbered_note([s for s in self.samples if s.path.name in self.named])
+        return _numbered_note(self._whole_names())
 
     def _fix(self, samples: list[Sample]) -> str:
         """Where these samples' labels are mended: labels.csv, their file names, or both."""
@@ -470,9 +474,7 @@ class Labeling:
             out.append(f"{counted(self.names_cut, 'label')} read from file names as "
                        f"{NameLabels(self.names).describe()}: {self.name_example} (--name-labels "
                        "whole: the whole names)")
-        whole = [s for s in self.samples if s.path.name in self.named] \
-            if self.names in ("", "whole") else []  # labels that are whole file names
-        underscored = [s for s in whole if "_" in s.label]
+        underscored = [s for s in self._whole_names() if "_" in s.label]
         if underscored and 2 * len(underscored) < len(self.samples):  # a minority (--name-labels
             # whole, or most names with one that auto read whole: the user's or the rule's word)
             ex = underscored[0]

@@ -21,6 +21,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from .charset import one_case
 from .cpus import usable_cores
 from .decoding import DecodeOptions, decode
 from .modeldir import FILES, ModelError, ModelInfo
@@ -401,7 +402,7 @@ class Reader:
                 raise ReadOptionError("give a length, or a min and max length, not both")
             min_length = max_length = length
         if allow and self.info.training.get("ignore_case"):  # "ABC" is "abc" to it
-            allow = "".join(dict.fromkeys(allow.lower()))
+            allow = one_case(allow)
         d = DecodeOptions(allow=allow, min_length=min_length, max_length=max_length, beam=beam)
         try:
             d.check(self.charset)

@@ -27,7 +27,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from . import checkpoint
 from .augment import aug_noise, augment_batch
-from .charset import Charset, complete_alphabet
+from .charset import Charset, complete_alphabet, one_case
 from .config import (
     ARCHS,
     DEFAULT_ARCH,
@@ -861,7 +861,7 @@ def _train_into(staged: StagedModelDir, work: Path, data_dir, arch, params, imag
     if ignore_case:
         samples = [dataclasses.replace(s, label=s.label.lower()) for s in samples]
         if alphabet not in ("auto", "labels"):  # the site's characters, as the model reads them
-            alphabet = "".join(dict.fromkeys(alphabet.lower()))
+            alphabet = one_case(alphabet)
     geometry = None
     if not isinstance(image, ImageConfig):
         image, geometry = training_input(samples, arch, init, image)
